@@ -1,0 +1,24 @@
+#pragma once
+// Error types shared by every module. The CLI maps them to exit codes (see README, "Exit codes").
+
+#include <stdexcept>
+#include <string>
+
+namespace aligndetr {
+
+// Bad input from the user: a missing or malformed file, an invalid record, a bad option value.
+// The message names the file and the record it concerns.
+class InputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Exit codes of the `aligndetr` command.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitInternal = 1,  // a bug or an unexpected failure
+  kExitInput = 2,     // InputError: bad data or files
+  kExitUsage = 3,     // bad command-line arguments
+};
+
+}  // namespace aligndetr

@@ -1,0 +1,255 @@
+#include "aligndetr/data/coco.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "aligndetr/util/atomic_file.h"
+#include "aligndetr/util/error.h"
+#include "aligndetr/util/json.h"
+
+namespace aligndetr {
+
+namespace od = simdjson::ondemand;
+
+namespace {
+
+// Where in the text the parser stopped, as "byte N (line L)", for error messages.
+std::string location_of(const char* base, size_t size, const char* at) {
+  if (!at || at < base || at > base + size) return "unknown position";
+  const size_t offset = static_cast<size_t>(at - base);
+  const auto line = 1 + std::count(base, at, '\n');
+  return fmt::format("byte {} (line {})", offset, line);
+}
+
+std::string as_string(od::value v) {
+  const std::string_view s = v.get_string();
+  return std::string(s);
+}
+
+int64_t get_int(od::value v) {
+  // Ids and sizes are integers in COCO files, but some writers emit them as 12.0.
+  if (v.type() == od::json_type::number) {
+    od::number n = v.get_number();
+    if (n.is_int64()) return n.get_int64();
+    if (n.is_uint64()) return static_cast<int64_t>(n.get_uint64());
+    const double d = n.get_double();
+    if (std::floor(d) == d) return static_cast<int64_t>(d);
+  }
+  throw simdjson::simdjson_error(simdjson::INCORRECT_TYPE);
+}
+
+CocoImage parse_image(od::object obj) {
+  CocoImage img;
+  bool has_id = false;
+  for (auto field : obj) {
+    const std::string_view key = field.unescaped_key();
+    if (key == "id") {
+      img.id = get_int(field.value());
+      has_id = true;
+    } else if (key == "file_name") {
+      img.file_name = as_string(field.value());
+    } else if (key == "width") {
+      img.width = static_cast<int>(get_int(field.value()));
+    } else if (key == "height") {
+      img.height = static_cast<int>(get_int(field.value()));
+    }
+  }
+  if (!has_id) throw InputError("an image record has no \"id\"");
+  return img;
+}
+
+CocoAnnotation parse_annotation(od::object obj) {
+  CocoAnnotation ann;
+  bool has_id = false, has_image = false, has_cat = false, has_bbox = false, has_area = false;
+  for (auto field : obj) {
+    const std::string_view key = field.unescaped_key();
+    if (key == "id") {
+      ann.id = get_int(field.value());
+      has_id = true;
+    } else if (key == "image_id") {
+      ann.image_id = get_int(field.value());
+      has_image = true;
+    } else if (key == "category_id") {
+      ann.category_id = get_int(field.value());
+      has_cat = true;
+    } else if (key == "bbox") {
+      size_t i = 0;
+      for (auto x : field.value().get_array()) {
+        if (i < 4) ann.bbox[i] = x.get_double();
+        ++i;
+      }
+      if (i != 4) {
+        throw InputError(fmt::format("annotation {} has a bbox of {} numbers, not 4",
+                                     has_id ? std::to_string(ann.id) : "?", i));
+      }
+      has_bbox = true;
+    } else if (key == "area") {
+      ann.area = field.value().get_double();
+      has_area = true;
+    } else if (key == "iscrowd") {
+      ann.iscrowd = get_int(field.value()) != 0;
+    }
+  }
+  const std::string id = has_id ? std::to_string(ann.id) : "without id";
+  if (!has_id || !has_image || !has_cat || !has_bbox) {
+    throw InputError(fmt::format("annotation {} lacks one of id, image_id, category_id, bbox", id));
+  }
+  if (!has_area) ann.area = ann.bbox[2] * ann.bbox[3];
+  return ann;
+}
+
+CocoCategory parse_category(od::object obj) {
+  CocoCategory cat;
+  bool has_id = false;
+  for (auto field : obj) {
+    const std::string_view key = field.unescaped_key();
+    if (key == "id") {
+      cat.id = get_int(field.value());
+      has_id = true;
+    } else if (key == "name") {
+      cat.name = as_string(field.value());
+    } else if (key == "supercategory") {
+      cat.supercategory = as_string(field.value());
+    }
+  }
+  if (!has_id) throw InputError("a category record has no \"id\"");
+  return cat;
+}
+
+CocoDataset parse_padded(const simdjson::padded_string& json, const std::string& source) {
+  check_json_cpu_support();
+  CocoDataset ds;
+  ds.source = source;
+  od::parser parser;
+  od::document doc;
+  const char* base = json.data();
+  const char* at = base;
+  try {
+    doc = parser.iterate(json);
+    bool has_images = false, has_annotations = false;
+    for (auto field : doc.get_object()) {
+      const std::string_view key = field.unescaped_key();
+      if (key == "images") {
+        has_images = true;
+        for (auto v : field.value().get_array()) ds.images.push_back(parse_image(v.get_object()));
+      } else if (key == "annotations") {
+        has_annotations = true;
+        for (auto v : field.value().get_array()) {
+          ds.annotations.push_back(parse_annotation(v.get_object()));
+        }
+      } else if (key == "categories") {
+        for (auto v : field.value().get_array()) {
+          ds.categories.push_back(parse_category(v.get_object()));
+        }
+      }
+    }
+    if (!has_images) throw InputError("no \"images\" array");
+    if (!has_annotations) throw InputError("no \"annotations\" array");
+  } catch (const simdjson::simdjson_error& e) {
+    const char* loc = nullptr;
+    if (doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
+    throw InputError(fmt::format("{}: malformed COCO JSON at {}: {}", source,
+                                 location_of(base, json.size(), at), e.what()));
+  } catch (const InputError& e) {
+    const char* loc = nullptr;
+    if (doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
+    throw InputError(fmt::format("{}: invalid COCO record near {}: {}", source,
+                                 location_of(base, json.size(), at), e.what()));
+  }
+  ds.reindex();
+  return ds;
+}
+
+}  // namespace
+
+void CocoDataset::reindex() {
+  image_lookup.clear();
+  image_lookup.reserve(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    image_lookup.emplace(images[i].id, static_cast<int64_t>(i));  // first one wins on duplicates
+  }
+  category_lookup.clear();
+  for (size_t i = 0; i < categories.size(); ++i) {
+    category_lookup.emplace(categories[i].id, static_cast<int64_t>(i));
+  }
+}
+
+int64_t CocoDataset::image_index(int64_t image_id) const {
+  const auto it = image_lookup.find(image_id);
+  return it == image_lookup.end() ? -1 : it->second;
+}
+
+std::vector<std::vector<int32_t>> CocoDataset::annotations_by_image() const {
+  std::vector<std::vector<int32_t>> out(images.size());
+  for (size_t a = 0; a < annotations.size(); ++a) {
+    const int64_t i = image_index(annotations[a].image_id);
+    if (i >= 0) out[static_cast<size_t>(i)].push_back(static_cast<int32_t>(a));
+  }
+  return out;
+}
+
+CocoDataset read_coco(const std::string& path) {
+  simdjson::padded_string json;
+  if (const auto err = simdjson::padded_string::load(path).get(json)) {
+    throw InputError(fmt::format("cannot read COCO file '{}': {}", path,
+                                 err == simdjson::IO_ERROR ? "no such file or unreadable"
+                                                           : simdjson::error_message(err)));
+  }
+  return parse_padded(json, path);
+}
+
+CocoDataset parse_coco(std::string_view json, const std::string& source_name) {
+  const simdjson::padded_string padded(json);
+  return parse_padded(padded, source_name);
+}
+
+void write_coco(const CocoDataset& ds, const std::string& path) {
+  std::string out;
+  out.reserve(256 + ds.images.size() * 96 + ds.annotations.size() * 128);
+  out += "{\n\"images\": [";
+  for (size_t i = 0; i < ds.images.size(); ++i) {
+    const auto& im = ds.images[i];
+    out += fmt::format("{}\n{{\"id\": {}, \"file_name\": \"{}\", \"width\": {}, \"height\": {}}}",
+                       i ? "," : "", im.id, json_escape(im.file_name), im.width, im.height);
+  }
+  out += "],\n\"annotations\": [";
+  for (size_t i = 0; i < ds.annotations.size(); ++i) {
+    const auto& a = ds.annotations[i];
+    out += fmt::format(
+        "{}\n{{\"id\": {}, \"image_id\": {}, \"category_id\": {}, \"bbox\": [{}, {}, {}, {}], "
+        "\"area\": {}, \"iscrowd\": {}}}",
+        i ? "," : "", a.id, a.image_id, a.category_id, a.bbox[0], a.bbox[1], a.bbox[2], a.bbox[3],
+        a.area, a.iscrowd ? 1 : 0);
+  }
+  out += "],\n\"categories\": [";
+  for (size_t i = 0; i < ds.categories.size(); ++i) {
+    const auto& c = ds.categories[i];
+    out += fmt::format("{}\n{{\"id\": {}, \"name\": \"{}\", \"supercategory\": \"{}\"}}",
+                       i ? "," : "", c.id, json_escape(c.name), json_escape(c.supercategory));
+  }
+  out += "]\n}\n";
+  write_file_atomic(path, out);
+}
+
+CategoryMap::CategoryMap(const std::vector<CocoCategory>& categories) {
+  std::vector<const CocoCategory*> sorted;
+  for (const auto& c : categories) sorted.push_back(&c);
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [](const CocoCategory* a, const CocoCategory* b) { return a->id < b->id; });
+  for (const auto* c : sorted) {
+    if (labels_.count(c->id)) continue;
+    labels_.emplace(c->id, static_cast<int>(ids_.size()));
+    ids_.push_back(c->id);
+    names_.push_back(c->name);
+  }
+}
+
+int CategoryMap::label(int64_t category_id) const {
+  const auto it = labels_.find(category_id);
+  return it == labels_.end() ? -1 : it->second;
+}
+
+}  // namespace aligndetr

@@ -1,0 +1,246 @@
+#include "aligndetr/data/validate.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <opencv2/imgcodecs.hpp>
+#include <spdlog/spdlog.h>
+
+#include "aligndetr/util/error.h"
+
+namespace aligndetr {
+
+namespace fs = std::filesystem;
+
+OnInvalid parse_on_invalid(const std::string& text) {
+  if (text == "fail") return OnInvalid::kFail;
+  if (text == "skip") return OnInvalid::kSkip;
+  throw InputError(fmt::format("unknown invalid-record policy '{}': use 'fail' or 'skip'", text));
+}
+
+void ValidationReport::add(const std::string& kind, std::string message) {
+  ++counts[kind];
+  messages.push_back(std::move(message));
+}
+
+int64_t ValidationReport::total() const {
+  int64_t n = 0;
+  for (const auto& [kind, count] : counts) n += count;
+  return n;
+}
+
+namespace {
+
+std::string read_bytes(const std::string& path, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "cannot open";
+    return {};
+  }
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) *error = "read error";
+  return bytes;
+}
+
+// A JPEG starts with FF D8 and ends with FF D9 (allowing trailing padding some writers add).
+// libjpeg decodes a truncated file with only a warning, so the end marker is what tells.
+bool jpeg_is_complete(const std::string& bytes) {
+  if (bytes.size() < 4) return false;
+  const size_t window = std::min<size_t>(bytes.size() - 2, 4096);
+  for (size_t i = bytes.size() - 2; i + window >= bytes.size() && i > 1; --i) {
+    if (static_cast<unsigned char>(bytes[i]) == 0xFF &&
+        static_cast<unsigned char>(bytes[i + 1]) == 0xD9) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool is_jpeg(const std::string& bytes) {
+  return bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
+         static_cast<unsigned char>(bytes[1]) == 0xD8 &&
+         static_cast<unsigned char>(bytes[2]) == 0xFF;
+}
+
+bool is_png(const std::string& bytes) {
+  return bytes.size() >= 8 && bytes.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0;
+}
+
+// Applies the policy to one problem: throws under kFail, records it under kSkip.
+class Recorder {
+ public:
+  Recorder(ValidationReport& report, OnInvalid policy, const std::string& source)
+      : report_(report), policy_(policy), source_(source) {}
+  void operator()(const std::string& kind, const std::string& what) {
+    std::string message = fmt::format("{}: {}", source_, what);
+    if (policy_ == OnInvalid::kFail) {
+      throw InputError(message + " (pass --on-invalid skip to leave such records out)");
+    }
+    report_.add(kind, std::move(message));
+  }
+
+ private:
+  ValidationReport& report_;
+  OnInvalid policy_;
+  const std::string& source_;
+};
+
+}  // namespace
+
+std::string check_image_file(const std::string& path, bool decode) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return "file not found";
+  std::string error;
+  const std::string bytes = read_bytes(path, &error);
+  if (!error.empty()) return error;
+  if (bytes.empty()) return "empty file";
+  if (is_jpeg(bytes)) {
+    if (!jpeg_is_complete(bytes)) return "truncated JPEG (no end-of-image marker)";
+  } else if (!is_png(bytes) && !decode) {
+    return "not a JPEG or PNG file";
+  }
+  if (decode) {
+    const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1,
+                      const_cast<char*>(bytes.data()));
+    const cv::Mat img = cv::imdecode(raw, cv::IMREAD_COLOR);
+    if (img.empty()) return "cannot be decoded as an image";
+  }
+  return {};
+}
+
+ValidationReport validate_coco(CocoDataset& ds, const ValidationOptions& options) {
+  ValidationReport report;
+  Recorder problem(report, options.on_invalid, ds.source);
+
+  // Images: unique ids and positive sizes.
+  std::unordered_set<int64_t> seen;
+  std::vector<char> keep_image(ds.images.size(), 1);
+  for (size_t i = 0; i < ds.images.size(); ++i) {
+    const auto& im = ds.images[i];
+    if (!seen.insert(im.id).second) {
+      problem("duplicate_image_id", fmt::format("image id {} ('{}') appears more than once", im.id,
+                                                im.file_name));
+      keep_image[i] = 0;
+    } else if (im.width <= 0 || im.height <= 0) {
+      problem("image_bad_size", fmt::format("image {} ('{}') has size {}x{}", im.id, im.file_name,
+                                            im.width, im.height));
+      keep_image[i] = 0;
+    }
+  }
+
+  // Image files.
+  if (!options.images_dir.empty()) {
+    int threads = options.threads > 0 ? options.threads
+                                      : static_cast<int>(std::thread::hardware_concurrency());
+    threads = std::max(1, threads);
+    std::vector<std::string> file_error(ds.images.size());
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&] {
+        for (size_t i = next++; i < ds.images.size(); i = next++) {
+          if (!keep_image[i]) continue;
+          file_error[i] = check_image_file(
+              (fs::path(options.images_dir) / ds.images[i].file_name).string(),
+              options.decode_images);
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    for (size_t i = 0; i < ds.images.size(); ++i) {
+      if (file_error[i].empty()) continue;
+      const auto path = (fs::path(options.images_dir) / ds.images[i].file_name).string();
+      const bool missing = file_error[i] == "file not found";
+      problem(missing ? "image_missing" : "image_unreadable",
+              fmt::format("image {}: '{}': {}", ds.images[i].id, path, file_error[i]));
+      keep_image[i] = 0;
+    }
+  }
+
+  // Annotations: known image and category, finite positive box, inside the image once clipped.
+  std::vector<char> keep_ann(ds.annotations.size(), 1);
+  for (size_t a = 0; a < ds.annotations.size(); ++a) {
+    auto& ann = ds.annotations[a];
+    const int64_t img_index = ds.image_index(ann.image_id);
+    if (img_index < 0) {
+      problem("annotation_unknown_image",
+              fmt::format("annotation {} refers to unknown image id {}", ann.id, ann.image_id));
+      keep_ann[a] = 0;
+      continue;
+    }
+    if (!ds.category_lookup.count(ann.category_id)) {
+      problem("annotation_unknown_category",
+              fmt::format("annotation {} (image {}) has unknown category id {}", ann.id,
+                          ann.image_id, ann.category_id));
+      keep_ann[a] = 0;
+      continue;
+    }
+    auto& b = ann.bbox;
+    if (!std::all_of(b.begin(), b.end(), [](double v) { return std::isfinite(v); })) {
+      problem("box_not_finite", fmt::format("annotation {} (image {}) has a non-finite bbox",
+                                            ann.id, ann.image_id));
+      keep_ann[a] = 0;
+      continue;
+    }
+    if (b[2] <= 0 || b[3] <= 0) {
+      problem("box_non_positive_size",
+              fmt::format("annotation {} (image {}) has bbox width {} and height {}", ann.id,
+                          ann.image_id, b[2], b[3]));
+      keep_ann[a] = 0;
+      continue;
+    }
+    const auto& im = ds.images[static_cast<size_t>(img_index)];
+    const double x0 = std::clamp(b[0], 0.0, double(im.width));
+    const double y0 = std::clamp(b[1], 0.0, double(im.height));
+    const double x1 = std::clamp(b[0] + b[2], 0.0, double(im.width));
+    const double y1 = std::clamp(b[1] + b[3], 0.0, double(im.height));
+    if (x1 <= x0 || y1 <= y0) {
+      problem("box_outside_image",
+              fmt::format("annotation {} (image {}) bbox [{}, {}, {}, {}] lies outside the {}x{} "
+                          "image",
+                          ann.id, ann.image_id, b[0], b[1], b[2], b[3], im.width, im.height));
+      keep_ann[a] = 0;
+      continue;
+    }
+    if (x0 != b[0] || y0 != b[1] || x1 != b[0] + b[2] || y1 != b[1] + b[3]) {
+      ++report.clipped_boxes;
+      b = {x0, y0, x1 - x0, y1 - y0};
+    }
+    if (!keep_image[static_cast<size_t>(img_index)]) keep_ann[a] = 0;
+  }
+
+  // Remove what was invalid (only reached under kSkip, or with nothing to remove).
+  size_t w = 0;
+  for (size_t i = 0; i < ds.images.size(); ++i) {
+    if (keep_image[i]) ds.images[w++] = std::move(ds.images[i]);
+  }
+  ds.images.resize(w);
+  w = 0;
+  for (size_t a = 0; a < ds.annotations.size(); ++a) {
+    if (keep_ann[a]) ds.annotations[w++] = ds.annotations[a];
+  }
+  ds.annotations.resize(w);
+  ds.reindex();
+
+  if (report.total() > 0) {
+    spdlog::warn("{}: left out {} invalid record(s):", ds.source, report.total());
+    const size_t shown = std::min<size_t>(report.messages.size(), 10);
+    for (size_t i = 0; i < shown; ++i) spdlog::warn("  {}", report.messages[i]);
+    if (report.messages.size() > shown) {
+      spdlog::warn("  ... and {} more", report.messages.size() - shown);
+    }
+  }
+  if (report.clipped_boxes > 0) {
+    spdlog::info("{}: clipped {} box(es) to their image", ds.source, report.clipped_boxes);
+  }
+  return report;
+}
+
+}  // namespace aligndetr

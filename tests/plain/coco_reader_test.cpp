@@ -1,0 +1,113 @@
+#include <gtest/gtest.h>
+
+#include "aligndetr/data/coco.h"
+#include "aligndetr/util/error.h"
+#include "test_support.h"
+
+namespace aligndetr {
+namespace {
+
+using testing::TempDir;
+
+TEST(CocoReader, ReadsCoco128Counts) {
+  REQUIRE_SHARED_DATA();
+  const auto ds = read_coco((testing::shared_data() / "coco128/annotations/instances.json").string());
+  EXPECT_EQ(ds.images.size(), 128u);
+  EXPECT_EQ(ds.annotations.size(), 939u);
+  EXPECT_EQ(ds.categories.size(), 80u);
+  int crowd = 0;
+  for (const auto& a : ds.annotations) crowd += a.iscrowd;
+  EXPECT_EQ(crowd, 10);
+  // First image and annotation as in the file.
+  EXPECT_EQ(ds.images[0].id, 9);
+  EXPECT_EQ(ds.images[0].file_name, "000000000009.jpg");
+  EXPECT_EQ(ds.images[0].width, 640);
+  EXPECT_EQ(ds.images[0].height, 480);
+  EXPECT_EQ(ds.annotations[0].id, 1774);
+  EXPECT_EQ(ds.annotations[0].image_id, 74);
+  EXPECT_EQ(ds.annotations[0].category_id, 18);
+  EXPECT_DOUBLE_EQ(ds.annotations[0].bbox[0], 61.87);
+  EXPECT_DOUBLE_EQ(ds.annotations[0].bbox[3], 103.18);
+  EXPECT_DOUBLE_EQ(ds.annotations[0].area, 18234.62355);
+  EXPECT_EQ(ds.image_index(74) >= 0, true);
+  EXPECT_EQ(ds.image_index(123456789), -1);
+}
+
+TEST(CocoReader, FieldsInAnyOrderAndIntegerValuedFloats) {
+  const std::string json = R"({"categories":[{"name":"b","id":7}],
+    "annotations":[{"bbox":[1,2,3.5,4],"category_id":7.0,"image_id":5,"id":1,"iscrowd":1}],
+    "images":[{"width":10,"height":20,"id":5,"file_name":"x.jpg"}]})";
+  const auto ds = parse_coco(json, "inline");
+  ASSERT_EQ(ds.annotations.size(), 1u);
+  EXPECT_EQ(ds.annotations[0].category_id, 7);
+  EXPECT_TRUE(ds.annotations[0].iscrowd);
+  EXPECT_DOUBLE_EQ(ds.annotations[0].area, 3.5 * 4);  // w*h when `area` is absent
+  EXPECT_EQ(ds.images[0].height, 20);
+}
+
+TEST(CocoReader, MalformedJsonNamesFileAndPosition) {
+  const std::string json = "{\"images\": [{\"id\": 1,}],\n \"annotations\": []}";
+  try {
+    parse_coco(json, "bad.json");
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("bad.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("malformed"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("line"), std::string::npos) << msg;
+  }
+}
+
+TEST(CocoReader, TruncatedFileIsAnInputError) {
+  EXPECT_THROW(parse_coco(R"({"images": [{"id": 1, "file_name": "a.jpg")", "t.json"), InputError);
+}
+
+TEST(CocoReader, MissingRequiredFieldNamesTheRecord) {
+  const std::string json =
+      R"({"images":[{"id":1}],"annotations":[{"id":42,"image_id":1,"bbox":[0,0,1,1]}]})";
+  try {
+    parse_coco(json, "m.json");
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("annotation 42"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CocoReader, MissingFileIsAnInputError) {
+  try {
+    read_coco("/nonexistent/instances.json");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/instances.json"), std::string::npos);
+  }
+}
+
+TEST(CocoReader, WriteThenReadRoundTrips) {
+  TempDir dir;
+  CocoDataset ds;
+  ds.images = {{3, "a \"q\".jpg", 64, 48}};
+  ds.annotations = {{11, 3, 2, {1.25, 2.5, 10.0, 0.1}, 0.5, false}};
+  ds.categories = {{2, "disc", "shape"}};
+  const auto path = (dir / "out.json").string();
+  write_coco(ds, path);
+  const auto back = read_coco(path);
+  ASSERT_EQ(back.images.size(), 1u);
+  EXPECT_EQ(back.images[0].file_name, "a \"q\".jpg");
+  EXPECT_EQ(back.annotations[0].bbox, ds.annotations[0].bbox);
+  EXPECT_DOUBLE_EQ(back.annotations[0].area, 0.5);
+  EXPECT_EQ(back.categories[0].name, "disc");
+}
+
+TEST(CategoryMap, ContiguousLabelsInIdOrder) {
+  CategoryMap map({{90, "z", ""}, {1, "a", ""}, {18, "dog", ""}});
+  EXPECT_EQ(map.num_classes(), 3);
+  EXPECT_EQ(map.label(1), 0);
+  EXPECT_EQ(map.label(18), 1);
+  EXPECT_EQ(map.label(90), 2);
+  EXPECT_EQ(map.label(5), -1);
+  EXPECT_EQ(map.category_id(1), 18);
+  EXPECT_EQ(map.name(1), "dog");
+}
+
+}  // namespace
+}  // namespace aligndetr
