@@ -32,15 +32,16 @@ TEST(Boxes, FormatConversionsByHand) {
 }
 
 TEST(Boxes, AreaClampsNegativeExtents) {
-  expect_close(area(T({{0, 0, 2, 3}, {1, 1, 1, 5}, {2, 2, 1, 1}})), torch::tensor({6.0, 0.0, 0.0}, torch::kFloat64));
+  expect_close(area(T({{0, 0, 2, 3}, {1, 1, 1, 5}, {2, 2, 1, 1}})),
+               torch::tensor({6.0, 0.0, 0.0}, torch::kFloat64));
 }
 
 TEST(Boxes, PairwiseIouByHand) {
   const auto a = T({{0, 0, 2, 2}, {0, 0, 1, 1}});
   const auto b = T({{1, 1, 3, 3}, {0, 0, 2, 2}, {5, 5, 6, 6}});
   // a0 vs b0: inter 1, union 4+4-1=7.  a0 vs b1: identical.  a1 vs b1: inter 1, union 4.
-  const auto expected = T({{1.0 / (7 + 1e-6), 4.0 / (4 + 1e-6), 0.0},
-                           {0.0, 1.0 / (4 + 1e-6), 0.0}});
+  const auto expected =
+      T({{1.0 / (7 + 1e-6), 4.0 / (4 + 1e-6), 0.0}, {0.0, 1.0 / (4 + 1e-6), 0.0}});
   expect_close(pairwise_iou(a, b), expected, 1e-12);
 }
 

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -10,7 +11,6 @@
 #include <fstream>
 #include <random>
 #include <string>
-#include <sys/wait.h>
 
 namespace aligndetr::testing {
 
@@ -20,14 +20,16 @@ inline std::filesystem::path shared_data() {
   return ALIGNDETR_SHARED_DATA;
 }
 
-inline bool has_shared_data() { return std::filesystem::exists(shared_data() / "README.md"); }
+inline bool has_shared_data() {
+  return std::filesystem::exists(shared_data() / "README.md");
+}
 
-#define REQUIRE_SHARED_DATA()                                                             \
-  do {                                                                                    \
-    if (!::aligndetr::testing::has_shared_data()) {                                       \
-      GTEST_SKIP() << "test data not found at " << ::aligndetr::testing::shared_data()   \
+#define REQUIRE_SHARED_DATA()                                                                   \
+  do {                                                                                          \
+    if (!::aligndetr::testing::has_shared_data()) {                                             \
+      GTEST_SKIP() << "test data not found at " << ::aligndetr::testing::shared_data()          \
                    << " (check out ../shared beside the project or set ALIGNDETR_SHARED_DATA)"; \
-    }                                                                                     \
+    }                                                                                           \
   } while (0)
 
 // A fresh directory under the system temp dir, removed on destruction.

@@ -110,10 +110,10 @@ torch::Tensor scale(const torch::Tensor& b, double height, double width) {
 
 torch::Tensor normalize(const torch::Tensor& b, double height, double width) {
   check_boxes(b, "normalize");
-  TORCH_CHECK(height > 0 && width > 0, "normalize: image size must be positive, got ", height,
-              "x", width);
-  const auto factors = torch::tensor({1.0 / width, 1.0 / height, 1.0 / width, 1.0 / height},
-                                     b.options());
+  TORCH_CHECK(height > 0 && width > 0, "normalize: image size must be positive, got ", height, "x",
+              width);
+  const auto factors =
+      torch::tensor({1.0 / width, 1.0 / height, 1.0 / width, 1.0 / height}, b.options());
   return b * factors;
 }
 

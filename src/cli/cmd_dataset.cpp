@@ -1,42 +1,95 @@
 // `aligndetr dataset stats|show`: inspect a COCO dataset.
 
 #include <cstdio>
+#include <memory>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "aligndetr/data/coco.h"
+#include "aligndetr/data/dataset.h"
 #include "aligndetr/data/stats.h"
+#include "aligndetr/vis/preview.h"
 #include "command.h"
 
 namespace aligndetr::cli {
 namespace {
 
-void setup_dataset(CLI::App& app) {
-  auto* dataset = app.add_subcommand("dataset", "Inspect a COCO-format dataset");
-  dataset->require_subcommand(1);
+void add_policy_option(CLI::App* cmd, std::string& policy) {
+  cmd->add_option("--on-invalid", policy,
+                  "What to do with an invalid record (bad box, unknown category or image id, "
+                  "duplicate image id, missing or unreadable image): 'skip' warns and leaves it "
+                  "out, 'fail' stops with an error")
+      ->check(CLI::IsMember({"skip", "fail"}))
+      ->capture_default_str();
+}
 
-  struct StatsArgs {
+void setup_stats(CLI::App* dataset) {
+  struct Args {
     std::string ann, images;
     bool json = false, decode = false;
   };
-  auto stats_args = std::make_shared<StatsArgs>();
-  auto* stats = dataset->add_subcommand(
+  auto args = std::make_shared<Args>();
+  auto* cmd = dataset->add_subcommand(
       "stats",
-      "Count images, annotations, crowd boxes, categories, images without annotations, and "
-      "invalid records by kind (boxes, categories, missing or unreadable images)");
-  stats->add_option("--ann", stats_args->ann, "COCO instances JSON")->required();
-  stats->add_option("--images", stats_args->images,
-                    "Image directory; when given, every image file is checked");
-  stats->add_flag("--decode", stats_args->decode,
-                  "Decode every image fully (slower; finds corrupt data inside files)");
-  stats->add_flag("--json", stats_args->json, "Print one JSON object instead of a table");
-  stats->callback([stats_args] {
-    const CocoDataset ds = read_coco(stats_args->ann);
+      "Count images, annotations, crowd boxes, categories (all and in use), images without "
+      "annotations, clipped boxes, and invalid records by kind");
+  cmd->add_option("--ann", args->ann, "COCO instances JSON")->required();
+  cmd->add_option("--images", args->images,
+                  "Image directory; when given, every image file is checked (existence, JPEG "
+                  "start and end markers)");
+  cmd->add_flag("--decode", args->decode,
+                "With --images: decode every image fully (slower; finds corrupt data inside "
+                "files)");
+  cmd->add_flag("--json", args->json,
+                "Print one JSON object (keys images, annotations, crowd, categories, "
+                "categories_used, images_without_annotations, clipped_boxes, invalid)");
+  cmd->callback([args] {
+    const CocoDataset ds = read_coco(args->ann);
     ValidationOptions options;
-    options.images_dir = stats_args->images;
-    options.decode_images = stats_args->decode;
+    options.images_dir = args->images;
+    options.decode_images = args->decode;
     const DatasetStats s = compute_stats(ds, options);
-    std::printf("%s\n", stats_args->json ? s.to_json().c_str() : s.to_text().c_str());
+    std::printf("%s\n", args->json ? s.to_json().c_str() : s.to_text().c_str());
   });
+}
+
+void setup_show(CLI::App* dataset) {
+  struct Args {
+    std::string ann, images, policy = "skip";
+    PreviewOptions preview;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = dataset->add_subcommand(
+      "show", "Draw the ground-truth boxes with class names on the first images");
+  cmd->add_option("--ann", args->ann, "COCO instances JSON")->required();
+  cmd->add_option("--images", args->images, "Image directory")->required();
+  cmd->add_option("--out", args->preview.out_dir, "Output directory for the PNGs")->required();
+  cmd->add_option("--limit", args->preview.limit, "Number of images")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--augment", args->preview.augment,
+                "Apply the training transforms (flip, resize, crop) before drawing");
+  cmd->add_option("--seed", args->preview.seed, "Augmentation seed")->capture_default_str();
+  add_policy_option(cmd, args->policy);
+  cmd->callback([args] {
+    DatasetOptions options;
+    options.ann_file = args->ann;
+    options.images_dir = args->images;
+    options.train = args->preview.augment;
+    options.drop_empty = false;
+    options.on_invalid = parse_on_invalid(args->policy);
+    const CocoDetection dataset(options);
+    const int n = render_preview(dataset, args->preview);
+    spdlog::info("wrote {} image(s) to {}", n, args->preview.out_dir);
+  });
+}
+
+void setup_dataset(CLI::App& app) {
+  auto* dataset = app.add_subcommand("dataset", "Inspect a COCO-format dataset");
+  dataset->require_subcommand(1);
+  setup_stats(dataset);
+  setup_show(dataset);
 }
 
 const CommandRegistrar registrar(20, setup_dataset);

@@ -7,8 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "aligndetr/util/error.h"
 #include "aligndetr/engine/runtime.h"
+#include "aligndetr/util/error.h"
 #include "command.h"
 
 namespace aligndetr::cli {
@@ -26,7 +26,9 @@ CommandRegistrar::CommandRegistrar(int order, CommandSetup setup) {
   registry().emplace_back(order, std::move(setup));
 }
 
-void set_exit_code(int code) { g_exit_code = code; }
+void set_exit_code(int code) {
+  g_exit_code = code;
+}
 
 }  // namespace aligndetr::cli
 
@@ -38,7 +40,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print help for every command");
   int threads = 0;
-  app.add_option("--threads", threads, "Compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "Compute threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

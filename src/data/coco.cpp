@@ -194,9 +194,9 @@ std::vector<std::vector<int32_t>> CocoDataset::annotations_by_image() const {
 CocoDataset read_coco(const std::string& path) {
   simdjson::padded_string json;
   if (const auto err = simdjson::padded_string::load(path).get(json)) {
-    throw InputError(fmt::format("cannot read COCO file '{}': {}", path,
-                                 err == simdjson::IO_ERROR ? "no such file or unreadable"
-                                                           : simdjson::error_message(err)));
+    throw InputError(fmt::format(
+        "cannot read COCO file '{}': {}", path,
+        err == simdjson::IO_ERROR ? "no such file or unreadable" : simdjson::error_message(err)));
   }
   return parse_padded(json, path);
 }

@@ -10,8 +10,8 @@
 #include <unordered_set>
 
 #include <fmt/format.h>
-#include <opencv2/imgcodecs.hpp>
 #include <spdlog/spdlog.h>
+#include <opencv2/imgcodecs.hpp>
 
 #include "aligndetr/util/error.h"
 
@@ -38,25 +38,15 @@ int64_t ValidationReport::total() const {
 
 namespace {
 
-std::string read_bytes(const std::string& path, std::string* error) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    *error = "cannot open";
-    return {};
-  }
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) *error = "read error";
-  return bytes;
-}
-
-// A JPEG starts with FF D8 and ends with FF D9 (allowing trailing padding some writers add).
+// A JPEG starts with FF D8 and ends with FF D9, possibly followed by padding some writers add.
 // libjpeg decodes a truncated file with only a warning, so the end marker is what tells.
-bool jpeg_is_complete(const std::string& bytes) {
-  if (bytes.size() < 4) return false;
-  const size_t window = std::min<size_t>(bytes.size() - 2, 4096);
-  for (size_t i = bytes.size() - 2; i + window >= bytes.size() && i > 1; --i) {
-    if (static_cast<unsigned char>(bytes[i]) == 0xFF &&
-        static_cast<unsigned char>(bytes[i + 1]) == 0xD9) {
+// Only the last 4 KiB are searched: an embedded EXIF thumbnail has its own end marker earlier.
+bool jpeg_is_complete(const std::string& tail) {
+  if (tail.size() < 2) return false;
+  const size_t stop = tail.size() > 4096 ? tail.size() - 4096 : 0;
+  for (size_t i = tail.size() - 1; i-- > stop;) {
+    if (static_cast<unsigned char>(tail[i]) == 0xFF &&
+        static_cast<unsigned char>(tail[i + 1]) == 0xD9) {
       return true;
     }
   }
@@ -97,20 +87,35 @@ class Recorder {
 std::string check_image_file(const std::string& path, bool decode) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return "file not found";
-  std::string error;
-  const std::string bytes = read_bytes(path, &error);
-  if (!error.empty()) return error;
-  if (bytes.empty()) return "empty file";
-  if (is_jpeg(bytes)) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "cannot open";
+  const auto size = static_cast<size_t>(in.tellg());
+  if (size == 0) return "empty file";
+  // Without a full decode only the head and the tail are read: cheap on large datasets.
+  std::string head(std::min<size_t>(size, 16), '\0');
+  std::string bytes;
+  if (decode) {
+    bytes.resize(size);
+    in.seekg(0);
+    in.read(bytes.data(), static_cast<std::streamsize>(size));
+  } else {
+    in.seekg(0);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    const size_t tail = std::min<size_t>(size, 4096);
+    bytes.resize(tail);
+    in.seekg(static_cast<std::streamoff>(size - tail));
+    in.read(bytes.data(), static_cast<std::streamsize>(tail));
+  }
+  if (!in) return "read error";
+  const std::string& start = decode ? bytes : head;
+  if (is_jpeg(start)) {
     if (!jpeg_is_complete(bytes)) return "truncated JPEG (no end-of-image marker)";
-  } else if (!is_png(bytes) && !decode) {
+  } else if (!is_png(start)) {
     return "not a JPEG or PNG file";
   }
   if (decode) {
-    const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1,
-                      const_cast<char*>(bytes.data()));
-    const cv::Mat img = cv::imdecode(raw, cv::IMREAD_COLOR);
-    if (img.empty()) return "cannot be decoded as an image";
+    const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
+    if (cv::imdecode(raw, cv::IMREAD_COLOR).empty()) return "cannot be decoded as an image";
   }
   return {};
 }
@@ -125,8 +130,8 @@ ValidationReport validate_coco(CocoDataset& ds, const ValidationOptions& options
   for (size_t i = 0; i < ds.images.size(); ++i) {
     const auto& im = ds.images[i];
     if (!seen.insert(im.id).second) {
-      problem("duplicate_image_id", fmt::format("image id {} ('{}') appears more than once", im.id,
-                                                im.file_name));
+      problem("duplicate_image_id",
+              fmt::format("image id {} ('{}') appears more than once", im.id, im.file_name));
       keep_image[i] = 0;
     } else if (im.width <= 0 || im.height <= 0) {
       problem("image_bad_size", fmt::format("image {} ('{}') has size {}x{}", im.id, im.file_name,
@@ -147,9 +152,9 @@ ValidationReport validate_coco(CocoDataset& ds, const ValidationOptions& options
       pool.emplace_back([&] {
         for (size_t i = next++; i < ds.images.size(); i = next++) {
           if (!keep_image[i]) continue;
-          file_error[i] = check_image_file(
-              (fs::path(options.images_dir) / ds.images[i].file_name).string(),
-              options.decode_images);
+          file_error[i] =
+              check_image_file((fs::path(options.images_dir) / ds.images[i].file_name).string(),
+                               options.decode_images);
         }
       });
     }
@@ -184,8 +189,8 @@ ValidationReport validate_coco(CocoDataset& ds, const ValidationOptions& options
     }
     auto& b = ann.bbox;
     if (!std::all_of(b.begin(), b.end(), [](double v) { return std::isfinite(v); })) {
-      problem("box_not_finite", fmt::format("annotation {} (image {}) has a non-finite bbox",
-                                            ann.id, ann.image_id));
+      problem("box_not_finite",
+              fmt::format("annotation {} (image {}) has a non-finite bbox", ann.id, ann.image_id));
       keep_ann[a] = 0;
       continue;
     }
@@ -219,7 +224,9 @@ ValidationReport validate_coco(CocoDataset& ds, const ValidationOptions& options
   // Remove what was invalid (only reached under kSkip, or with nothing to remove).
   size_t w = 0;
   for (size_t i = 0; i < ds.images.size(); ++i) {
-    if (keep_image[i]) ds.images[w++] = std::move(ds.images[i]);
+    if (!keep_image[i]) continue;
+    if (w != i) ds.images[w] = std::move(ds.images[i]);  // self-move would empty the strings
+    ++w;
   }
   ds.images.resize(w);
   w = 0;

@@ -48,12 +48,12 @@ void AtomicFile::commit() {
   const bool closed = std::fclose(file_) == 0;
   file_ = nullptr;
   if (!flushed || !closed) {
-    throw InputError(fmt::format("cannot write '{}': {}", path_,
-                                 std::strerror(flushed ? errno : saved_errno)));
+    throw InputError(
+        fmt::format("cannot write '{}': {}", path_, std::strerror(flushed ? errno : saved_errno)));
   }
   if (std::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    throw InputError(fmt::format("cannot rename '{}' to '{}': {}", tmp_path_, path_,
-                                 std::strerror(errno)));
+    throw InputError(
+        fmt::format("cannot rename '{}' to '{}': {}", tmp_path_, path_, std::strerror(errno)));
   }
   committed_ = true;
 }

@@ -11,7 +11,8 @@ using testing::TempDir;
 
 TEST(CocoReader, ReadsCoco128Counts) {
   REQUIRE_SHARED_DATA();
-  const auto ds = read_coco((testing::shared_data() / "coco128/annotations/instances.json").string());
+  const auto ds =
+      read_coco((testing::shared_data() / "coco128/annotations/instances.json").string());
   EXPECT_EQ(ds.images.size(), 128u);
   EXPECT_EQ(ds.annotations.size(), 939u);
   EXPECT_EQ(ds.categories.size(), 80u);

@@ -17,7 +17,7 @@ struct DatasetStats {
   int64_t categories_used = 0;
   int64_t images_without_annotations = 0;
   int64_t clipped_boxes = 0;
-  std::map<std::string, int64_t> invalid;  // by kind, see validate.h
+  std::map<std::string, int64_t> invalid;                   // by kind, see validate.h
   std::map<std::string, int64_t> annotations_per_category;  // by category name
 
   std::string to_json() const;

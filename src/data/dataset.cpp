@@ -1,0 +1,136 @@
+#include "aligndetr/data/dataset.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "aligndetr/boxes/boxes.h"
+#include "aligndetr/util/error.h"
+
+namespace aligndetr {
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+uint64_t sample_seed(uint64_t seed, int64_t epoch, uint64_t index) {
+  return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^ index);
+}
+
+cv::Mat read_image_rgb(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(fmt::format("cannot open image '{}'", path));
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.empty()) throw InputError(fmt::format("image '{}' is empty", path));
+  const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
+  cv::Mat bgr = cv::imdecode(raw, cv::IMREAD_COLOR);
+  if (bgr.empty()) throw InputError(fmt::format("image '{}' cannot be decoded", path));
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+CocoDetection::CocoDetection(DatasetOptions options) : options_(std::move(options)) {
+  coco_ = read_coco(options_.ann_file);
+  ValidationOptions v;
+  v.on_invalid = options_.on_invalid;
+  v.images_dir = options_.images_dir;
+  report_ = validate_coco(coco_, v);
+  categories_ = CategoryMap(coco_.categories);
+  annotations_ = coco_.annotations_by_image();
+  size_t dropped = 0;
+  for (size_t i = 0; i < coco_.images.size(); ++i) {
+    if (options_.train && options_.drop_empty) {
+      bool has_box = false;
+      for (int32_t a : annotations_[i])
+        has_box |= !coco_.annotations[static_cast<size_t>(a)].iscrowd;
+      if (!has_box) {
+        ++dropped;
+        continue;
+      }
+    }
+    indices_.push_back(i);
+  }
+  if (dropped > 0) {
+    spdlog::info("{}: left out {} training image(s) without annotations", coco_.source, dropped);
+  }
+  if (indices_.empty()) {
+    throw InputError(
+        fmt::format("{}: no usable images (of {} in the file)", coco_.source, coco_.images.size()));
+  }
+}
+
+const CocoImage& CocoDetection::image_info(size_t index) const {
+  return coco_.images.at(indices_.at(index));
+}
+
+Annotated CocoDetection::load(size_t index) const {
+  const size_t image_index = indices_.at(index);
+  const auto& info = coco_.images[image_index];
+  Annotated out;
+  out.image =
+      read_image_rgb((std::filesystem::path(options_.images_dir) / info.file_name).string());
+  // Annotations are in the file's size; an image stored at another size is rescaled to match.
+  const float sx = static_cast<float>(out.image.cols) / static_cast<float>(info.width);
+  const float sy = static_cast<float>(out.image.rows) / static_cast<float>(info.height);
+  for (int32_t a : annotations_[image_index]) {
+    const auto& ann = coco_.annotations[static_cast<size_t>(a)];
+    if (options_.train && ann.iscrowd) continue;
+    const auto& b = ann.bbox;
+    out.boxes.push_back({static_cast<float>(b[0]) * sx, static_cast<float>(b[1]) * sy,
+                         static_cast<float>(b[0] + b[2]) * sx,
+                         static_cast<float>(b[1] + b[3]) * sy});
+    out.labels.push_back(categories_.label(ann.category_id));
+  }
+  return out;
+}
+
+Annotated CocoDetection::get_annotated(size_t index, uint64_t seed, int64_t epoch) const {
+  Annotated sample = load(index);
+  if (options_.train) {
+    std::mt19937_64 rng(sample_seed(seed, epoch, index));
+    apply_train_transforms(sample, options_.transforms, rng);
+  } else {
+    apply_eval_transforms(sample, options_.transforms);
+  }
+  return sample;
+}
+
+Sample CocoDetection::get(size_t index, uint64_t seed, int64_t epoch) const {
+  const auto& info = image_info(index);
+  return to_sample(get_annotated(index, seed, epoch), info.id, {info.height, info.width});
+}
+
+Sample to_sample(const Annotated& a, int64_t image_id, std::array<int64_t, 2> orig_size) {
+  const int64_t h = a.image.rows, w = a.image.cols;
+  TORCH_CHECK(a.image.type() == CV_8UC3 && a.image.isContinuous(), "to_sample: expected RGB uint8");
+  auto pixels = torch::from_blob(a.image.data, {h, w, 3}, torch::kUInt8);
+  const auto mean = torch::tensor({kPixelMean[0], kPixelMean[1], kPixelMean[2]}).view({3, 1, 1});
+  const auto stdv = torch::tensor({kPixelStd[0], kPixelStd[1], kPixelStd[2]}).view({3, 1, 1});
+  Sample s;
+  s.image = (pixels.permute({2, 0, 1}).to(torch::kFloat32) - mean) / stdv;
+  const auto n = static_cast<int64_t>(a.boxes.size());
+  auto xyxy = torch::empty({n, 4}, torch::kFloat32);
+  std::memcpy(xyxy.data_ptr<float>(), a.boxes.data(), sizeof(float) * 4 * static_cast<size_t>(n));
+  s.target.boxes = boxes::xyxy_to_cxcywh(boxes::normalize(xyxy, double(h), double(w)));
+  s.target.labels = torch::empty({n}, torch::kInt64);
+  std::copy(a.labels.begin(), a.labels.end(), s.target.labels.data_ptr<int64_t>());
+  s.target.image_id = image_id;
+  s.target.orig_size = orig_size;
+  s.target.size = {h, w};
+  return s;
+}
+
+}  // namespace aligndetr
