@@ -1,0 +1,219 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "aligndetr/data/dataset.h"
+#include "aligndetr/data/loader.h"
+#include "aligndetr/data/synth.h"
+#include "aligndetr/util/error.h"
+#include "test_support.h"
+
+namespace aligndetr {
+namespace {
+
+namespace fs = std::filesystem;
+
+DatasetOptions coco128_options(bool train) {
+  DatasetOptions o;
+  o.ann_file = (testing::shared_data() / "coco128/annotations/instances.json").string();
+  o.images_dir = (testing::shared_data() / "coco128/images").string();
+  o.train = train;
+  // Small sizes keep the test fast; the pipeline is the same.
+  o.transforms.train_short_sizes = {128, 160, 192};
+  o.transforms.train_max_size = 320;
+  o.transforms.crop_resize_sizes = {100, 125, 150};
+  o.transforms.crop_min = 96;
+  o.transforms.crop_max = 150;
+  o.transforms.test_short_size = 160;
+  o.transforms.test_max_size = 320;
+  return o;
+}
+
+TEST(Dataset, Coco128TrainingSetDropsEmptyImagesAndCrowd) {
+  REQUIRE_SHARED_DATA();
+  const CocoDetection train(coco128_options(true));
+  EXPECT_EQ(train.size(), 126u);  // 2 images have no annotation at all
+  EXPECT_EQ(train.categories().num_classes(), 80);
+  int64_t boxes = 0;
+  for (size_t i = 0; i < train.size(); ++i)
+    boxes += static_cast<int64_t>(train.load(i).boxes.size());
+  EXPECT_EQ(boxes, 939 - 10);  // crowd boxes are not training targets
+
+  auto keep_empty = coco128_options(true);
+  keep_empty.drop_empty = false;
+  EXPECT_EQ(CocoDetection(keep_empty).size(), 128u);
+  EXPECT_EQ(CocoDetection(coco128_options(false)).size(), 128u);
+}
+
+TEST(Dataset, LoadedBoxesAreTheFileBoxesInXyxy) {
+  REQUIRE_SHARED_DATA();
+  const CocoDetection val(coco128_options(false));
+  // Image 74 holds annotation 1774: bbox [61.87, 276.25, 296.42, 103.18], category 18 (dog).
+  const int64_t index = [&] {
+    for (size_t i = 0; i < val.size(); ++i) {
+      if (val.image_info(i).id == 74) return static_cast<int64_t>(i);
+    }
+    return int64_t{-1};
+  }();
+  ASSERT_GE(index, 0);
+  const auto s = val.load(static_cast<size_t>(index));
+  EXPECT_EQ(s.image.cols, val.image_info(static_cast<size_t>(index)).width);
+  bool found = false;
+  for (size_t b = 0; b < s.boxes.size(); ++b) {
+    if (std::abs(s.boxes[b][0] - 61.87f) < 1e-3f && std::abs(s.boxes[b][1] - 276.25f) < 1e-3f) {
+      found = true;
+      EXPECT_NEAR(s.boxes[b][2], 61.87f + 296.42f, 1e-3);
+      EXPECT_NEAR(s.boxes[b][3], 276.25f + 103.18f, 1e-3);
+      EXPECT_EQ(val.categories().category_id(static_cast<int>(s.labels[b])), 18);
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST(Dataset, EvalSampleHasTheConfiguredSizeAndNormalizedTargets) {
+  REQUIRE_SHARED_DATA();
+  const CocoDetection val(coco128_options(false));
+  const Sample s = val.get(0, 0, 0);  // image 9, 640x480 -> 160 short edge -> 160x213
+  EXPECT_EQ(s.target.orig_size, (std::array<int64_t, 2>{480, 640}));
+  EXPECT_EQ(s.target.size, (std::array<int64_t, 2>{160, 213}));
+  EXPECT_EQ(s.image.sizes(), torch::IntArrayRef({3, 160, 213}));
+  EXPECT_TRUE((s.target.boxes >= 0).all().item<bool>());
+  EXPECT_TRUE((s.target.boxes <= 1).all().item<bool>());
+}
+
+std::vector<Batch> all_batches(std::shared_ptr<const CocoDetection> ds, int workers,
+                               int64_t epoch) {
+  LoaderOptions o;
+  o.batch_size = 4;
+  o.workers = workers;
+  o.seed = 7;
+  DataLoader loader(ds, o);
+  loader.start_epoch(epoch);
+  std::vector<Batch> out;
+  while (auto b = loader.next()) out.push_back(std::move(*b));
+  return out;
+}
+
+TEST(Loader, DeterministicAcrossWorkerCounts) {
+  REQUIRE_SHARED_DATA();
+  auto ds = std::make_shared<const CocoDetection>(coco128_options(true));
+  const auto a = all_batches(ds, 0, 3);
+  const auto b = all_batches(ds, 1, 3);
+  const auto c = all_batches(ds, 3, 3);
+  ASSERT_EQ(a.size(), 126u / 4);  // drop_last
+  ASSERT_EQ(b.size(), a.size());
+  ASSERT_EQ(c.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    for (const auto* other : {&b[i], &c[i]}) {
+      ASSERT_TRUE(torch::equal(a[i].images, other->images)) << "batch " << i;
+      ASSERT_TRUE(torch::equal(a[i].mask, other->mask));
+      for (size_t j = 0; j < a[i].targets.size(); ++j) {
+        EXPECT_EQ(a[i].targets[j].image_id, other->targets[j].image_id);
+        EXPECT_TRUE(torch::equal(a[i].targets[j].boxes, other->targets[j].boxes));
+      }
+    }
+  }
+  // Another epoch gives another order and other augmentations.
+  const auto d = all_batches(ds, 2, 4);
+  EXPECT_NE(a[0].targets[0].image_id * 1000 + a[0].targets[1].image_id,
+            d[0].targets[0].image_id * 1000 + d[0].targets[1].image_id);
+}
+
+TEST(Loader, RanksSplitTheEpochWithoutOverlap) {
+  REQUIRE_SHARED_DATA();
+  auto ds = std::make_shared<const CocoDetection>(coco128_options(true));
+  std::vector<size_t> seen;
+  for (int rank = 0; rank < 3; ++rank) {
+    LoaderOptions o;
+    o.rank = rank;
+    o.world_size = 3;
+    o.seed = 1;
+    DataLoader loader(ds, o);
+    const auto mine = loader.epoch_indices(0);
+    EXPECT_EQ(mine.size(), 42u);
+    seen.insert(seen.end(), mine.begin(), mine.end());
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(std::unique(seen.begin(), seen.end()) - seen.begin(), 126);
+}
+
+TEST(Loader, WorkerErrorsReachTheCaller) {
+  testing::TempDir dir;
+  SynthOptions so;
+  so.out_dir = dir.path().string();
+  so.train_images = 6;
+  so.val_images = 0;
+  so.size = 96;
+  write_synthetic_dataset(so);
+  DatasetOptions o;
+  o.ann_file = (dir / "annotations/instances_train.json").string();
+  o.images_dir = (dir / "images/train").string();
+  auto ds = std::make_shared<const CocoDetection>(o);
+  // Corrupt an image after validation: decoding fails inside a worker.
+  testing::write_text(dir / "images/train" / ds->image_info(0).file_name,
+                      "\xff\xd8\xff garbage \xff\xd9");
+  LoaderOptions lo;
+  lo.batch_size = 6;
+  lo.workers = 2;
+  lo.shuffle = false;
+  DataLoader loader(ds, lo);
+  loader.start_epoch(0);
+  try {
+    loader.next();
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(ds->image_info(0).file_name), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Synth, DeterministicAndARealProblem) {
+  testing::TempDir a, b;
+  SynthOptions o;
+  o.train_images = 12;
+  o.val_images = 3;
+  o.size = 128;
+  o.seed = 5;
+  o.out_dir = a.path().string();
+  write_synthetic_dataset(o);
+  o.out_dir = b.path().string();
+  write_synthetic_dataset(o);
+  const auto ja = read_coco((a / "annotations/instances_train.json").string());
+  const auto jb = read_coco((b / "annotations/instances_train.json").string());
+  ASSERT_EQ(ja.annotations.size(), jb.annotations.size());
+  for (size_t i = 0; i < ja.annotations.size(); ++i) {
+    EXPECT_EQ(ja.annotations[i].bbox, jb.annotations[i].bbox);
+  }
+  std::ifstream fa(a / "images/train/000001.jpg", std::ios::binary);
+  std::ifstream fb(b / "images/train/000001.jpg", std::ios::binary);
+  EXPECT_TRUE(
+      std::equal(std::istreambuf_iterator<char>(fa), {}, std::istreambuf_iterator<char>(fb)));
+
+  EXPECT_EQ(ja.categories.size(), 8u);
+  EXPECT_EQ(ja.images.size(), 12u);
+  EXPECT_GE(ja.annotations.size(), 12u * 2);
+  double min_area = 1e9, max_area = 0;
+  for (const auto& ann : ja.annotations) {
+    min_area = std::min(min_area, ann.bbox[2] * ann.bbox[3]);
+    max_area = std::max(max_area, ann.bbox[2] * ann.bbox[3]);
+    const auto& im = ja.images[static_cast<size_t>(ja.image_index(ann.image_id))];
+    EXPECT_GE(ann.bbox[0], 0);
+    EXPECT_LE(ann.bbox[0] + ann.bbox[2], im.width);
+    EXPECT_LE(ann.bbox[1] + ann.bbox[3], im.height);
+    EXPECT_LE(ann.area, ann.bbox[2] * ann.bbox[3]);
+  }
+  EXPECT_LT(min_area, 16 * 16);  // small objects
+  EXPECT_GT(max_area, 40 * 40);  // and large ones
+  // Other seed, other data.
+  testing::TempDir c;
+  o.seed = 6;
+  o.out_dir = c.path().string();
+  write_synthetic_dataset(o);
+  const auto jc = read_coco((c / "annotations/instances_train.json").string());
+  EXPECT_NE(jc.annotations[0].bbox, ja.annotations[0].bbox);
+}
+
+}  // namespace
+}  // namespace aligndetr
