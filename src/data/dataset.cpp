@@ -116,11 +116,22 @@ Sample CocoDetection::get(size_t index, uint64_t seed, int64_t epoch) const {
 Sample to_sample(const Annotated& a, int64_t image_id, std::array<int64_t, 2> orig_size) {
   const int64_t h = a.image.rows, w = a.image.cols;
   TORCH_CHECK(a.image.type() == CV_8UC3 && a.image.isContinuous(), "to_sample: expected RGB uint8");
-  auto pixels = torch::from_blob(a.image.data, {h, w, 3}, torch::kUInt8);
-  const auto mean = torch::tensor({kPixelMean[0], kPixelMean[1], kPixelMean[2]}).view({3, 1, 1});
-  const auto stdv = torch::tensor({kPixelStd[0], kPixelStd[1], kPixelStd[2]}).view({3, 1, 1});
+  // One pass from HWC uint8 to normalized CHW float: the loader's hottest loop.
   Sample s;
-  s.image = (pixels.permute({2, 0, 1}).to(torch::kFloat32) - mean) / stdv;
+  s.image = torch::empty({3, h, w}, torch::kFloat32);
+  float* out = s.image.data_ptr<float>();
+  const int64_t plane = h * w;
+  float scale[3], offset[3];
+  for (int c = 0; c < 3; ++c) {
+    scale[c] = 1.0f / kPixelStd[static_cast<size_t>(c)];
+    offset[c] = -kPixelMean[static_cast<size_t>(c)] * scale[c];
+  }
+  const uint8_t* in = a.image.ptr<uint8_t>();
+  for (int64_t p = 0; p < plane; ++p) {
+    out[p] = static_cast<float>(in[3 * p]) * scale[0] + offset[0];
+    out[plane + p] = static_cast<float>(in[3 * p + 1]) * scale[1] + offset[1];
+    out[2 * plane + p] = static_cast<float>(in[3 * p + 2]) * scale[2] + offset[2];
+  }
   const auto n = static_cast<int64_t>(a.boxes.size());
   auto xyxy = torch::empty({n, 4}, torch::kFloat32);
   std::memcpy(xyxy.data_ptr<float>(), a.boxes.data(), sizeof(float) * 4 * static_cast<size_t>(n));

@@ -46,6 +46,26 @@ TEST(CocoReader, FieldsInAnyOrderAndIntegerValuedFloats) {
   EXPECT_EQ(ds.images[0].height, 20);
 }
 
+TEST(CocoReader, SkipsPolygonAndRleSegmentationsOfAnyShape) {
+  // RLE strings may hold brackets and escaped characters; a string value mentioning
+  // "segmentation" is not a key.
+  const std::string json = R"({"info": {"description": "\"segmentation\": [1"},
+    "images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+    "annotations": [
+      {"segmentation": [[1.5, 2, 3, 4], [5, 6, 7, 8]], "id": 1, "image_id": 1, "category_id": 1,
+       "bbox": [0, 0, 1, 1], "area": 1},
+      {"segmentation" : {"counts": "a]b[\\c{\"", "size": [4, 4]}, "iscrowd": 1, "id": 2,
+       "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "area": 3},
+      {"id": 3, "image_id": 1, "category_id": 1, "bbox": [2, 2, 1, 1], "segmentation": []}],
+    "categories": [{"id": 1, "name": "x"}]})";
+  const auto ds = parse_coco(json, "seg.json");
+  ASSERT_EQ(ds.annotations.size(), 3u);
+  EXPECT_EQ(ds.annotations[1].id, 2);
+  EXPECT_TRUE(ds.annotations[1].iscrowd);
+  EXPECT_DOUBLE_EQ(ds.annotations[1].area, 3);
+  EXPECT_DOUBLE_EQ(ds.annotations[2].bbox[0], 2);
+}
+
 TEST(CocoReader, MalformedJsonNamesFileAndPosition) {
   const std::string json = "{\"images\": [{\"id\": 1,}],\n \"annotations\": []}";
   try {
