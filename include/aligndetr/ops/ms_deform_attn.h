@@ -1,0 +1,64 @@
+#pragma once
+// Multi-scale deformable attention (Deformable DETR), with the reference semantics: bilinear
+// sampling with zero padding and align_corners=False, offsets normalized by each level's size,
+// attention weights softmaxed over levels x points per head.
+//
+// `ms_deform_attn` is the one entry point of the sampling kernel: today it is built from
+// grid_sample (autograd, any device); a fused kernel can replace it behind the same signature.
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/types.h>
+
+namespace aligndetr::ops {
+
+// Level sizes (height, width), coarse or fine in any order; value tokens are concatenated in
+// this order.
+using SpatialShapes = std::vector<std::array<int64_t, 2>>;
+
+// value [B, S, heads, Dh] with S = sum(h*w); sampling_locations [B, Q, heads, L, P, 2] as (x, y)
+// in [0, 1]; attention_weights [B, Q, heads, L, P]. Returns [B, Q, heads * Dh].
+torch::Tensor ms_deform_attn(const torch::Tensor& value, const SpatialShapes& shapes,
+                             const torch::Tensor& sampling_locations,
+                             const torch::Tensor& attention_weights);
+
+// The same computation written as explicit loops over every sample (slow): the test oracle.
+torch::Tensor ms_deform_attn_loop(const torch::Tensor& value, const SpatialShapes& shapes,
+                                  const torch::Tensor& sampling_locations,
+                                  const torch::Tensor& attention_weights);
+
+struct MSDeformAttnOptions {
+  int64_t embed_dim = 256;
+  int64_t num_heads = 8;
+  int64_t num_levels = 4;
+  int64_t num_points = 4;
+};
+
+// The attention module, parameter names as detrex's MultiScaleDeformableAttention:
+// sampling_offsets, attention_weights, value_proj, output_proj.
+class MSDeformAttnImpl : public torch::nn::Module {
+ public:
+  explicit MSDeformAttnImpl(MSDeformAttnOptions options);
+  void reset_parameters();
+
+  // query [B, Q, D] (position embedding already added), value [B, S, D],
+  // reference_points [B, Q, L, 2] (x, y) or [B, Q, L, 4] (cx, cy, w, h), all normalized;
+  // value_padding_mask [B, S] true on padding (optional). Returns [B, Q, D] (no residual).
+  torch::Tensor forward(const torch::Tensor& query, const torch::Tensor& value,
+                        const torch::Tensor& reference_points, const SpatialShapes& shapes,
+                        const torch::Tensor& value_padding_mask = {});
+
+  const MSDeformAttnOptions& options() const { return options_; }
+
+ private:
+  MSDeformAttnOptions options_;
+  torch::nn::Linear sampling_offsets{nullptr}, attention_weights{nullptr}, value_proj{nullptr},
+      output_proj{nullptr};
+};
+TORCH_MODULE(MSDeformAttn);
+
+}  // namespace aligndetr::ops

@@ -1,0 +1,179 @@
+#include "aligndetr/ops/ms_deform_attn.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace aligndetr::ops {
+
+namespace F = torch::nn::functional;
+
+namespace {
+
+void check_inputs(const torch::Tensor& value, const SpatialShapes& shapes, const torch::Tensor& loc,
+                  const torch::Tensor& weights) {
+  TORCH_CHECK(value.dim() == 4, "ms_deform_attn: value must be [B, S, heads, Dh], got ",
+              value.sizes());
+  int64_t tokens = 0;
+  for (const auto& s : shapes) tokens += s[0] * s[1];
+  TORCH_CHECK(value.size(1) == tokens, "ms_deform_attn: value has ", value.size(1),
+              " tokens but the level shapes hold ", tokens);
+  TORCH_CHECK(loc.dim() == 6 && loc.size(-1) == 2 && loc.size(3) == int64_t(shapes.size()),
+              "ms_deform_attn: sampling_locations must be [B, Q, heads, L, P, 2], got ",
+              loc.sizes());
+  TORCH_CHECK(weights.sizes() == loc.sizes().slice(0, 5),
+              "ms_deform_attn: attention_weights must be [B, Q, heads, L, P], got ",
+              weights.sizes());
+}
+
+}  // namespace
+
+torch::Tensor ms_deform_attn(const torch::Tensor& value, const SpatialShapes& shapes,
+                             const torch::Tensor& sampling_locations,
+                             const torch::Tensor& attention_weights) {
+  check_inputs(value, shapes, sampling_locations, attention_weights);
+  const int64_t B = value.size(0), heads = value.size(2), dh = value.size(3);
+  const int64_t Q = sampling_locations.size(1), L = int64_t(shapes.size());
+  const int64_t P = sampling_locations.size(4);
+  // grid_sample works on [-1, 1] with align_corners=False: pixel centres at (i + 0.5) / size.
+  const auto grids = 2 * sampling_locations - 1;
+  std::vector<torch::Tensor> sampled;
+  sampled.reserve(static_cast<size_t>(L));
+  int64_t start = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t h = shapes[size_t(l)][0], w = shapes[size_t(l)][1];
+    // [B, hw, heads, Dh] -> [B*heads, Dh, h, w]
+    const auto v =
+        value.narrow(1, start, h * w).flatten(2).transpose(1, 2).reshape({B * heads, dh, h, w});
+    start += h * w;
+    // [B, Q, heads, P, 2] -> [B*heads, Q, P, 2]
+    const auto g = grids.select(3, l).transpose(1, 2).flatten(0, 1);
+    sampled.push_back(F::grid_sample(v, g,
+                                     F::GridSampleFuncOptions()
+                                         .mode(torch::kBilinear)
+                                         .padding_mode(torch::kZeros)
+                                         .align_corners(false)));  // [B*heads, Dh, Q, P]
+  }
+  // [B*heads, Dh, Q, L*P] weighted by [B*heads, 1, Q, L*P]
+  const auto stacked = torch::stack(sampled, -2).flatten(-2);
+  const auto w = attention_weights.transpose(1, 2).reshape({B * heads, 1, Q, L * P});
+  return (stacked * w).sum(-1).view({B, heads * dh, Q}).transpose(1, 2).contiguous();
+}
+
+torch::Tensor ms_deform_attn_loop(const torch::Tensor& value, const SpatialShapes& shapes,
+                                  const torch::Tensor& sampling_locations,
+                                  const torch::Tensor& attention_weights) {
+  check_inputs(value, shapes, sampling_locations, attention_weights);
+  const int64_t B = value.size(0), heads = value.size(2), dh = value.size(3);
+  const int64_t Q = sampling_locations.size(1), L = int64_t(shapes.size());
+  const int64_t P = sampling_locations.size(4);
+  std::vector<int64_t> starts;
+  int64_t start = 0;
+  for (const auto& s : shapes) {
+    starts.push_back(start);
+    start += s[0] * s[1];
+  }
+  std::vector<torch::Tensor> rows;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t q = 0; q < Q; ++q) {
+      for (int64_t m = 0; m < heads; ++m) {
+        auto acc = torch::zeros({dh}, value.options());
+        for (int64_t l = 0; l < L; ++l) {
+          const int64_t h = shapes[size_t(l)][0], w = shapes[size_t(l)][1];
+          for (int64_t p = 0; p < P; ++p) {
+            const auto loc = sampling_locations[b][q][m][l][p];
+            // Continuous pixel coordinates with centres at integers.
+            const auto x = loc[0] * w - 0.5;
+            const auto y = loc[1] * h - 0.5;
+            const double xf = std::floor(x.item<double>()), yf = std::floor(y.item<double>());
+            const auto fx = x - xf, fy = y - yf;
+            auto sample = torch::zeros({dh}, value.options());
+            for (int dy = 0; dy <= 1; ++dy) {
+              for (int dx = 0; dx <= 1; ++dx) {
+                const int64_t xi = int64_t(xf) + dx, yi = int64_t(yf) + dy;
+                if (xi < 0 || yi < 0 || xi >= w || yi >= h) continue;  // zero padding
+                const auto wx = dx ? fx : 1 - fx;
+                const auto wy = dy ? fy : 1 - fy;
+                sample = sample + wx * wy * value[b][starts[size_t(l)] + yi * w + xi][m];
+              }
+            }
+            acc = acc + attention_weights[b][q][m][l][p] * sample;
+          }
+        }
+        rows.push_back(acc);
+      }
+    }
+  }
+  return torch::stack(rows).view({B, Q, heads * dh});
+}
+
+MSDeformAttnImpl::MSDeformAttnImpl(MSDeformAttnOptions options) : options_(options) {
+  TORCH_CHECK(options_.embed_dim % options_.num_heads == 0, "embed_dim ", options_.embed_dim,
+              " is not divisible by num_heads ", options_.num_heads);
+  const int64_t hlp = options_.num_heads * options_.num_levels * options_.num_points;
+  sampling_offsets =
+      register_module("sampling_offsets", torch::nn::Linear(options_.embed_dim, hlp * 2));
+  attention_weights =
+      register_module("attention_weights", torch::nn::Linear(options_.embed_dim, hlp));
+  value_proj =
+      register_module("value_proj", torch::nn::Linear(options_.embed_dim, options_.embed_dim));
+  output_proj =
+      register_module("output_proj", torch::nn::Linear(options_.embed_dim, options_.embed_dim));
+  reset_parameters();
+}
+
+void MSDeformAttnImpl::reset_parameters() {
+  torch::NoGradGuard no_grad;
+  const int64_t H = options_.num_heads, L = options_.num_levels, P = options_.num_points;
+  // Offsets start on rays around the reference point, one direction per head, the p-th point at
+  // distance p + 1 (Deformable DETR's initialisation).
+  sampling_offsets->weight.zero_();
+  const auto thetas = torch::arange(H, torch::kFloat32) * (2.0 * M_PI / double(H));
+  auto grid = torch::stack({thetas.cos(), thetas.sin()}, -1);
+  grid = grid / std::get<0>(grid.abs().max(-1, true));
+  grid = grid.view({H, 1, 1, 2}).repeat({1, L, P, 1});
+  for (int64_t p = 0; p < P; ++p) grid.select(2, p).mul_(double(p + 1));
+  sampling_offsets->bias.copy_(grid.view({-1}));
+  attention_weights->weight.zero_();
+  attention_weights->bias.zero_();
+  torch::nn::init::xavier_uniform_(value_proj->weight);
+  value_proj->bias.zero_();
+  torch::nn::init::xavier_uniform_(output_proj->weight);
+  output_proj->bias.zero_();
+}
+
+torch::Tensor MSDeformAttnImpl::forward(const torch::Tensor& query, const torch::Tensor& value,
+                                        const torch::Tensor& reference_points,
+                                        const SpatialShapes& shapes,
+                                        const torch::Tensor& value_padding_mask) {
+  const int64_t B = query.size(0), Q = query.size(1), S = value.size(1);
+  const int64_t H = options_.num_heads, L = options_.num_levels, P = options_.num_points;
+  TORCH_CHECK(int64_t(shapes.size()) == L, "MSDeformAttn: expected ", L, " levels, got ",
+              shapes.size());
+  auto v = value_proj(value);
+  if (value_padding_mask.defined()) v = v.masked_fill(value_padding_mask.unsqueeze(-1), 0.0);
+  v = v.view({B, S, H, -1});
+  const auto offsets = sampling_offsets(query).view({B, Q, H, L, P, 2});
+  const auto weights =
+      attention_weights(query).view({B, Q, H, L * P}).softmax(-1).view({B, Q, H, L, P});
+  torch::Tensor locations;
+  const auto ref = reference_points.unsqueeze(2).unsqueeze(4);  // [B, Q, 1, L, 1, 2|4]
+  if (reference_points.size(-1) == 2) {
+    std::vector<float> wh;
+    for (const auto& s : shapes) {
+      wh.push_back(float(s[1]));
+      wh.push_back(float(s[0]));
+    }
+    const auto normalizer = torch::tensor(wh, query.options()).view({1, 1, 1, L, 1, 2});
+    locations = ref + offsets / normalizer;
+  } else {
+    TORCH_CHECK(reference_points.size(-1) == 4,
+                "MSDeformAttn: reference points must have 2 or 4 "
+                "coordinates, got ",
+                reference_points.sizes());
+    locations = ref.narrow(-1, 0, 2) + offsets / double(P) * ref.narrow(-1, 2, 2) * 0.5;
+  }
+  return output_proj(ms_deform_attn(v, shapes, locations, weights));
+}
+
+}  // namespace aligndetr::ops
