@@ -1,0 +1,67 @@
+#include "aligndetr/model/layers.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace aligndetr::model {
+
+torch::Tensor inverse_sigmoid(const torch::Tensor& x, double eps) {
+  const auto y = x.clamp(0, 1);
+  return torch::log(y.clamp_min(eps) / (1 - y).clamp_min(eps));
+}
+
+torch::Tensor sine_embed(const torch::Tensor& coords, int64_t num_feats, double temperature,
+                         bool exchange_xy) {
+  const auto dim_t = torch::pow(
+      temperature,
+      2 * torch::div(torch::arange(num_feats, coords.options()), 2, "floor") / double(num_feats));
+  std::vector<torch::Tensor> parts;
+  for (int64_t d = 0; d < coords.size(-1); ++d) {
+    const auto x = coords.narrow(-1, d, 1) * (2 * M_PI) / dim_t;  // [..., num_feats]
+    const auto even = x.slice(-1, 0, num_feats, 2).sin();
+    const auto odd = x.slice(-1, 1, num_feats, 2).cos();
+    parts.push_back(torch::stack({even, odd}, -1).flatten(-2));
+  }
+  if (exchange_xy && parts.size() >= 2) std::swap(parts[0], parts[1]);
+  return torch::cat(parts, -1);
+}
+
+MLPImpl::MLPImpl(int64_t in_dim, int64_t hidden_dim, int64_t out_dim, int64_t num_layers) {
+  TORCH_CHECK(num_layers >= 1, "MLP needs at least one layer");
+  layers_ = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < num_layers; ++i) {
+    const int64_t in = i == 0 ? in_dim : hidden_dim;
+    const int64_t out = i == num_layers - 1 ? out_dim : hidden_dim;
+    linears_.emplace_back(torch::nn::Linear(in, out));
+    layers_->push_back(linears_.back());
+  }
+}
+
+torch::Tensor MLPImpl::forward(torch::Tensor x) {
+  for (size_t i = 0; i < linears_.size(); ++i) {
+    x = linears_[i]->forward(x);
+    if (i + 1 < linears_.size()) x = torch::relu(x);
+  }
+  return x;
+}
+
+FFNImpl::FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu) {
+  fc1_ = torch::nn::Linear(embed_dim, hidden_dim);
+  fc2_ = torch::nn::Linear(hidden_dim, embed_dim);
+  torch::nn::ModuleList first(fc1_);
+  if (prelu) {
+    prelu_ = torch::nn::PReLU();
+    first->push_back(prelu_);
+  } else {
+    first->push_back(torch::nn::ReLU());
+  }
+  register_module("layers", torch::nn::ModuleList(first, fc2_));
+}
+
+torch::Tensor FFNImpl::forward(const torch::Tensor& x) {
+  const auto h = fc1_(x);
+  return x + fc2_(prelu_ ? prelu_(h) : torch::relu(h));
+}
+
+}  // namespace aligndetr::model

@@ -1,0 +1,168 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "aligndetr/model/dino_transformer.h"
+#include "aligndetr/model/layers.h"
+
+namespace aligndetr::model {
+namespace {
+
+DinoTransformerOptions tiny() {
+  DinoTransformerOptions o;
+  o.embed_dim = 32;
+  o.num_heads = 4;
+  o.num_levels = 2;
+  o.num_points = 2;
+  o.encoder_layers = 1;
+  o.decoder_layers = 2;
+  o.ffn_dim = 64;
+  o.num_queries = 10;
+  return o;
+}
+
+DinoHeads make_heads(const DinoTransformerOptions& o, int64_t classes) {
+  DinoHeads h;
+  for (int64_t i = 0; i <= o.decoder_layers; ++i) {
+    h.class_embed.emplace_back(o.embed_dim, classes);
+    h.bbox_embed.emplace_back(o.embed_dim, o.embed_dim, 4, 3);
+  }
+  return h;
+}
+
+struct Inputs {
+  std::vector<torch::Tensor> feats, masks, pos;
+};
+
+Inputs make_inputs(const DinoTransformerOptions& o) {
+  Inputs in;
+  for (int64_t l = 0; l < o.num_levels; ++l) {
+    const int64_t h = 8 >> l, w = 6 >> l;
+    in.feats.push_back(torch::randn({2, o.embed_dim, h, w}));
+    auto m = torch::zeros({2, h, w}, torch::kBool);
+    m[1].narrow(1, w / 2, w - w / 2).fill_(true);  // image 1 is half padding on the right
+    in.masks.push_back(m);
+    in.pos.push_back(torch::randn({2, o.embed_dim, h, w}));
+  }
+  return in;
+}
+
+TEST(Layers, InverseSigmoidAndSineEmbed) {
+  const auto x = torch::tensor({0.0, 0.5, 0.9, 1.0}, torch::kFloat64);
+  const auto y = inverse_sigmoid(x);
+  EXPECT_NEAR(y[0].item<double>(), std::log(1e-3 / 1.0), 1e-12);
+  EXPECT_NEAR(y[1].item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(y[2].item<double>(), std::log(0.9 / 0.1), 1e-9);
+  // sine_embed of (x, y) with 4 features per coordinate: y's block comes first.
+  const auto e = sine_embed(torch::tensor({0.25, 0.5}, torch::kFloat64).view({1, 2}), 4, 100, true);
+  ASSERT_EQ(e.sizes(), torch::IntArrayRef({1, 8}));
+  // Feature i uses dim_t = 100^(2 floor(i/2) / 4): 1, 1, 10, 10; even -> sin, odd -> cos.
+  const double ang_y = 0.5 * 2 * M_PI, ang_x = 0.25 * 2 * M_PI;
+  const double expected[8] = {std::sin(ang_y),      std::cos(ang_y),     std::sin(ang_y / 10),
+                              std::cos(ang_y / 10), std::sin(ang_x),     std::cos(ang_x),
+                              std::sin(ang_x / 10), std::cos(ang_x / 10)};
+  for (int i = 0; i < 8; ++i) EXPECT_NEAR(e[0][i].item<double>(), expected[i], 1e-12) << i;
+}
+
+TEST(DinoTransformer, ParameterNamesFollowDetrex) {
+  DinoTransformer t(tiny());
+  const auto params = t->named_parameters();
+  for (const char* name :
+       {"encoder.layers.0.attentions.0.sampling_offsets.weight",
+        "encoder.layers.0.ffns.0.layers.0.0.weight", "encoder.layers.0.ffns.0.layers.1.bias",
+        "encoder.layers.0.norms.1.weight", "decoder.layers.1.attentions.0.attn.in_proj_weight",
+        "decoder.layers.1.attentions.0.attn.out_proj.weight",
+        "decoder.layers.1.attentions.1.value_proj.weight", "decoder.layers.0.norms.2.bias",
+        "decoder.ref_point_head.layers.1.weight", "decoder.norm.weight", "level_embeds",
+        "tgt_embed.weight", "enc_output.weight", "enc_output_norm.bias"}) {
+    EXPECT_TRUE(params.contains(name)) << name;
+  }
+}
+
+TEST(DinoTransformer, ProposalsAreCellCentresAndInvalidOnPadding) {
+  DinoTransformer t(tiny());
+  const ops::SpatialShapes shapes = {{2, 4}};
+  auto mask = torch::zeros({1, 8}, torch::kBool);
+  mask[0][3] = true;  // last column of row 0 is padding
+  mask[0][7] = true;
+  const auto [mem, props] = t->encoder_proposals(torch::randn({1, 8, 32}), mask, shapes);
+  EXPECT_EQ(mem.sizes(), torch::IntArrayRef({1, 8, 32}));
+  // Valid width 3, height 2: token (row 1, col 2) has centre (2.5/3, 1.5/2), size 0.05.
+  const auto p = props[0][6].sigmoid();
+  EXPECT_NEAR(p[0].item<float>(), 2.5f / 3, 1e-5);
+  EXPECT_NEAR(p[1].item<float>(), 0.75f, 1e-5);
+  EXPECT_NEAR(p[2].item<float>(), 0.05f, 1e-5);
+  EXPECT_TRUE(std::isinf(props[0][3][0].item<float>()));
+}
+
+TEST(DinoTransformer, ForwardShapesWithExtraQueriesAndGradients) {
+  torch::manual_seed(0);
+  const auto o = tiny();
+  DinoTransformer t(o);
+  auto heads = make_heads(o, 5);
+  const auto in = make_inputs(o);
+  ExtraQueries extra;
+  extra.content = torch::randn({2, 4, o.embed_dim});
+  extra.boxes_unact = torch::randn({2, 4, 4});
+  extra.attn_mask = torch::zeros({14, 14}, torch::kBool);
+  extra.attn_mask.narrow(0, 4, 10).narrow(1, 0, 4).fill_(true);
+  const auto out = t->forward(in.feats, in.masks, in.pos, heads, &extra);
+  ASSERT_EQ(out.logits.size(), 2u);
+  EXPECT_EQ(out.logits[1].sizes(), torch::IntArrayRef({2, 14, 5}));
+  EXPECT_EQ(out.boxes[0].sizes(), torch::IntArrayRef({2, 14, 4}));
+  EXPECT_EQ(out.enc_logits.sizes(), torch::IntArrayRef({2, 10, 5}));
+  EXPECT_EQ(out.enc_boxes.sizes(), torch::IntArrayRef({2, 10, 4}));
+  EXPECT_TRUE((out.boxes[1] > 0).all().item<bool>() && (out.boxes[1] < 1).all().item<bool>());
+  const auto loss =
+      out.logits[1].sum() + out.boxes[1].sum() + out.enc_boxes.sum() + out.enc_logits.sum();
+  loss.backward();
+  for (const auto& p : t->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_TRUE(torch::isfinite(p.value().grad()).all().item<bool>()) << p.key();
+  }
+  EXPECT_GT(
+      heads.bbox_embed[2]->named_parameters()["layers.2.weight"].grad().abs().sum().item<float>(),
+      0);
+}
+
+TEST(DinoTransformer, MatchingQueriesDoNotSeeBlockedExtraQueries) {
+  torch::manual_seed(1);
+  const auto o = tiny();
+  DinoTransformer t(o);
+  t->eval();
+  auto heads = make_heads(o, 3);
+  const auto in = make_inputs(o);
+  ExtraQueries a;
+  a.content = torch::randn({2, 4, o.embed_dim});
+  a.boxes_unact = torch::randn({2, 4, 4});
+  a.attn_mask = torch::zeros({14, 14}, torch::kBool);
+  a.attn_mask.narrow(0, 4, 10).narrow(1, 0, 4).fill_(true);
+  ExtraQueries b = a;
+  b.content = torch::randn({2, 4, o.embed_dim});
+  torch::NoGradGuard no_grad;
+  const auto oa = t->forward(in.feats, in.masks, in.pos, heads, &a);
+  const auto ob = t->forward(in.feats, in.masks, in.pos, heads, &b);
+  // The matching part (last 10 queries) is unchanged by what the blocked queries hold.
+  EXPECT_TRUE(
+      torch::allclose(oa.logits[1].narrow(1, 4, 10), ob.logits[1].narrow(1, 4, 10), 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(oa.logits[1].narrow(1, 0, 4), ob.logits[1].narrow(1, 0, 4)));
+  // And equals a forward without extra queries.
+  const auto plain = t->forward(in.feats, in.masks, in.pos, heads);
+  EXPECT_TRUE(torch::allclose(plain.logits[1], oa.logits[1].narrow(1, 4, 10), 1e-5, 1e-6));
+}
+
+TEST(DinoTransformer, TooFewTokensForTheQueriesIsAClearError) {
+  auto o = tiny();
+  o.num_queries = 1000;
+  DinoTransformer t(o);
+  auto heads = make_heads(o, 3);
+  const auto in = make_inputs(o);
+  try {
+    t->forward(in.feats, in.masks, in.pos, heads);
+    FAIL();
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fewer than the 1000 queries"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace aligndetr::model
