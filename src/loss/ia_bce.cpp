@@ -16,11 +16,17 @@ torch::Tensor quality(const torch::Tensor& s, const torch::Tensor& iou, double a
 
 torch::Tensor weighted_bce(const torch::Tensor& logits, const torch::Tensor& pos_index,
                            const torch::Tensor& w_pos, const torch::Tensor& w_neg, double gamma) {
+  // -log(sigmoid(x)) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x). Every entry is first
+  // summed as a negative; at the few positives that term is then swapped for the positive one,
+  // which avoids building full-size weight tensors.
   const auto x = logits.reshape(-1);
-  const auto neg_w = x.sigmoid().pow(gamma).scatter(0, pos_index, w_neg.to(x.scalar_type()));
-  const auto pos_w = torch::zeros_like(x).scatter(0, pos_index, w_pos.to(x.scalar_type()));
-  // -log(sigmoid(x)) = softplus(-x) and -log(1 - sigmoid(x)) = softplus(x).
-  return (pos_w * torch::softplus(-x) + neg_w * torch::softplus(x)).sum();
+  const auto sp = torch::softplus(x);
+  const auto all_neg = (x.sigmoid().pow(gamma) * sp).sum();
+  const auto xp = x.index_select(0, pos_index);
+  const auto sp_p = sp.index_select(0, pos_index);
+  const auto pos = w_pos.to(x.scalar_type()) * torch::softplus(-xp) +
+                   (w_neg.to(x.scalar_type()) - xp.sigmoid().pow(gamma)) * sp_p;
+  return all_neg + pos.sum();
 }
 
 torch::Tensor ia_bce_loss(const torch::Tensor& logits, const torch::Tensor& pos_index,

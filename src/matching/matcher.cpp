@@ -15,10 +15,10 @@ torch::Tensor matching_cost(const torch::Tensor& logits, const torch::Tensor& bo
   const auto labels = target.labels.to(logits.device(), torch::kLong);
   const auto gt_boxes = target.boxes.to(boxes.device(), boxes.scalar_type());
   // Focal cost of the GT class only: the positive focal term minus the negative one.
-  const auto p = logits.sigmoid().index_select(1, labels);
+  const auto p = logits.index_select(1, labels).sigmoid();
   const auto pos = costs.focal_alpha * (1 - p).pow(costs.focal_gamma) * -(p + kEps).log();
   const auto neg = (1 - costs.focal_alpha) * p.pow(costs.focal_gamma) * -(1 - p + kEps).log();
-  const auto l1 = (boxes.unsqueeze(1) - gt_boxes.unsqueeze(0)).abs().sum(-1);
+  const auto l1 = torch::cdist(boxes, gt_boxes, 1);
   const auto giou =
       boxes::pairwise_giou(boxes::cxcywh_to_xyxy(boxes), boxes::cxcywh_to_xyxy(gt_boxes));
   return costs.cost_class * (pos - neg) + costs.cost_bbox * l1 - costs.cost_giou * giou;
