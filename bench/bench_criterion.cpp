@@ -43,15 +43,14 @@ Batch make_batch() {
 void BM_MatchingOnly(benchmark::State& state) {
   const Batch b = make_batch();
   const auto ks = CriterionOptions::paper().layer_k(kLayers);
+  std::vector<aligndetr::matching::MatchRequest> sets;
+  for (int64_t l = 0; l < kLayers; ++l) {
+    sets.push_back(
+        {b.inputs.decoder[l].logits.detach(), b.inputs.decoder[l].boxes.detach(), ks[l]});
+  }
+  sets.push_back({b.inputs.encoder->logits.detach(), b.inputs.encoder->boxes.detach(), 3});
   for (auto _ : state) {
-    for (int64_t l = 0; l < kLayers; ++l) {
-      const auto& o = b.inputs.decoder[l];
-      benchmark::DoNotOptimize(
-          aligndetr::matching::match(o.logits.detach(), o.boxes.detach(), b.targets, ks[l], {}));
-    }
-    const auto& e = *b.inputs.encoder;
-    benchmark::DoNotOptimize(
-        aligndetr::matching::match(e.logits.detach(), e.boxes.detach(), b.targets, 3, {}));
+    benchmark::DoNotOptimize(aligndetr::matching::match_sets(sets, b.targets, {}));
   }
 }
 BENCHMARK(BM_MatchingOnly)->Unit(benchmark::kMillisecond);

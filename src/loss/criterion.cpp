@@ -122,24 +122,33 @@ LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Tar
   if (options.reduce_num_boxes) gts = options.reduce_num_boxes(gts);
   terms.num_boxes = std::max(1.0, gts);
 
-  const auto one_set = [&](const OutputSet& out, int64_t k, const std::string& where,
-                           const std::string& suffix) {
-    check_finite(out, where);
-    const auto matches =
-        matching::match(out.logits.detach(), out.boxes.detach(), targets, k, options.matcher);
-    add_terms(terms, set_losses(out, targets, matches, k > 1, options), suffix, terms.num_boxes,
-              options);
+  // Every decoder layer and the encoder output is matched on its own predictions; all of them in
+  // one call so that their assignment problems run in parallel.
+  struct Set {
+    const OutputSet* out;
+    int64_t k;
+    std::string suffix;
   };
-
+  std::vector<Set> sets;
   const size_t layers = inputs.decoder.size();
   const auto ks = options.layer_k(layers);
   for (size_t l = 0; l < layers; ++l) {
-    const bool last = l + 1 == layers;
-    one_set(inputs.decoder[l], ks[l], "decoder layer " + std::to_string(l),
-            last ? "" : "_" + std::to_string(l));
+    check_finite(inputs.decoder[l], "decoder layer " + std::to_string(l));
+    sets.push_back({&inputs.decoder[l], ks[l], l + 1 == layers ? "" : "_" + std::to_string(l)});
   }
-  if (inputs.encoder)
-    one_set(*inputs.encoder, options.encoder_k.value_or(options.k), "encoder output", "_enc");
+  if (inputs.encoder) {
+    check_finite(*inputs.encoder, "encoder output");
+    sets.push_back({&*inputs.encoder, options.encoder_k.value_or(options.k), "_enc"});
+  }
+  std::vector<matching::MatchRequest> requests;
+  for (const auto& set : sets) {
+    requests.push_back({set.out->logits.detach(), set.out->boxes.detach(), set.k});
+  }
+  const auto matches = matching::match_sets(requests, targets, options.matcher);
+  for (size_t s = 0; s < sets.size(); ++s) {
+    add_terms(terms, set_losses(*sets[s].out, targets, matches[s], sets[s].k > 1, options),
+              sets[s].suffix, terms.num_boxes, options);
+  }
 
   if (inputs.denoising) {
     const auto& dn = *inputs.denoising;

@@ -24,46 +24,82 @@ torch::Tensor matching_cost(const torch::Tensor& logits, const torch::Tensor& bo
   return costs.cost_class * (pos - neg) + costs.cost_bbox * l1 - costs.cost_giou * giou;
 }
 
+std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>& sets,
+                                                const std::vector<Target>& targets,
+                                                const MatcherCosts& costs) {
+  const auto batch = static_cast<int64_t>(targets.size());
+  for (const auto& set : sets) {
+    TORCH_CHECK(set.logits.dim() == 3 && set.boxes.dim() == 3 && set.boxes.size(2) == 4 &&
+                    set.logits.size(0) == set.boxes.size(0) &&
+                    set.logits.size(1) == set.boxes.size(1),
+                "match: expected logits [B,Q,C] and boxes [B,Q,4], got ", set.logits.sizes(),
+                " and ", set.boxes.sizes());
+    if (set.logits.size(0) != batch) {
+      throw InputError("match: " + std::to_string(batch) + " targets for a batch of " +
+                       std::to_string(set.logits.size(0)));
+    }
+  }
+  if (sets.empty()) return {};
+  torch::NoGradGuard no_grad;
+
+  // Each image's own Q x n block, moved to the CPU in one transfer for all sets and images.
+  struct Job {
+    size_t set;
+    int64_t image, offset;
+  };
+  std::vector<Job> jobs;
+  std::vector<torch::Tensor> blocks;
+  int64_t offset = 0;
+  for (size_t s = 0; s < sets.size(); ++s) {
+    for (int64_t b = 0; b < batch; ++b) {
+      jobs.push_back({s, b, offset});
+      if (targets[b].labels.numel() == 0) continue;
+      blocks.push_back(
+          matching_cost(sets[s].logits[b], sets[s].boxes[b], targets[b], costs).reshape(-1));
+      offset += blocks.back().numel();
+    }
+  }
+  const auto cost = blocks.empty()
+                        ? torch::empty({0}, torch::kDouble)
+                        : torch::cat(blocks).to(torch::kCPU, torch::kDouble).contiguous();
+  const double* cost_data = cost.data_ptr<double>();
+
+  // The assignment problems of all sets and images are independent.
+  std::vector<GroupedPairs> pairs(jobs.size());
+  at::parallel_for(0, static_cast<int64_t>(jobs.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) {
+      const Job& job = jobs[j];
+      const int64_t queries = sets[job.set].logits.size(1);
+      const int64_t n = targets[job.image].labels.numel();
+      pairs[j] = match_with_copies(cost_data + job.offset, queries, n, sets[job.set].k);
+    }
+  });
+
+  std::vector<int64_t> flat;
+  for (const auto& p : pairs) {
+    flat.insert(flat.end(), p.query.begin(), p.query.end());
+    flat.insert(flat.end(), p.gt.begin(), p.gt.end());
+  }
+  const auto device = sets.front().logits.device();
+  const auto indices = torch::tensor(flat, torch::kLong).to(device);
+  std::vector<std::vector<ImageMatch>> out(sets.size(), std::vector<ImageMatch>(batch));
+  int64_t at = 0;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const auto m = static_cast<int64_t>(pairs[j].query.size());
+    ImageMatch& match = out[jobs[j].set][jobs[j].image];
+    const auto set_device = sets[jobs[j].set].logits.device();
+    match.query = indices.narrow(0, at, m).to(set_device);
+    match.gt = indices.narrow(0, at + m, m).to(set_device);
+    match.k = pairs[j].k;
+    at += 2 * m;
+  }
+  return out;
+}
+
 std::vector<ImageMatch> match(const torch::Tensor& logits, const torch::Tensor& boxes,
                               const std::vector<Target>& targets, int64_t k,
                               const MatcherCosts& costs) {
-  TORCH_CHECK(logits.dim() == 3 && boxes.dim() == 3 && boxes.size(2) == 4 &&
-                  logits.size(0) == boxes.size(0) && logits.size(1) == boxes.size(1),
-              "match: expected logits [B,Q,C] and boxes [B,Q,4], got ", logits.sizes(), " and ",
-              boxes.sizes());
-  const int64_t batch = logits.size(0), queries = logits.size(1);
-  if (static_cast<int64_t>(targets.size()) != batch) {
-    throw InputError("match: " + std::to_string(targets.size()) + " targets for a batch of " +
-                     std::to_string(batch));
-  }
-  torch::NoGradGuard no_grad;
-  // Each image's own Q x n block, in double on the CPU where the solver runs.
-  std::vector<torch::Tensor> cost(batch);
-  for (int64_t b = 0; b < batch; ++b) {
-    if (targets[b].labels.numel() == 0) continue;
-    cost[b] = matching_cost(logits[b], boxes[b], targets[b], costs)
-                  .to(torch::kCPU, torch::kDouble)
-                  .contiguous();
-  }
-  std::vector<GroupedPairs> pairs(batch);
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      const int64_t n = targets[b].labels.numel();
-      pairs[b] = n == 0 ? GroupedPairs{{}, {}, effective_k(queries, 0, k)}
-                        : match_with_copies(cost[b].data_ptr<double>(), queries, n, k);
-    }
-  });
-  std::vector<ImageMatch> out(batch);
-  const auto index_options = torch::TensorOptions().dtype(torch::kLong);
-  for (int64_t b = 0; b < batch; ++b) {
-    const auto m = static_cast<int64_t>(pairs[b].query.size());
-    out[b].query = torch::from_blob(pairs[b].query.data(), {m}, index_options)
-                       .to(logits.device(), /*non_blocking=*/false, /*copy=*/true);
-    out[b].gt = torch::from_blob(pairs[b].gt.data(), {m}, index_options)
-                    .to(logits.device(), /*non_blocking=*/false, /*copy=*/true);
-    out[b].k = pairs[b].k;
-  }
-  return out;
+  return match_sets({{logits, boxes, k}}, targets, costs).front();
 }
 
 }  // namespace aligndetr::matching

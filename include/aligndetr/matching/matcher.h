@@ -41,4 +41,18 @@ std::vector<ImageMatch> match(const torch::Tensor& logits, const torch::Tensor& 
                               const std::vector<Target>& targets, int64_t k,
                               const MatcherCosts& costs);
 
+// One prediction set to match: logits [B, Q, C], boxes [B, Q, 4], GT copies k.
+struct MatchRequest {
+  torch::Tensor logits;
+  torch::Tensor boxes;
+  int64_t k = 1;
+};
+
+// match() for several prediction sets of the same batch (e.g. every decoder layer) at once: the
+// costs reach the CPU in one transfer and all (set, image) problems are solved in parallel.
+// Returns out[set][image].
+std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>& sets,
+                                                const std::vector<Target>& targets,
+                                                const MatcherCosts& costs);
+
 }  // namespace aligndetr::matching
