@@ -154,5 +154,62 @@ TEST(Lsap, TiledColumnsLikeManyToOneMatching) {
   EXPECT_NEAR(total(tiled, 6, a), brute_force(tiled, 7, 6), 1e-12);
 }
 
+// The shortest-path search alone (what runs when the matrix holds +inf entries) and the search
+// after the row reduction must reach the same optimum. A line of +inf that no assignment needs
+// switches the reduction off without changing the optimum.
+TEST(Lsap, ReductionAgreesWithPlainSearchOnLargerMatrices) {
+  std::mt19937_64 rng(99);
+  std::uniform_real_distribution<double> real(0.0, 1.0);
+  std::uniform_int_distribution<int> small_int(0, 4);
+  struct Shape {
+    int rows, cols;
+    bool ties;
+  };
+  for (const Shape& shape : {Shape{40, 40, false}, Shape{60, 60, true}, Shape{30, 90, false},
+                             Shape{90, 30, false}, Shape{25, 75, true}, Shape{75, 25, true}}) {
+    for (int trial = 0; trial < 5; ++trial) {
+      const int rows = shape.rows, cols = shape.cols;
+      std::vector<double> c(rows * cols);
+      for (double& x : c) x = shape.ties ? small_int(rng) : real(rng);
+      const Assignment a = linear_sum_assignment(c, rows, cols);
+      expect_valid(a, rows, cols);
+      // Extend the longer side by one line of +inf.
+      std::vector<double> ext;
+      int ext_rows = rows, ext_cols = cols;
+      if (rows <= cols) {
+        ext_cols = cols + 1;
+        for (int i = 0; i < rows; ++i) {
+          ext.insert(ext.end(), c.begin() + i * cols, c.begin() + (i + 1) * cols);
+          ext.push_back(kInf);
+        }
+      } else {
+        ext_rows = rows + 1;
+        ext = c;
+        ext.insert(ext.end(), cols, kInf);
+      }
+      const Assignment b = linear_sum_assignment(ext, ext_rows, ext_cols);
+      expect_valid(b, ext_rows, ext_cols);
+      EXPECT_NEAR(total(c, cols, a), total(ext, ext_cols, b), 1e-9)
+          << rows << "x" << cols << " trial " << trial;
+    }
+  }
+}
+
+TEST(Lsap, MatchesBruteForceOnDuplicatedColumnsAndRows) {
+  // Tiled columns (many-to-one matching) and repeated rows make many exact ties.
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<double> real(0.0, 1.0);
+  for (int trial = 0; trial < 50; ++trial) {
+    const int rows = 3 + trial % 5, n = 1 + trial % 3, k = 2;
+    std::vector<double> base(rows * n), c(rows * n * k);
+    for (double& x : base) x = real(rng);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < n * k; ++j) c[i * n * k + j] = base[(trial % 2 ? i % 2 : i) * n + j % n];
+    const Assignment a = linear_sum_assignment(c, rows, n * k);
+    expect_valid(a, rows, n * k);
+    EXPECT_NEAR(total(c, n * k, a), brute_force(c, rows, n * k), 1e-12) << "trial " << trial;
+  }
+}
+
 }  // namespace
 }  // namespace aligndetr::matching
