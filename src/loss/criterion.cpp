@@ -1,3 +1,7 @@
+// The total loss of paper Eq. 8: many-to-one terms on the encoder output and the first L-1
+// decoder layers, a one-to-one term on the last one, plus the denoising terms; each normalized by
+// the number of GT boxes (not k times it: the extra matches add to the same divisor).
+
 #include "aligndetr/loss/criterion.h"
 
 #include <torch/torch.h>
@@ -15,7 +19,7 @@
 namespace aligndetr::loss {
 namespace {
 
-void check_finite(const OutputSet& out, const std::string& where) {
+void check_output(const OutputSet& out, const std::string& where) {
   TORCH_CHECK(out.logits.dim() == 3 && out.boxes.dim() == 3 && out.boxes.size(2) == 4 &&
                   out.logits.size(0) == out.boxes.size(0) &&
                   out.logits.size(1) == out.boxes.size(1),
@@ -33,14 +37,17 @@ void check_finite(const OutputSet& out, const std::string& where) {
 
 void add_terms(LossTerms& terms, const SetLosses& l, const std::string& suffix, double divisor,
                const CriterionOptions& o) {
-  const std::pair<const char*, std::pair<const torch::Tensor*, double>> parts[] = {
-      {"loss_class", {&l.cls, o.weight_class}},
-      {"loss_bbox", {&l.bbox, o.weight_bbox}},
-      {"loss_giou", {&l.giou, o.weight_giou}},
+  struct Part {
+    const char* name;
+    const torch::Tensor& sum;
+    double weight;
   };
-  for (const auto& [name, value] : parts) {
-    const auto unweighted = *value.first / divisor;
-    const auto weighted = unweighted * value.second;
+  const Part parts[] = {{"loss_class", l.cls, o.weight_class},
+                        {"loss_bbox", l.bbox, o.weight_bbox},
+                        {"loss_giou", l.giou, o.weight_giou}};
+  for (const auto& [name, sum, weight] : parts) {
+    const auto unweighted = sum / divisor;
+    const auto weighted = unweighted * weight;
     terms.unweighted[name + suffix] = unweighted;
     terms.weighted[name + suffix] = weighted;
     terms.total = terms.total.defined() ? terms.total + weighted : weighted;
@@ -75,6 +82,10 @@ std::vector<int64_t> CriterionOptions::layer_k(size_t layers) const {
 SetLosses set_losses(const OutputSet& out, const std::vector<Target>& targets,
                      const std::vector<matching::ImageMatch>& matches, bool ranks,
                      const CriterionOptions& options) {
+  if (matches.size() != targets.size()) {
+    throw InputError("criterion: " + std::to_string(matches.size()) + " matched images for " +
+                     std::to_string(targets.size()) + " targets");
+  }
   const auto device = out.logits.device();
   const int64_t queries = out.logits.size(1), classes = out.logits.size(2);
   // Flatten the pairs of all images: prediction row b*Q + q, GT row offset_b + j.
@@ -133,11 +144,11 @@ LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Tar
   const size_t layers = inputs.decoder.size();
   const auto ks = options.layer_k(layers);
   for (size_t l = 0; l < layers; ++l) {
-    check_finite(inputs.decoder[l], "decoder layer " + std::to_string(l));
+    check_output(inputs.decoder[l], "decoder layer " + std::to_string(l));
     sets.push_back({&inputs.decoder[l], ks[l], l + 1 == layers ? "" : "_" + std::to_string(l)});
   }
   if (inputs.encoder) {
-    check_finite(*inputs.encoder, "encoder output");
+    check_output(*inputs.encoder, "encoder output");
     sets.push_back({&*inputs.encoder, options.encoder_k.value_or(options.k), "_enc"});
   }
   std::vector<matching::MatchRequest> requests;
@@ -156,7 +167,7 @@ LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Tar
     const double divisor = terms.num_boxes * static_cast<double>(dn.groups);
     for (size_t l = 0; l < dn.layers.size(); ++l) {
       const bool last = l + 1 == dn.layers.size();
-      check_finite(dn.layers[l], "denoising layer " + std::to_string(l));
+      check_output(dn.layers[l], "denoising layer " + std::to_string(l));
       add_terms(terms, set_losses(dn.layers[l], targets, dn.pairs, false, options),
                 last ? "_dn" : "_dn_" + std::to_string(l), divisor, options);
     }
