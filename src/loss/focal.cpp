@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include "aligndetr/loss/classification.h"
-#include "aligndetr/loss/ia_bce.h"
 
 namespace aligndetr::loss {
 
@@ -22,10 +21,9 @@ torch::Tensor varifocal_loss(const torch::Tensor& logits, const torch::Tensor& p
   const auto x = logits.reshape(-1);
   const auto q = target.detach().to(x.scalar_type());
   // Positives: q * BCE(p, q) = q * (q (-log p) + (1 - q)(-log(1 - p))).
-  const auto neg_w = alpha * x.sigmoid().pow(gamma);
-  const auto pos_w = torch::zeros_like(x).scatter(0, pos_index, q * q);
-  const auto w_neg = neg_w.scatter(0, pos_index, q * (1 - q));
-  return (pos_w * torch::softplus(-x) + w_neg * torch::softplus(x)).sum();
+  const auto w_pos = torch::zeros_like(x).scatter(0, pos_index, q * q);
+  const auto w_neg = (alpha * x.sigmoid().pow(gamma)).scatter(0, pos_index, q * (1 - q));
+  return (w_pos * torch::softplus(-x) + w_neg * torch::softplus(x)).sum();
 }
 
 torch::Tensor quality_focal_loss(const torch::Tensor& logits, const torch::Tensor& pos_index,
