@@ -8,20 +8,30 @@
 
 namespace aligndetr::matching {
 
-torch::Tensor matching_cost(const torch::Tensor& logits, const torch::Tensor& boxes,
-                            const Target& target, const MatcherCosts& costs) {
-  torch::NoGradGuard no_grad;
+namespace {
+
+// The cost of rows with class logits already gathered at the GT labels ([N, n]) and boxes [N, 4].
+torch::Tensor cost_of_gathered(const torch::Tensor& gt_logits, const torch::Tensor& boxes,
+                               const torch::Tensor& gt_boxes, const MatcherCosts& costs) {
   constexpr double kEps = 1e-8;
-  const auto labels = target.labels.to(logits.device(), torch::kLong);
-  const auto gt_boxes = target.boxes.to(boxes.device(), boxes.scalar_type());
   // Focal cost of the GT class only: the positive focal term minus the negative one.
-  const auto p = logits.index_select(1, labels).sigmoid();
+  const auto p = gt_logits.sigmoid();
   const auto pos = costs.focal_alpha * (1 - p).pow(costs.focal_gamma) * -(p + kEps).log();
   const auto neg = (1 - costs.focal_alpha) * p.pow(costs.focal_gamma) * -(1 - p + kEps).log();
   const auto l1 = torch::cdist(boxes, gt_boxes, 1);
   const auto giou =
       boxes::pairwise_giou(boxes::cxcywh_to_xyxy(boxes), boxes::cxcywh_to_xyxy(gt_boxes));
   return costs.cost_class * (pos - neg) + costs.cost_bbox * l1 - costs.cost_giou * giou;
+}
+
+}  // namespace
+
+torch::Tensor matching_cost(const torch::Tensor& logits, const torch::Tensor& boxes,
+                            const Target& target, const MatcherCosts& costs) {
+  torch::NoGradGuard no_grad;
+  const auto labels = target.labels.to(logits.device(), torch::kLong);
+  return cost_of_gathered(logits.index_select(1, labels), boxes,
+                          target.boxes.to(boxes.device(), boxes.scalar_type()), costs);
 }
 
 std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>& sets,
@@ -42,7 +52,8 @@ std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>&
   if (sets.empty()) return {};
   torch::NoGradGuard no_grad;
 
-  // Each image's own Q x n block, moved to the CPU in one transfer for all sets and images.
+  // Each image's own cost block, for all sets at once: their rows stacked ([sum of Q, n]) so that
+  // one set of tensor operations serves them all. All blocks reach the CPU in one transfer.
   struct Job {
     size_t set;
     int64_t image, offset;
@@ -50,14 +61,22 @@ std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>&
   std::vector<Job> jobs;
   std::vector<torch::Tensor> blocks;
   int64_t offset = 0;
-  for (size_t s = 0; s < sets.size(); ++s) {
-    for (int64_t b = 0; b < batch; ++b) {
+  const auto device = sets.front().logits.device();
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t n = targets[b].labels.numel();
+    const auto labels = targets[b].labels.to(device, torch::kLong);
+    std::vector<torch::Tensor> gt_logits, boxes;
+    for (size_t s = 0; s < sets.size(); ++s) {
       jobs.push_back({s, b, offset});
-      if (targets[b].labels.numel() == 0) continue;
-      blocks.push_back(
-          matching_cost(sets[s].logits[b], sets[s].boxes[b], targets[b], costs).reshape(-1));
-      offset += blocks.back().numel();
+      offset += sets[s].logits.size(1) * n;
+      if (n == 0) continue;
+      gt_logits.push_back(sets[s].logits[b].index_select(1, labels).to(device));
+      boxes.push_back(sets[s].boxes[b].to(device, gt_logits.back().scalar_type()));
     }
+    if (n == 0) continue;
+    const auto gt_boxes = targets[b].boxes.to(device, gt_logits.front().scalar_type());
+    blocks.push_back(
+        cost_of_gathered(torch::cat(gt_logits), torch::cat(boxes), gt_boxes, costs).reshape(-1));
   }
   const auto cost = blocks.empty()
                         ? torch::empty({0}, torch::kDouble)
@@ -80,7 +99,6 @@ std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>&
     flat.insert(flat.end(), p.query.begin(), p.query.end());
     flat.insert(flat.end(), p.gt.begin(), p.gt.end());
   }
-  const auto device = sets.front().logits.device();
   const auto indices = torch::tensor(flat, torch::kLong).to(device);
   std::vector<std::vector<ImageMatch>> out(sets.size(), std::vector<ImageMatch>(batch));
   int64_t at = 0;
