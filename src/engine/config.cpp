@@ -1,0 +1,238 @@
+#include "aligndetr/engine/config.h"
+
+#include <filesystem>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "aligndetr/util/error.h"
+
+namespace aligndetr {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> split_key(const std::string& key) {
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  std::string part;
+  while (std::getline(ss, part, '.')) parts.push_back(part);
+  return parts;
+}
+
+// Deep copy of `overlay` merged onto `base`: maps merge recursively, other values replace.
+YAML::Node merge(const YAML::Node& base, const YAML::Node& overlay) {
+  if (!base.IsMap() || !overlay.IsMap()) return YAML::Clone(overlay);
+  YAML::Node out = YAML::Clone(base);
+  for (const auto& kv : overlay) {
+    const auto key = kv.first.as<std::string>();
+    out[key] = out[key] ? merge(out[key], kv.second) : YAML::Clone(kv.second);
+  }
+  return out;
+}
+
+YAML::Node load_with_bases(const fs::path& path, std::vector<fs::path>& chain) {
+  const fs::path canonical = fs::weakly_canonical(path);
+  for (const auto& p : chain) {
+    if (p == canonical) {
+      throw InputError(
+          fmt::format("config '{}': `_base_` chain loops back to itself", path.string()));
+    }
+  }
+  if (!fs::exists(path)) throw InputError(fmt::format("config file '{}' not found", path.string()));
+  YAML::Node node;
+  try {
+    node = YAML::LoadFile(path.string());
+  } catch (const YAML::Exception& e) {
+    throw InputError(fmt::format("config '{}': invalid YAML at line {}: {}", path.string(),
+                                 e.mark.line + 1, e.msg));
+  }
+  if (node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
+  if (!node.IsMap()) throw InputError(fmt::format("config '{}' is not a YAML map", path.string()));
+  chain.push_back(canonical);
+  YAML::Node merged(YAML::NodeType::Map);
+  if (const auto bases = node["_base_"]) {
+    std::vector<std::string> names;
+    if (bases.IsSequence()) {
+      for (const auto& b : bases) names.push_back(b.as<std::string>());
+    } else {
+      names.push_back(bases.as<std::string>());
+    }
+    for (const auto& name : names) {
+      merged = merge(merged, load_with_bases(path.parent_path() / name, chain));
+    }
+    node.remove("_base_");
+  }
+  chain.pop_back();
+  return merge(merged, node);
+}
+
+void collect_leaves(const YAML::Node& node, const std::string& prefix,
+                    std::vector<std::string>& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const auto key = kv.first.as<std::string>();
+      collect_leaves(kv.second, prefix.empty() ? key : prefix + "." + key, out);
+    }
+  } else {
+    out.push_back(prefix);
+  }
+}
+
+}  // namespace
+
+Config::Config() : root_(std::make_unique<YAML::Node>(YAML::NodeType::Map)) {}
+Config::~Config() = default;
+Config::Config(const Config& other)
+    : root_(std::make_unique<YAML::Node>(YAML::Clone(*other.root_))),
+      source_(other.source_),
+      used_(other.used_) {}
+Config& Config::operator=(const Config& other) {
+  if (this != &other) {
+    root_ = std::make_unique<YAML::Node>(YAML::Clone(*other.root_));
+    source_ = other.source_;
+    used_ = other.used_;
+  }
+  return *this;
+}
+
+Config Config::load(const std::string& path) {
+  Config c;
+  std::vector<fs::path> chain;
+  *c.root_ = load_with_bases(path, chain);
+  c.source_ = path;
+  return c;
+}
+
+Config Config::parse(const std::string& yaml_text, const std::string& source) {
+  Config c;
+  c.source_ = source;
+  try {
+    *c.root_ = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw InputError(
+        fmt::format("config '{}': invalid YAML at line {}: {}", source, e.mark.line + 1, e.msg));
+  }
+  if (c.root_->IsNull()) *c.root_ = YAML::Node(YAML::NodeType::Map);
+  return c;
+}
+
+void Config::set(const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw InputError(fmt::format("override '{}' is not of the form key=value", assignment));
+  }
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  if (!has(key)) {
+    throw InputError(fmt::format("unknown config key '{}' in override '{}' (config '{}')", key,
+                                 assignment, source_));
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw InputError(fmt::format("override '{}': invalid value: {}", assignment, e.msg));
+  }
+  const auto parts = split_key(key);
+  // yaml-cpp nodes are handles: walking with operator[] on a copy of the root edits the tree.
+  std::vector<YAML::Node> path{*root_};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) path.push_back(path.back()[parts[i]]);
+  path.back()[parts.back()] = value;
+}
+
+YAML::Node Config::lookup(const std::string& key) const {
+  const YAML::Node& root = *root_;
+  YAML::Node node = root;
+  for (const auto& part : split_key(key)) {
+    const YAML::Node& current = node;  // const access never inserts
+    if (!current.IsMap() || !current[part]) return YAML::Node(YAML::NodeType::Undefined);
+    node.reset(current[part]);
+  }
+  return node;
+}
+
+YAML::Node Config::require(const std::string& key) const {
+  YAML::Node node = lookup(key);
+  if (!node.IsDefined())
+    throw InputError(fmt::format("config '{}': missing key '{}'", source_, key));
+  used_.insert(key);
+  return node;
+}
+
+bool Config::has(const std::string& key) const {
+  return lookup(key).IsDefined();
+}
+
+namespace {
+template <typename T>
+T convert(const YAML::Node& node, const std::string& key, const std::string& source,
+          const char* type) {
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    std::stringstream ss;
+    ss << node;
+    throw InputError(
+        fmt::format("config '{}': key '{}' must be {}, got '{}'", source, key, type, ss.str()));
+  }
+}
+}  // namespace
+
+double Config::get_double(const std::string& key) const {
+  return convert<double>(require(key), key, source_, "a number");
+}
+int64_t Config::get_int(const std::string& key) const {
+  return convert<int64_t>(require(key), key, source_, "an integer");
+}
+bool Config::get_bool(const std::string& key) const {
+  return convert<bool>(require(key), key, source_, "true or false");
+}
+std::string Config::get_string(const std::string& key) const {
+  return convert<std::string>(require(key), key, source_, "a string");
+}
+std::vector<int64_t> Config::get_int_list(const std::string& key) const {
+  return convert<std::vector<int64_t>>(require(key), key, source_, "a list of integers");
+}
+std::vector<double> Config::get_double_list(const std::string& key) const {
+  return convert<std::vector<double>>(require(key), key, source_, "a list of numbers");
+}
+
+double Config::get_double(const std::string& key, double fallback) const {
+  return has(key) ? get_double(key) : fallback;
+}
+int64_t Config::get_int(const std::string& key, int64_t fallback) const {
+  return has(key) ? get_int(key) : fallback;
+}
+bool Config::get_bool(const std::string& key, bool fallback) const {
+  return has(key) ? get_bool(key) : fallback;
+}
+std::string Config::get_string(const std::string& key, const std::string& fallback) const {
+  return has(key) ? get_string(key) : fallback;
+}
+
+std::vector<std::string> Config::unused_keys(const std::string& prefix) const {
+  std::vector<std::string> leaves, unused;
+  collect_leaves(*root_, "", leaves);
+  for (const auto& leaf : leaves) {
+    if (!prefix.empty() && leaf.rfind(prefix + ".", 0) != 0 && leaf != prefix) continue;
+    if (!used_.count(leaf)) unused.push_back(leaf);
+  }
+  return unused;
+}
+
+void Config::require_all_used(const std::string& prefix) const {
+  const auto unused = unused_keys(prefix);
+  if (unused.empty()) return;
+  throw InputError(fmt::format("config '{}': unknown key(s) {}", source_, fmt::join(unused, ", ")));
+}
+
+std::string Config::dump() const {
+  YAML::Emitter out;
+  out << *root_;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace aligndetr
