@@ -9,11 +9,9 @@ packages=(
   libopencv-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang-format
+  # The weight-import tests write real PyTorch checkpoints with Debian's torch and torchvision.
+  python3-torch python3-torchvision
 )
-# Extra packages some optional tests use (PyTorch checkpoints written by Debian's torch).
-if [[ "${ALIGNDETR_TEST_DEPS:-0}" == "1" ]]; then
-  packages+=(python3-torch python3-torchvision)
-fi
 
 missing=()
 for p in "${packages[@]}"; do

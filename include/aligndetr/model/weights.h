@@ -1,0 +1,60 @@
+#pragma once
+// Named tensors in and out of modules and files.
+//
+// Our checkpoint format is a pickled {name: tensor} dict in torch.save's zip format, so Python
+// reads it with torch.load and we read PyTorch's own state_dict files with the same loader.
+// Loading into a module copies by name and reports every missing name, unexpected name and shape
+// mismatch; nothing is skipped silently.
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/ordered_dict.h>
+
+namespace aligndetr {
+
+using TensorDict = torch::OrderedDict<std::string, torch::Tensor>;
+
+// The module's parameters, then its buffers, by their dotted names (the state_dict of PyTorch).
+TensorDict module_state(const torch::nn::Module& module);
+
+// Writes the tensors (moved to the CPU) atomically: a temporary file renamed over the target.
+void save_tensors(const std::string& path, const TensorDict& tensors);
+
+// Reads a file written by save_tensors or by Python's torch.save: a {name: tensor} dict, or a
+// checkpoint dict holding one under "model" or "state_dict". Throws InputError for anything else
+// or an unreadable file.
+TensorDict load_tensors(const std::string& path);
+
+// Renames tensors: a name starting with a rule's `from` gets that prefix replaced by `to` (the
+// first matching rule wins); names no rule matches are kept. `renamed` receives the count.
+TensorDict rename_prefixes(const TensorDict& tensors,
+                           const std::vector<std::pair<std::string, std::string>>& rules,
+                           int* renamed = nullptr);
+
+struct LoadReport {
+  std::vector<std::string> loaded;      // copied
+  std::vector<std::string> missing;     // in the module, not in the file
+  std::vector<std::string> unexpected;  // in the file, not in the module
+  std::vector<std::string> mismatched;  // same name, different shape: "name: file [..] vs [..]"
+  // BatchNorm step counters (*.num_batches_tracked) with no counterpart in the module: frozen
+  // batch norms have no use for them. Listed, never an error.
+  std::vector<std::string> ignored;
+
+  bool complete() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  // One line of counts, then every name in each non-empty list.
+  std::string to_text() const;
+};
+
+// Copies tensors into the module's parameters and buffers by name, keeping each destination's
+// device and dtype. strict: a missing, unexpected or mismatched name throws InputError listing
+// all of them, and the module is left unchanged. Otherwise matching tensors are copied.
+LoadReport load_state_dict(torch::nn::Module& module, const TensorDict& tensors, bool strict);
+
+// module_state + save_tensors, and load_tensors + load_state_dict.
+void save_module(const std::string& path, const torch::nn::Module& module);
+LoadReport load_module(const std::string& path, torch::nn::Module& module, bool strict);
+
+}  // namespace aligndetr

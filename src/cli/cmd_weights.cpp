@@ -1,0 +1,126 @@
+// `aligndetr weights inspect|import`: look into checkpoint files and convert PyTorch state_dicts.
+
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "aligndetr/model/backbone.h"
+#include "aligndetr/model/weights.h"
+#include "aligndetr/util/error.h"
+#include "command.h"
+
+namespace aligndetr::cli {
+namespace {
+
+std::string shape_text(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+std::string dtype_text(const torch::Tensor& t) {
+  std::ostringstream out;
+  out << t.dtype();
+  return out.str();
+}
+
+void setup_inspect(CLI::App* weights) {
+  auto file = std::make_shared<std::string>();
+  auto* cmd = weights->add_subcommand(
+      "inspect",
+      "List the tensors of a checkpoint (ours or a PyTorch state_dict from torch.save): name, "
+      "shape, dtype, element count, and the totals");
+  cmd->add_option("FILE", *file, "Checkpoint file")->required();
+  cmd->callback([file] {
+    const TensorDict tensors = load_tensors(*file);
+    size_t width = 4;
+    for (const auto& item : tensors) width = std::max(width, item.key().size());
+    int64_t total = 0, floating = 0;
+    for (const auto& item : tensors) {
+      const torch::Tensor& t = item.value();
+      std::printf("%-*s  %-20s  %-8s  %lld\n", static_cast<int>(width), item.key().c_str(),
+                  shape_text(t).c_str(), dtype_text(t).c_str(), static_cast<long long>(t.numel()));
+      total += t.numel();
+      if (t.is_floating_point()) floating += t.numel();
+    }
+    std::printf("%zu tensors, %lld elements (%lld floating point)\n", tensors.size(),
+                static_cast<long long>(total), static_cast<long long>(floating));
+  });
+}
+
+void setup_import(CLI::App* weights) {
+  struct Args {
+    std::string from, out;
+    std::vector<std::string> prefix_map, drop;
+    int backbone = 0;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = weights->add_subcommand(
+      "import",
+      "Convert a PyTorch state_dict (torch.save file, or a checkpoint dict with 'model' or "
+      "'state_dict') to our checkpoint format, renaming tensors by prefix. Model configs are "
+      "not available yet: --backbone checks the result against one of our ResNets");
+  cmd->add_option("--from", args->from, "PyTorch checkpoint")->required();
+  cmd->add_option("--out", args->out, "Output checkpoint")->required();
+  cmd->add_option("--prefix-map", args->prefix_map,
+                  "OLD=NEW: names starting with OLD get NEW instead (first matching rule wins; "
+                  "NEW may be empty)");
+  cmd->add_option("--drop", args->drop, "Leave out tensors whose names start with this prefix");
+  cmd->add_option("--backbone", args->backbone,
+                  "ResNet depth (18, 34, 50, 101): report how the converted tensors load into "
+                  "that backbone (loaded, missing, unexpected, shape mismatches)")
+      ->check(CLI::IsMember({18, 34, 50, 101}));
+  cmd->callback([args] {
+    std::vector<std::pair<std::string, std::string>> rules;
+    for (const auto& rule : args->prefix_map) {
+      const size_t eq = rule.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        throw InputError("--prefix-map expects OLD=NEW with a non-empty OLD, got '" + rule + "'");
+      }
+      rules.emplace_back(rule.substr(0, eq), rule.substr(eq + 1));
+    }
+    const TensorDict source = load_tensors(args->from);
+    int renamed = 0;
+    const TensorDict mapped = rename_prefixes(source, rules, &renamed);
+    TensorDict kept;
+    int dropped = 0;
+    for (const auto& item : mapped) {
+      bool drop = false;
+      for (const auto& prefix : args->drop) drop = drop || item.key().rfind(prefix, 0) == 0;
+      if (drop) {
+        ++dropped;
+      } else {
+        kept.insert(item.key(), item.value());
+      }
+    }
+    std::printf("%zu tensors read, %d renamed, %d dropped, %zu written\n", source.size(), renamed,
+                dropped, kept.size());
+    if (args->backbone != 0) {
+      ResNetOptions options;
+      options.depth = args->backbone;
+      ResNet net(options);
+      const LoadReport report = load_state_dict(*net, kept, /*strict=*/false);
+      std::printf("against ResNet-%d: %s\n", args->backbone, report.to_text().c_str());
+    }
+    save_tensors(args->out, kept);
+    spdlog::info("wrote {}", args->out);
+  });
+}
+
+void setup_weights(CLI::App& app) {
+  auto* weights = app.add_subcommand("weights", "Inspect and convert checkpoint files");
+  weights->require_subcommand(1);
+  setup_inspect(weights);
+  setup_import(weights);
+}
+
+const CommandRegistrar registrar(70, setup_weights);
+
+}  // namespace
+}  // namespace aligndetr::cli

@@ -1,0 +1,171 @@
+#include "aligndetr/model/backbone.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/pooling.h>
+#include <torch/nn/init.h>
+
+#include "aligndetr/util/error.h"
+
+namespace aligndetr {
+namespace {
+
+namespace F = torch::nn::functional;
+
+// torchvision's convs: no bias, padding = dilation for 3x3, Kaiming-normal (fan_out, ReLU) init.
+torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
+                            int64_t dilation = 1) {
+  const int64_t padding = kernel == 1 ? 0 : (kernel == 7 ? 3 : dilation);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(in, out, kernel)
+                             .stride(stride)
+                             .padding(padding)
+                             .dilation(dilation)
+                             .bias(false));
+  torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
+  return conv;
+}
+
+struct DepthSpec {
+  std::vector<int64_t> blocks;
+  bool bottleneck;
+};
+
+DepthSpec depth_spec(int depth) {
+  switch (depth) {
+    case 18:
+      return {{2, 2, 2, 2}, false};
+    case 34:
+      return {{3, 4, 6, 3}, false};
+    case 50:
+      return {{3, 4, 6, 3}, true};
+    case 101:
+      return {{3, 4, 23, 3}, true};
+    default:
+      throw InputError("ResNet depth must be 18, 34, 50 or 101, got " + std::to_string(depth));
+  }
+}
+
+}  // namespace
+
+FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(int64_t num_features, double eps_) : eps(eps_) {
+  weight = register_buffer("weight", torch::ones({num_features}));
+  bias = register_buffer("bias", torch::zeros({num_features}));
+  running_mean = register_buffer("running_mean", torch::zeros({num_features}));
+  running_var = register_buffer("running_var", torch::ones({num_features}));
+}
+
+torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
+  // Folded into one scale and shift per channel; the same arithmetic as detectron2's
+  // FrozenBatchNorm2d, so imported weights give the reference's numbers.
+  const torch::Tensor scale = weight * (running_var + eps).rsqrt();
+  const torch::Tensor shift = bias - running_mean * scale;
+  return x * scale.view({1, -1, 1, 1}).to(x.dtype()) + shift.view({1, -1, 1, 1}).to(x.dtype());
+}
+
+ResidualBlockImpl::ResidualBlockImpl(int64_t in_channels, int64_t planes, int64_t stride,
+                                     int64_t dilation, bool bottleneck)
+    : bottleneck_(bottleneck) {
+  const int64_t out_channels = bottleneck ? planes * 4 : planes;
+  if (bottleneck) {
+    conv1_ = register_module("conv1", make_conv(in_channels, planes, 1, 1));
+    bn1_ = register_module("bn1", FrozenBatchNorm2d(planes));
+    conv2_ = register_module("conv2", make_conv(planes, planes, 3, stride, dilation));
+    bn2_ = register_module("bn2", FrozenBatchNorm2d(planes));
+    conv3_ = register_module("conv3", make_conv(planes, out_channels, 1, 1));
+    bn3_ = register_module("bn3", FrozenBatchNorm2d(out_channels));
+  } else {
+    conv1_ = register_module("conv1", make_conv(in_channels, planes, 3, stride, dilation));
+    bn1_ = register_module("bn1", FrozenBatchNorm2d(planes));
+    conv2_ = register_module("conv2", make_conv(planes, planes, 3, 1, dilation));
+    bn2_ = register_module("bn2", FrozenBatchNorm2d(planes));
+  }
+  if (stride != 1 || in_channels != out_channels) {
+    downsample_ = register_module(
+        "downsample", torch::nn::Sequential(make_conv(in_channels, out_channels, 1, stride),
+                                            FrozenBatchNorm2d(out_channels)));
+  }
+}
+
+torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
+  torch::Tensor out = F::relu(bn1_(conv1_(x)));
+  out = bn2_(conv2_(out));
+  if (bottleneck_) out = bn3_(conv3_(F::relu(out)));
+  const torch::Tensor identity = downsample_ ? downsample_->forward(x) : x;
+  return F::relu(out + identity);
+}
+
+ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
+  const DepthSpec spec = depth_spec(options_.depth);
+  if (options_.freeze_at < 0 || options_.freeze_at > 5) {
+    throw InputError("ResNet freeze_at must be in 0..5, got " + std::to_string(options_.freeze_at));
+  }
+  if (options_.out_stages.empty()) throw InputError("ResNet out_stages is empty");
+  for (size_t i = 0; i < options_.out_stages.size(); ++i) {
+    const int s = options_.out_stages[i];
+    if (s < 1 || s > 4 || (i > 0 && s <= options_.out_stages[i - 1])) {
+      throw InputError("ResNet out_stages must be increasing values in 1..4 (layer1..layer4)");
+    }
+  }
+
+  conv1_ = register_module("conv1", make_conv(3, 64, 7, 2));
+  bn1_ = register_module("bn1", FrozenBatchNorm2d(64));
+  int64_t in_channels = 64;
+  int64_t stride_so_far = 4;  // conv1 and the max pool
+  for (int stage = 0; stage < 4; ++stage) {
+    const int64_t planes = int64_t{64} << stage;
+    const bool dilated = options_.dc5 && stage == 3;
+    const int64_t first_stride = (stage == 0 || dilated) ? 1 : 2;
+    const int64_t dilation = dilated ? 2 : 1;
+    torch::nn::Sequential layer;
+    for (int64_t b = 0; b < spec.blocks[stage]; ++b) {
+      layer->push_back(
+          ResidualBlock(in_channels, planes, b == 0 ? first_stride : 1, dilation, spec.bottleneck));
+      in_channels = spec.bottleneck ? planes * 4 : planes;
+    }
+    stride_so_far *= first_stride;
+    layers_.push_back(register_module("layer" + std::to_string(stage + 1), layer));
+    stage_channels_.push_back(in_channels);
+    stage_strides_.push_back(stride_so_far);
+  }
+
+  // detectron2's freeze_at: 1 freezes the stem, k >= 2 also stages res2..res(k), i.e. layer1..
+  // layer(k-1). Frozen batch norms have no parameters, so only the convs need this.
+  if (options_.freeze_at >= 1) {
+    for (auto& p : conv1_->parameters()) p.set_requires_grad(false);
+  }
+  for (int stage = 0; stage + 2 <= options_.freeze_at && stage < 4; ++stage) {
+    for (auto& p : layers_[stage]->parameters()) p.set_requires_grad(false);
+  }
+}
+
+std::vector<torch::Tensor> ResNetImpl::forward(torch::Tensor images) {
+  torch::Tensor x = F::relu(bn1_(conv1_(images)));
+  x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
+  std::vector<torch::Tensor> outputs;
+  const int last = options_.out_stages.back();
+  for (int stage = 1; stage <= last; ++stage) {
+    x = layers_[stage - 1]->forward(x);
+    if (std::find(options_.out_stages.begin(), options_.out_stages.end(), stage) !=
+        options_.out_stages.end()) {
+      outputs.push_back(x);
+    }
+  }
+  return outputs;
+}
+
+std::vector<int64_t> ResNetImpl::out_channels() const {
+  std::vector<int64_t> result;
+  for (int s : options_.out_stages) result.push_back(stage_channels_[s - 1]);
+  return result;
+}
+
+std::vector<int64_t> ResNetImpl::out_strides() const {
+  std::vector<int64_t> result;
+  for (int s : options_.out_stages) result.push_back(stage_strides_[s - 1]);
+  return result;
+}
+
+}  // namespace aligndetr

@@ -1,0 +1,49 @@
+#include "aligndetr/model/position_encoding.h"
+
+#include <utility>
+
+#include "aligndetr/util/error.h"
+
+namespace aligndetr {
+namespace {
+
+// [B, H, W] coordinates -> [B, H, W, n] with sin on even and cos on odd channels.
+torch::Tensor sine_features(const torch::Tensor& coords, int64_t n, double temperature) {
+  const auto options = coords.options();
+  const torch::Tensor i = torch::arange(n, options);
+  const torch::Tensor dim_t =
+      torch::pow(temperature, 2.0 * torch::floor(i / 2.0) / static_cast<double>(n));
+  const torch::Tensor pos = coords.unsqueeze(-1) / dim_t;
+  using torch::indexing::Slice;
+  const torch::Tensor sin = pos.index({"...", Slice(0, torch::indexing::None, 2)}).sin();
+  const torch::Tensor cos = pos.index({"...", Slice(1, torch::indexing::None, 2)}).cos();
+  return torch::stack({sin, cos}, -1).flatten(-2);
+}
+
+}  // namespace
+
+PositionEmbeddingSineImpl::PositionEmbeddingSineImpl(PositionEmbeddingSineOptions options)
+    : options_(std::move(options)) {
+  if (options_.num_pos_feats <= 0 || options_.num_pos_feats % 2 != 0) {
+    throw InputError("position embedding num_pos_feats must be positive and even");
+  }
+}
+
+torch::Tensor PositionEmbeddingSineImpl::forward(const torch::Tensor& mask) const {
+  if (mask.dim() != 3) throw InputError("position embedding expects a [B, H, W] mask");
+  const torch::Tensor not_mask = mask.logical_not();
+  torch::Tensor y = not_mask.cumsum(1, torch::kFloat);
+  torch::Tensor x = not_mask.cumsum(2, torch::kFloat);
+  if (options_.normalize) {
+    using torch::indexing::Slice;
+    const torch::Tensor y_last = y.index({Slice(), Slice(-1, torch::indexing::None), Slice()});
+    const torch::Tensor x_last = x.index({Slice(), Slice(), Slice(-1, torch::indexing::None)});
+    y = (y + options_.offset) / (y_last + options_.eps) * options_.scale;
+    x = (x + options_.offset) / (x_last + options_.eps) * options_.scale;
+  }
+  const torch::Tensor pos_y = sine_features(y, options_.num_pos_feats, options_.temperature_h);
+  const torch::Tensor pos_x = sine_features(x, options_.num_pos_feats, options_.temperature_w);
+  return torch::cat({pos_y, pos_x}, -1).permute({0, 3, 1, 2}).contiguous();
+}
+
+}  // namespace aligndetr

@@ -1,0 +1,298 @@
+// ResNet backbones, frozen batch norm, the ChannelMapper neck, mask downsampling and the sine
+// position embedding: shapes, strides, parameter counts, freezing, and values computed by hand.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "aligndetr/model/backbone.h"
+#include "aligndetr/model/neck.h"
+#include "aligndetr/model/position_encoding.h"
+#include "aligndetr/util/error.h"
+
+namespace aligndetr {
+namespace {
+
+int64_t count(const std::vector<torch::Tensor>& tensors, bool trainable_only) {
+  int64_t n = 0;
+  for (const auto& t : tensors) {
+    if (!trainable_only || t.requires_grad()) n += t.numel();
+  }
+  return n;
+}
+
+int64_t frozen_bn_affine(const torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& item : m.named_buffers(true)) {
+    const std::string& name = item.key();
+    const bool affine = name.size() > 7 && (name.compare(name.size() - 7, 7, ".weight") == 0 ||
+                                            name.compare(name.size() - 5, 5, ".bias") == 0);
+    if (affine) n += item.value().numel();
+  }
+  return n;
+}
+
+TEST(FrozenBatchNorm, MatchesTheFormulaByHand) {
+  FrozenBatchNorm2d bn(2);
+  bn->weight.copy_(torch::tensor({2.0f, 0.5f}));
+  bn->bias.copy_(torch::tensor({1.0f, -1.0f}));
+  bn->running_mean.copy_(torch::tensor({3.0f, -2.0f}));
+  bn->running_var.copy_(torch::tensor({4.0f, 0.25f}));
+  const torch::Tensor x = torch::tensor({5.0f, 1.0f}).view({1, 2, 1, 1});
+  const torch::Tensor y = bn(x);
+  // Channel 0: (5 - 3) * 2 / sqrt(4 + 1e-5) + 1; channel 1: (1 + 2) * 0.5 / sqrt(0.25 + 1e-5) - 1.
+  EXPECT_NEAR(y[0][0][0][0].item<double>(), 2.0 * 2.0 / std::sqrt(4.0 + 1e-5) + 1.0, 1e-6);
+  EXPECT_NEAR(y[0][1][0][0].item<double>(), 3.0 * 0.5 / std::sqrt(0.25 + 1e-5) - 1.0, 1e-6);
+  EXPECT_TRUE(bn->parameters().empty());
+  EXPECT_EQ(bn->buffers().size(), 4u);
+}
+
+struct DepthCase {
+  int depth;
+  std::vector<int64_t> channels;
+  int64_t parameters;  // conv weights: torchvision's count without fc and BatchNorm affines
+  int64_t bn_affine;   // torchvision's BatchNorm weight + bias, buffers here
+};
+
+class ResNetDepths : public ::testing::TestWithParam<DepthCase> {};
+
+TEST_P(ResNetDepths, ShapesStridesAndParameterCounts) {
+  const DepthCase& c = GetParam();
+  ResNet net(ResNetOptions{c.depth, 1, false, {1, 2, 3, 4}});
+  EXPECT_EQ(net->out_channels(), c.channels);
+  EXPECT_EQ(net->out_strides(), (std::vector<int64_t>{4, 8, 16, 32}));
+  EXPECT_EQ(count(net->parameters(), false), c.parameters);
+  EXPECT_EQ(count(net->parameters(), true), c.parameters - 64 * 3 * 7 * 7);
+  // Parameters plus the frozen affine terms give torchvision's parameter count without fc.
+  EXPECT_EQ(count(net->parameters(), false) + frozen_bn_affine(*net), c.parameters + c.bn_affine);
+  EXPECT_EQ(frozen_bn_affine(*net), c.bn_affine);
+
+  torch::NoGradGuard no_grad;
+  const auto features = net->forward(torch::randn({2, 3, 64, 96}));
+  ASSERT_EQ(features.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const int64_t stride = net->out_strides()[i];
+    EXPECT_EQ(features[i].sizes(),
+              (std::vector<int64_t>{2, c.channels[i], 64 / stride, 96 / stride}));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ResNetDepths,
+                         ::testing::Values(DepthCase{18, {64, 128, 256, 512}, 11166912, 9600},
+                                           DepthCase{34, {64, 128, 256, 512}, 21267648, 17024},
+                                           DepthCase{50, {256, 512, 1024, 2048}, 23454912, 53120},
+                                           DepthCase{
+                                               101, {256, 512, 1024, 2048}, 42394816, 105344}),
+                         [](const auto& info) { return "R" + std::to_string(info.param.depth); });
+
+TEST(ResNet, TorchvisionNames) {
+  ResNet net(ResNetOptions{50, 1, false, {4}});
+  const auto params = net->named_parameters(true);
+  const auto buffers = net->named_buffers(true);
+  for (const char* name : {"conv1.weight", "layer1.0.conv1.weight", "layer1.0.conv3.weight",
+                           "layer1.0.downsample.0.weight", "layer4.2.conv2.weight"}) {
+    EXPECT_TRUE(params.contains(name)) << name;
+  }
+  for (const char* name : {"bn1.running_mean", "layer1.0.bn3.weight",
+                           "layer1.0.downsample.1.running_var", "layer4.2.bn2.bias"}) {
+    EXPECT_TRUE(buffers.contains(name)) << name;
+  }
+  EXPECT_FALSE(params.contains("layer1.1.downsample.0.weight"));
+  // torchvision v1.5: the stride sits on the 3x3 conv.
+  auto* conv1 = net->named_modules()["layer2.0.conv1"]->as<torch::nn::Conv2dImpl>();
+  auto* conv2 = net->named_modules()["layer2.0.conv2"]->as<torch::nn::Conv2dImpl>();
+  ASSERT_TRUE(conv1 && conv2);
+  EXPECT_EQ(conv1->options.stride()->at(0), 1);
+  EXPECT_EQ(conv2->options.stride()->at(0), 2);
+}
+
+TEST(ResNet, Dc5DilatesTheLastStage) {
+  for (int depth : {18, 50}) {
+    ResNet net(ResNetOptions{depth, 1, true, {3, 4}});
+    EXPECT_EQ(net->out_strides(), (std::vector<int64_t>{16, 16})) << depth;
+    torch::NoGradGuard no_grad;
+    const auto features = net->forward(torch::randn({1, 3, 64, 64}));
+    EXPECT_EQ(features[1].size(2), 4) << depth;
+    EXPECT_EQ(features[1].size(3), 4) << depth;
+    // detectron2's res5_dilation: every block of the stage is dilated, the first included.
+    auto* conv = net->named_modules()[depth == 50 ? "layer4.0.conv2" : "layer4.0.conv1"]
+                     ->as<torch::nn::Conv2dImpl>();
+    ASSERT_TRUE(conv);
+    EXPECT_EQ(conv->options.dilation()->at(0), 2);
+    EXPECT_EQ(conv->options.stride()->at(0), 1);
+  }
+}
+
+TEST(ResNet, OutStagesSelectAndOrder) {
+  ResNet net(ResNetOptions{18, 0, false, {2, 4}});
+  EXPECT_EQ(net->out_channels(), (std::vector<int64_t>{128, 512}));
+  EXPECT_EQ(net->out_strides(), (std::vector<int64_t>{8, 32}));
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ(net->forward(torch::randn({1, 3, 32, 32})).size(), 2u);
+  EXPECT_THROW(ResNet(ResNetOptions{18, 1, false, {3, 2}}), InputError);
+  EXPECT_THROW(ResNet(ResNetOptions{18, 1, false, {5}}), InputError);
+  EXPECT_THROW(ResNet(ResNetOptions{26, 1, false, {4}}), InputError);
+}
+
+TEST(ResNet, FreezeAtLevels) {
+  const auto frozen_names = [](int freeze_at) {
+    ResNet net(ResNetOptions{18, freeze_at, false, {4}});
+    std::set<std::string> prefixes;
+    for (const auto& item : net->named_parameters(true)) {
+      if (!item.value().requires_grad()) {
+        prefixes.insert(item.key().substr(0, item.key().find('.')));
+      }
+    }
+    return prefixes;
+  };
+  EXPECT_EQ(frozen_names(0), (std::set<std::string>{}));
+  EXPECT_EQ(frozen_names(1), (std::set<std::string>{"conv1"}));
+  EXPECT_EQ(frozen_names(2), (std::set<std::string>{"conv1", "layer1"}));
+  EXPECT_EQ(frozen_names(3), (std::set<std::string>{"conv1", "layer1", "layer2"}));
+  EXPECT_EQ(frozen_names(5),
+            (std::set<std::string>{"conv1", "layer1", "layer2", "layer3", "layer4"}));
+}
+
+TEST(ResNet, FrozenPartsStayFrozenAfterAnOptimizerStep) {
+  torch::manual_seed(0);
+  ResNet net(ResNetOptions{18, 2, false, {3, 4}});
+  net->train();
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& item : net->named_parameters(true)) before[item.key()] = item.value().clone();
+  for (const auto& item : net->named_buffers(true)) before[item.key()] = item.value().clone();
+
+  std::vector<torch::Tensor> trainable;
+  for (const auto& p : net->parameters()) {
+    if (p.requires_grad()) trainable.push_back(p);
+  }
+  torch::optim::SGD sgd(trainable, torch::optim::SGDOptions(0.1));
+  const auto features = net->forward(torch::randn({2, 3, 64, 64}));
+  (features[0].square().mean() + features[1].square().mean()).backward();
+  sgd.step();
+
+  for (const auto& item : net->named_parameters(true)) {
+    const bool frozen = item.key().rfind("conv1.", 0) == 0 || item.key().rfind("layer1.", 0) == 0;
+    EXPECT_EQ(item.value().requires_grad(), !frozen) << item.key();
+    EXPECT_EQ(torch::equal(item.value(), before[item.key()]), frozen) << item.key();
+    if (frozen) {
+      EXPECT_FALSE(item.value().grad().defined()) << item.key();
+    }
+  }
+  for (const auto& item : net->named_buffers(true)) {
+    EXPECT_TRUE(torch::equal(item.value(), before[item.key()])) << item.key();
+  }
+}
+
+TEST(ChannelMapper, LevelsNamesAndInit) {
+  ChannelMapper neck(ChannelMapperOptions{{512, 1024, 2048}, 64, 2, 32});
+  const auto params = neck->named_parameters(true);
+  for (const char* name :
+       {"convs.0.conv.weight", "convs.0.conv.bias", "convs.0.norm.weight", "convs.2.norm.bias",
+        "extra_convs.0.conv.weight", "extra_convs.0.norm.weight", "extra_convs.1.conv.weight"}) {
+    EXPECT_TRUE(params.contains(name)) << name;
+  }
+  // The first extra level reads the raw last backbone output, the next one the previous level.
+  EXPECT_EQ(params["extra_convs.0.conv.weight"].sizes(), (std::vector<int64_t>{64, 2048, 3, 3}));
+  EXPECT_EQ(params["extra_convs.1.conv.weight"].sizes(), (std::vector<int64_t>{64, 64, 3, 3}));
+  EXPECT_EQ(params["convs.1.conv.weight"].sizes(), (std::vector<int64_t>{64, 1024, 1, 1}));
+  EXPECT_TRUE(torch::equal(params["convs.1.conv.bias"], torch::zeros({64})));
+  // Xavier uniform: bound sqrt(6 / (fan_in + fan_out)).
+  const double bound = std::sqrt(6.0 / (1024 + 64));
+  EXPECT_LE(params["convs.1.conv.weight"].abs().max().item<double>(), bound);
+  EXPECT_GT(params["convs.1.conv.weight"].abs().max().item<double>(), 0.9 * bound);
+
+  torch::NoGradGuard no_grad;
+  const auto out = neck->forward({torch::randn({2, 512, 16, 20}), torch::randn({2, 1024, 8, 10}),
+                                  torch::randn({2, 2048, 4, 5})});
+  ASSERT_EQ(out.size(), 5u);
+  const std::vector<std::vector<int64_t>> shapes = {
+      {2, 64, 16, 20}, {2, 64, 8, 10}, {2, 64, 4, 5}, {2, 64, 2, 3}, {2, 64, 1, 2}};
+  for (size_t i = 0; i < out.size(); ++i) EXPECT_EQ(out[i].sizes(), shapes[i]) << i;
+  // GroupNorm with unit weight and zero bias: every group of 2 channels has mean 0.
+  const torch::Tensor group_means = out[0].view({2, 32, -1}).mean(-1);
+  EXPECT_LT(group_means.abs().max().item<double>(), 1e-4);
+
+  EXPECT_THROW(neck->forward({torch::randn({2, 512, 16, 20})}), InputError);
+  EXPECT_THROW(ChannelMapper(ChannelMapperOptions{{512}, 100, 1, 32}), InputError);
+}
+
+TEST(MaskDownsample, NearestAsDetrex) {
+  // Image 0: valid 5 columns of 8 and 3 rows of 4; image 1: all valid.
+  torch::Tensor mask = torch::ones({2, 4, 8}, torch::kBool);
+  mask[0].index_put_({torch::indexing::Slice(0, 3), torch::indexing::Slice(0, 5)}, false);
+  mask[1].fill_(false);
+  const torch::Tensor m = downsample_mask(mask, 2, 4);
+  // Nearest picks source rows 0, 2 and columns 0, 2, 4, 6.
+  const torch::Tensor expected =
+      torch::tensor({false, false, false, true, false, false, false, true}).view({2, 4});
+  EXPECT_EQ(m.dtype(), torch::kBool);
+  EXPECT_TRUE(torch::equal(m[0], expected));
+  EXPECT_FALSE(m[1].any().item<bool>());
+  const auto masks =
+      downsample_masks(mask, {torch::zeros({2, 7, 4, 8}), torch::zeros({2, 7, 1, 3})});
+  ASSERT_EQ(masks.size(), 2u);
+  EXPECT_TRUE(torch::equal(masks[0], mask));
+  // Size 1x3 from 4x8: row 0, columns floor(0 * 8/3), floor(1 * 8/3) = 2, floor(2 * 8/3) = 5.
+  EXPECT_TRUE(torch::equal(masks[1][0], torch::tensor({false, false, true}).view({1, 3})));
+}
+
+TEST(PositionEmbeddingSine, ValuesByHand) {
+  // One image of 2x3 with the last column padded: valid widths 2, heights 2.
+  torch::Tensor mask = torch::zeros({1, 2, 3}, torch::kBool);
+  mask[0][0][2] = true;
+  mask[0][1][2] = true;
+  PositionEmbeddingSine pe(
+      PositionEmbeddingSineOptions{4, 10000.0, 20.0, true, 2 * M_PI, -0.5, 1e-6});
+  const torch::Tensor pos = pe(mask);
+  ASSERT_EQ(pos.sizes(), (std::vector<int64_t>{1, 8, 2, 3}));
+  const auto expect_at = [&](int64_t row, int64_t col, double y, double x, int first_channel) {
+    // Channels 0..3: y with temperature 10000: sin(y), cos(y), sin(y / 100), cos(y / 100);
+    // channels 4..7: x with temperature 20: sin(x), cos(x), sin(x / sqrt(20)), cos(...).
+    const double ty = 10000.0, tx = 20.0;
+    const double want[8] = {
+        std::sin(y), std::cos(y), std::sin(y / std::pow(ty, 0.5)), std::cos(y / std::pow(ty, 0.5)),
+        std::sin(x), std::cos(x), std::sin(x / std::pow(tx, 0.5)), std::cos(x / std::pow(tx, 0.5))};
+    for (int c = first_channel; c < 8; ++c) {
+      EXPECT_NEAR(pos[0][c][row][col].item<double>(), want[c], 1e-5)
+          << "channel " << c << " at " << row << "," << col;
+    }
+  };
+  const double s = 2 * M_PI, eps = 1e-6;
+  // Cumulative counts: y = row + 1 over a last of 2; x = col + 1 over a last of 2.
+  expect_at(0, 0, 0.5 / (2 + eps) * s, 0.5 / (2 + eps) * s, 0);
+  expect_at(1, 1, 1.5 / (2 + eps) * s, 1.5 / (2 + eps) * s, 0);
+  // On the padded column x keeps the count of 2 (y there counts no valid row: a large negative
+  // value, as in detrex, ignored by the attention masks).
+  expect_at(1, 2, 0.0, 1.5 / (2 + eps) * s, 4);
+
+  // No offset (DAB-DETR, official DINO): the last valid position is at 2 pi.
+  PositionEmbeddingSine dab(PositionEmbeddingSineOptions{4, 20.0, 20.0, true, 2 * M_PI, 0.0, 1e-6});
+  const torch::Tensor p2 = dab(mask);
+  EXPECT_NEAR(p2[0][4][1][1].item<double>(), std::sin(2.0 / (2 + eps) * s), 1e-5);
+  EXPECT_NEAR(p2[0][2][1][0].item<double>(), std::sin(2.0 / (2 + eps) * s / std::sqrt(20.0)), 1e-5);
+  EXPECT_EQ(p2.dtype(), torch::kFloat);
+}
+
+TEST(PositionEmbeddingSine, DefaultsAndUnnormalized) {
+  const PositionEmbeddingSineOptions defaults;
+  EXPECT_EQ(defaults.num_pos_feats, 128);
+  EXPECT_EQ(defaults.temperature_h, 10000.0);
+  EXPECT_EQ(defaults.offset, -0.5);
+  EXPECT_TRUE(defaults.normalize);
+  PositionEmbeddingSineOptions raw;
+  raw.num_pos_feats = 2;
+  raw.normalize = false;
+  raw.temperature(20.0);
+  PositionEmbeddingSine pe(raw);
+  const torch::Tensor pos = pe(torch::zeros({1, 3, 2}, torch::kBool));
+  // Unnormalized: the raw counts, y = 3 at the last row, x = 2 at the last column.
+  EXPECT_NEAR(pos[0][0][2][1].item<double>(), std::sin(3.0), 1e-6);
+  EXPECT_NEAR(pos[0][1][2][1].item<double>(), std::cos(3.0), 1e-6);
+  EXPECT_NEAR(pos[0][2][2][1].item<double>(), std::sin(2.0), 1e-6);
+  EXPECT_THROW(PositionEmbeddingSine(PositionEmbeddingSineOptions{3}), InputError);
+}
+
+}  // namespace
+}  // namespace aligndetr

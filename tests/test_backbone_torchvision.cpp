@@ -1,0 +1,105 @@
+// Our ResNet-18 against torchvision's: a real PyTorch checkpoint with random weights, written by
+// Debian's python3-torch, loads by name and gives the same layer2..layer4 features.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "aligndetr/model/backbone.h"
+#include "aligndetr/model/weights.h"
+#include "aligndetr/util/error.h"
+#include "test_support.h"
+
+namespace aligndetr {
+namespace {
+
+using testing::TempDir;
+
+// A Python with torch and torchvision: $ALIGNDETR_PYTHON, else Debian's /usr/bin/python3 (a
+// python3 earlier on PATH, e.g. from pyenv, usually lacks the Debian packages), else python3.
+std::string python_with_torch() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("ALIGNDETR_PYTHON")) candidates.emplace_back(env);
+  candidates.emplace_back("/usr/bin/python3");
+  candidates.emplace_back("python3");
+  for (const auto& python : candidates) {
+    const std::string probe = python + " -c 'import torch, torchvision' >/dev/null 2>&1";
+    if (std::system(probe.c_str()) == 0) return python;
+  }
+  return "";
+}
+
+class TorchvisionResNet : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    python_ = python_with_torch();
+    if (python_.empty()) {
+      GTEST_SKIP() << "no python3 with torch and torchvision (install python3-torch and "
+                      "python3-torchvision: scripts/install-deps.sh, or set ALIGNDETR_PYTHON)";
+    }
+    const std::string cmd = python_ + " " + ALIGNDETR_SOURCE_DIR +
+                            "/tests/python/make_resnet_checkpoint.py " + dir_.path().string();
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+
+  std::string python_;
+  TempDir dir_;
+};
+
+TEST_F(TorchvisionResNet, FeaturesMatchTheReference) {
+  const TensorDict state = load_tensors((dir_ / "resnet18.pth").string());
+  // 20 convs, 20 batch norms with 5 tensors each (num_batches_tracked included), fc.
+  EXPECT_EQ(state.size(), 20u + 20u * 5u + 2u);
+
+  ResNet net(ResNetOptions{18, 1, false, {2, 3, 4}});
+  const LoadReport report = load_state_dict(*net, state, /*strict=*/false);
+  EXPECT_TRUE(report.missing.empty()) << report.to_text();
+  EXPECT_TRUE(report.mismatched.empty()) << report.to_text();
+  EXPECT_EQ(report.unexpected, (std::vector<std::string>{"fc.weight", "fc.bias"}));
+  EXPECT_EQ(report.ignored.size(), 20u);
+  EXPECT_EQ(report.loaded.size(), 20u + 20u * 4u);
+  // fc is not part of a backbone: strict loading must refuse the file as it is.
+  EXPECT_THROW(load_state_dict(*net, state, /*strict=*/true), InputError);
+
+  const TensorDict reference = load_tensors((dir_ / "features.pth").string());
+  torch::NoGradGuard no_grad;
+  const std::vector<torch::Tensor> features = net->forward(reference["input"]);
+  ASSERT_EQ(features.size(), 3u);
+  const char* names[] = {"layer2", "layer3", "layer4"};
+  for (size_t i = 0; i < 3; ++i) {
+    const torch::Tensor& expected = reference[names[i]];
+    ASSERT_EQ(features[i].sizes(), expected.sizes()) << names[i];
+    const double max_error = (features[i] - expected).abs().max().item<double>();
+    const double scale = expected.abs().max().item<double>();
+    RecordProperty(std::string(names[i]) + "_max_abs_error", std::to_string(max_error));
+    std::printf("%s: max |ours - torchvision| = %.3g (max |feature| %.3g)\n", names[i], max_error,
+                scale);
+    EXPECT_LT(max_error, 1e-4) << names[i];
+    EXPECT_GT(scale, 1e-2) << names[i] << ": features too small for the comparison to mean much";
+  }
+}
+
+TEST_F(TorchvisionResNet, CheckpointDictWithModelKey) {
+  const TensorDict plain = load_tensors((dir_ / "resnet18.pth").string());
+  const TensorDict nested = load_tensors((dir_ / "checkpoint.pth").string());
+  ASSERT_EQ(nested.size(), plain.size());
+  EXPECT_TRUE(torch::equal(nested["layer3.1.conv2.weight"], plain["layer3.1.conv2.weight"]));
+}
+
+TEST_F(TorchvisionResNet, OurCheckpointReadsBackInPython) {
+  ResNet net(ResNetOptions{18, 1, false, {4}});
+  save_module((dir_ / "ours.pt").string(), *net);
+  const std::string script =
+      "import sys, torch; d = torch.load(sys.argv[1]); "
+      "assert len(d) == 20 + 20 * 4, len(d); "
+      "assert tuple(d['layer4.1.conv2.weight'].shape) == (512, 512, 3, 3); "
+      "assert float(d['bn1.running_var'].sum()) == 64.0";
+  const std::string cmd = python_ + " -c \"" + script + "\" " + (dir_ / "ours.pt").string();
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+}  // namespace
+}  // namespace aligndetr
