@@ -250,6 +250,19 @@ TEST(Criterion, NonFiniteInputsNameTensorAndLayer) {
   }
 }
 
+TEST(Criterion, RejectsBadTargets) {
+  const WorkedExample ex;
+  loss::CriterionInputs inputs;
+  inputs.decoder = {ex.out};
+  const auto boxes = ex.targets[0].boxes;
+  EXPECT_THROW(loss::compute_criterion(inputs, {{longs({2}), boxes}}, CriterionOptions{}),
+               InputError);  // 2 classes only
+  EXPECT_THROW(loss::compute_criterion(inputs, {{longs({1, 0}), boxes}}, CriterionOptions{}),
+               InputError);  // two labels, one box
+  EXPECT_THROW(loss::compute_criterion(inputs, {ex.targets[0], ex.targets[0]}, CriterionOptions{}),
+               InputError);  // two targets for one image
+}
+
 TEST(Criterion, ClassLossNames) {
   for (const char* name : {"ia_bce", "focal", "varifocal", "quality_focal", "table_b_focal",
                            "table_b_one", "table_b_t", "table_b_square", "table_b_square_neg"}) {
