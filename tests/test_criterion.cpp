@@ -391,6 +391,25 @@ TEST(Criterion, GoldenCaseFromCli) {
   }
 }
 
+// Cases beside the tests: an image without GT next to one whose k is capped and one whose k is
+// not (no leak of the cap across images), and more GT than queries.
+TEST(Criterion, ProjectCasesAgreeWithIndependentImplementation) {
+  const auto dir =
+      std::filesystem::path(ALIGNDETR_SOURCE_DIR) / "tests" / "data" / "criterion-cases";
+  for (const char* name : {"cap_and_empty.json", "more_gt_than_queries.json"}) {
+    const CriterionCase c = read_criterion_case((dir / name).string());
+    const auto terms = loss::compute_criterion(c.inputs, c.targets, c.options);
+    ASSERT_EQ(c.expected.size(), c.inputs.decoder.size()) << name;
+    for (size_t l = 0; l < c.expected.size(); ++l) {
+      const std::string suffix = l + 1 == c.expected.size() ? "" : "_" + std::to_string(l);
+      for (const auto& [term, want] : c.expected[l]) {
+        EXPECT_NEAR(terms.unweighted.at(term + suffix).item<double>(), want, 1e-4 * std::abs(want))
+            << name << " layer " << l << " " << term;
+      }
+    }
+  }
+}
+
 TEST(Criterion, CaseReaderRejectsBadFiles) {
   testing::TempDir dir;
   testing::write_text(dir / "bad.json", R"({"num_classes": 3, "alpha": 0.25})");
