@@ -1,6 +1,7 @@
 // Linear assignment on DETR-shaped matrices. Baseline: scipy.optimize.linear_sum_assignment on
 // this machine class takes 0.030, 0.40, 1.5 and 2.5 ms for 900x10, 900x100, 900x300 and
-// 300x300 uniform random costs.
+// 300x300 uniform random costs. The tiled cases are many-to-one matching: Q queries against k
+// copies of n GT columns, which makes many exact ties.
 
 #include <benchmark/benchmark.h>
 
@@ -55,7 +56,7 @@ void BM_LsapTiled(benchmark::State& state) {
     benchmark::DoNotOptimize(a);
   }
 }
-BENCHMARK(BM_LsapTiled)->Args({900, 100, 3})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LsapTiled)->Args({900, 20, 3})->Args({900, 100, 3})->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

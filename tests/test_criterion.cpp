@@ -250,6 +250,19 @@ TEST(Criterion, NonFiniteInputsNameTensorAndLayer) {
   }
 }
 
+TEST(Criterion, RejectsBadTargets) {
+  const WorkedExample ex;
+  loss::CriterionInputs inputs;
+  inputs.decoder = {ex.out};
+  const auto boxes = ex.targets[0].boxes;
+  EXPECT_THROW(loss::compute_criterion(inputs, {{longs({2}), boxes}}, CriterionOptions{}),
+               InputError);  // 2 classes only
+  EXPECT_THROW(loss::compute_criterion(inputs, {{longs({1, 0}), boxes}}, CriterionOptions{}),
+               InputError);  // two labels, one box
+  EXPECT_THROW(loss::compute_criterion(inputs, {ex.targets[0], ex.targets[0]}, CriterionOptions{}),
+               InputError);  // two targets for one image
+}
+
 TEST(Criterion, ClassLossNames) {
   for (const char* name : {"ia_bce", "focal", "varifocal", "quality_focal", "table_b_focal",
                            "table_b_one", "table_b_t", "table_b_square", "table_b_square_neg"}) {
@@ -374,6 +387,25 @@ TEST(Criterion, GoldenCaseFromCli) {
       const double want = c.expected[l].at(name);
       ASSERT_EQ(got[l].count(name), 1u) << result.stdout_only;
       EXPECT_NEAR(got[l].at(name), want, 1e-4 * std::abs(want)) << "layer " << l << " " << name;
+    }
+  }
+}
+
+// Cases beside the tests: an image without GT next to one whose k is capped and one whose k is
+// not (no leak of the cap across images), and more GT than queries.
+TEST(Criterion, ProjectCasesAgreeWithIndependentImplementation) {
+  const auto dir =
+      std::filesystem::path(ALIGNDETR_SOURCE_DIR) / "tests" / "data" / "criterion-cases";
+  for (const char* name : {"cap_and_empty.json", "more_gt_than_queries.json"}) {
+    const CriterionCase c = read_criterion_case((dir / name).string());
+    const auto terms = loss::compute_criterion(c.inputs, c.targets, c.options);
+    ASSERT_EQ(c.expected.size(), c.inputs.decoder.size()) << name;
+    for (size_t l = 0; l < c.expected.size(); ++l) {
+      const std::string suffix = l + 1 == c.expected.size() ? "" : "_" + std::to_string(l);
+      for (const auto& [term, want] : c.expected[l]) {
+        EXPECT_NEAR(terms.unweighted.at(term + suffix).item<double>(), want, 1e-4 * std::abs(want))
+            << name << " layer " << l << " " << term;
+      }
     }
   }
 }

@@ -35,6 +35,25 @@ void check_output(const OutputSet& out, const std::string& where) {
   }
 }
 
+void check_targets(const std::vector<Target>& targets, int64_t batch, int64_t classes) {
+  if (static_cast<int64_t>(targets.size()) != batch) {
+    throw InputError("criterion: " + std::to_string(targets.size()) + " targets for a batch of " +
+                     std::to_string(batch));
+  }
+  for (size_t b = 0; b < targets.size(); ++b) {
+    const auto& t = targets[b];
+    const std::string where = "criterion: targets of image " + std::to_string(b);
+    const int64_t n = t.labels.numel();
+    if (t.labels.dim() != 1 || t.boxes.numel() != 4 * n || (n > 0 && t.boxes.size(-1) != 4)) {
+      throw InputError(where + ": expected labels [n] and boxes [n, 4]");
+    }
+    if (n > 0 &&
+        (t.labels.min().item<int64_t>() < 0 || t.labels.max().item<int64_t>() >= classes)) {
+      throw InputError(where + ": a label is outside [0, " + std::to_string(classes) + ")");
+    }
+  }
+}
+
 void add_terms(LossTerms& terms, const SetLosses& l, const std::string& suffix, double divisor,
                const CriterionOptions& o) {
   struct Part {
@@ -95,7 +114,7 @@ SetLosses set_losses(const OutputSet& out, const std::vector<Target>& targets,
   for (size_t b = 0; b < matches.size(); ++b) {
     pred_rows.push_back(matches[b].query.to(device) + static_cast<int64_t>(b) * queries);
     gt_rows.push_back(matches[b].gt.to(device) + offset);
-    gt_boxes.push_back(targets[b].boxes.to(device, out.boxes.scalar_type()));
+    gt_boxes.push_back(targets[b].boxes.reshape({-1, 4}).to(device, out.boxes.scalar_type()));
     gt_labels.push_back(targets[b].labels.to(device, torch::kLong));
     offset += targets[b].labels.numel();
   }
@@ -127,6 +146,8 @@ SetLosses set_losses(const OutputSet& out, const std::vector<Target>& targets,
 LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Target>& targets,
                             const CriterionOptions& options) {
   if (inputs.decoder.empty()) throw InputError("criterion: no decoder outputs");
+  check_targets(targets, inputs.decoder.front().logits.size(0),
+                inputs.decoder.front().logits.size(-1));
   LossTerms terms;
   double gts = 0;
   for (const auto& t : targets) gts += static_cast<double>(t.labels.numel());

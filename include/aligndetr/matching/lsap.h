@@ -16,8 +16,9 @@ struct Assignment {
 // Exact minimum-cost assignment of a rows x cols matrix (row-major), by shortest augmenting paths
 // with dual potentials (Jonker-Volgenant style). Every row is matched when rows <= cols, every
 // column otherwise. +inf marks a forbidden pair. Throws std::invalid_argument on NaN or -inf
-// entries and when no complete assignment avoids the forbidden pairs. Deterministic: ties go to
-// the lowest-index free column found first, the same every run.
+// entries and when no complete assignment avoids the forbidden pairs. Deterministic: among
+// equally cheap assignments the choice depends only on the matrix (a fixed scan order, no
+// randomness, no threads), so it is the same every run.
 Assignment linear_sum_assignment(const double* cost, int64_t rows, int64_t cols);
 Assignment linear_sum_assignment(const std::vector<double>& cost, int64_t rows, int64_t cols);
 
