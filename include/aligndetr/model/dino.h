@@ -1,0 +1,59 @@
+#pragma once
+// DINO-4scale (detrex layout): ResNet backbone, ChannelMapper neck, sine position embedding,
+// deformable transformer with two-stage proposals, contrastive denoising, and 7 independent
+// class and box heads (6 decoder layers + the encoder). Outputs exactly what the criterion
+// takes. Parameter names are detrex's: backbone.*, neck.*, transformer.*, class_embed.N.*,
+// bbox_embed.N.layers.M.*, label_enc.weight.
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/types.h>
+
+#include "aligndetr/loss/criterion.h"
+#include "aligndetr/model/backbone.h"
+#include "aligndetr/model/denoising.h"
+#include "aligndetr/model/dino_transformer.h"
+#include "aligndetr/model/neck.h"
+#include "aligndetr/model/position_encoding.h"
+
+namespace aligndetr::model {
+
+struct DinoOptions {
+  ResNetOptions backbone;  // outputs res3-res5 by default
+  int64_t num_classes = 80;
+  int num_extra_levels = 1;  // ChannelMapper levels added on the last backbone output
+  DinoTransformerOptions transformer;
+  PositionEmbeddingSineOptions position;  // num_pos_feats is set to embed_dim / 2
+  DenoisingOptions denoising;
+  double prior_prob = 0.01;  // initial class probability (the classification bias)
+  // detrex runs inference with an all-valid mask (official DINO keeps the real one).
+  bool eval_ignores_padding_mask = true;
+};
+
+class DinoImpl : public torch::nn::Module {
+ public:
+  explicit DinoImpl(DinoOptions options);
+
+  // images [B, 3, H, W] (normalized), mask [B, H, W] (true on padding). In training mode and with
+  // targets the denoising queries are added and their outputs returned.
+  loss::CriterionInputs forward(const torch::Tensor& images, const torch::Tensor& mask,
+                                const std::vector<matching::Target>* targets = nullptr);
+
+  const DinoOptions& options() const { return options_; }
+
+ private:
+  DinoOptions options_;
+  ResNet backbone_{nullptr};
+  ChannelMapper neck_{nullptr};
+  PositionEmbeddingSine position_{nullptr};
+  DinoTransformer transformer_{nullptr};
+  DinoHeads heads_;
+  torch::nn::Embedding label_enc_{nullptr};
+};
+TORCH_MODULE(Dino);
+
+}  // namespace aligndetr::model

@@ -1,0 +1,89 @@
+#include "aligndetr/model/dino.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+namespace aligndetr::model {
+
+DinoImpl::DinoImpl(DinoOptions options) : options_(std::move(options)) {
+  auto& o = options_;
+  const int64_t D = o.transformer.embed_dim;
+  o.transformer.num_levels = int64_t(o.backbone.out_stages.size()) + o.num_extra_levels;
+  o.position.num_pos_feats = D / 2;
+  backbone_ = register_module("backbone", ResNet(o.backbone));
+  ChannelMapperOptions neck;
+  neck.in_channels = backbone_->out_channels();
+  neck.out_channels = D;
+  neck.num_extra = o.num_extra_levels;
+  neck_ = register_module("neck", ChannelMapper(neck));
+  position_ = register_module("position_embedding", PositionEmbeddingSine(o.position));
+  transformer_ = register_module("transformer", DinoTransformer(o.transformer));
+
+  // One class head and one box head per decoder layer plus one for the encoder: independent
+  // parameters starting from the same values (detrex deep-copies one initialised head).
+  auto class_list = register_module("class_embed", torch::nn::ModuleList());
+  auto box_list = register_module("bbox_embed", torch::nn::ModuleList());
+  for (int64_t i = 0; i <= o.transformer.decoder_layers; ++i) {
+    heads_.class_embed.emplace_back(D, o.num_classes);
+    heads_.bbox_embed.emplace_back(D, D, 4, 3);
+    class_list->push_back(heads_.class_embed.back());
+    box_list->push_back(heads_.bbox_embed.back());
+  }
+  torch::NoGradGuard no_grad;
+  const double bias = -std::log((1 - o.prior_prob) / o.prior_prob);
+  for (size_t i = 0; i < heads_.class_embed.size(); ++i) {
+    auto& cls = heads_.class_embed[i];
+    auto& box = heads_.bbox_embed[i];
+    if (i > 0) {
+      cls->weight.copy_(heads_.class_embed[0]->weight);
+      for (size_t l = 0; l + 1 < box->num_layers(); ++l) {
+        box->layer(l)->weight.copy_(heads_.bbox_embed[0]->layer(l)->weight);
+        box->layer(l)->bias.copy_(heads_.bbox_embed[0]->layer(l)->bias);
+      }
+    }
+    cls->bias.fill_(bias);
+    box->layer(box->num_layers() - 1)->weight.zero_();
+    box->layer(box->num_layers() - 1)->bias.zero_();
+  }
+  label_enc_ = register_module("label_enc", torch::nn::Embedding(o.num_classes, D));
+}
+
+loss::CriterionInputs DinoImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
+                                        const std::vector<matching::Target>* targets) {
+  const auto& o = options_;
+  const auto image_mask = (!is_training() && o.eval_ignores_padding_mask)
+                              ? torch::zeros_like(mask)
+                              : mask;
+  const auto feats = neck_(backbone_(images));
+  const auto masks = downsample_masks(image_mask, feats);
+  std::vector<torch::Tensor> pos;
+  for (const auto& m : masks) pos.push_back(position_(m).to(images.dtype()));
+
+  std::optional<DenoisingQueries> dn;
+  if (is_training() && targets) {
+    dn = prepare_denoising(*targets, o.transformer.num_queries, o.num_classes, label_enc_,
+                           o.denoising);
+  }
+  const auto out = transformer_(feats, masks, pos, heads_, dn ? &dn->queries : nullptr);
+
+  loss::CriterionInputs result;
+  const int64_t pad = dn ? dn->size() : 0;
+  const int64_t Q = o.transformer.num_queries;
+  for (size_t l = 0; l < out.logits.size(); ++l) {
+    result.decoder.push_back({out.logits[l].narrow(1, pad, Q), out.boxes[l].narrow(1, pad, Q)});
+  }
+  result.encoder = loss::OutputSet{out.enc_logits, out.enc_boxes};
+  if (dn) {
+    loss::DenoisingOutputs d;
+    for (size_t l = 0; l < out.logits.size(); ++l) {
+      d.layers.push_back({out.logits[l].narrow(1, 0, pad), out.boxes[l].narrow(1, 0, pad)});
+    }
+    d.pairs = dn->pairs;
+    d.groups = dn->groups;
+    result.denoising = std::move(d);
+  }
+  return result;
+}
+
+}  // namespace aligndetr::model
