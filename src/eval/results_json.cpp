@@ -1,0 +1,182 @@
+#include "aligndetr/eval/results_json.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "aligndetr/util/atomic_file.h"
+#include "aligndetr/util/error.h"
+#include "aligndetr/util/json.h"
+
+namespace aligndetr {
+
+namespace od = simdjson::ondemand;
+
+namespace {
+
+std::string location_of(const char* base, size_t size, const char* at) {
+  if (!at || at < base || at > base + size) return "unknown position";
+  const size_t offset = static_cast<size_t>(at - base);
+  const auto line = 1 + std::count(base, at, '\n');
+  return fmt::format("byte {} (line {})", offset, line);
+}
+
+// Ids are integers, but some writers emit them as 12.0.
+int64_t get_id(od::value v) {
+  int64_t id = 0;
+  if (v.get_int64().get(id) == simdjson::SUCCESS) return id;
+  const double d = v.get_double();
+  if (std::floor(d) != d || std::fabs(d) > 9.007199254740992e15) {
+    throw InputError(fmt::format("id {} is not an integer", d));
+  }
+  return static_cast<int64_t>(d);
+}
+
+enum Field : unsigned { kImage = 1, kCategory = 2, kBbox = 4, kScore = 8, kAll = 15 };
+
+// The fields are told apart by their first letter before the full comparison: this loop runs
+// once per key of a file that can hold millions of records.
+void parse_record(od::object obj, Detection& det, unsigned& seen) {
+  for (auto field : obj) {
+    od::raw_json_string key = field.key();
+    switch (key.raw()[0]) {
+      case 'i':
+        if (key == "image_id") {
+          det.image_id = get_id(field.value());
+          seen |= kImage;
+        }
+        break;
+      case 'c':
+        if (key == "category_id") {
+          det.category_id = get_id(field.value());
+          seen |= kCategory;
+        }
+        break;
+      case 'b':
+        if (key == "bbox") {
+          size_t n = 0;
+          for (auto x : field.value().get_array()) {
+            const double v = x.get_double();
+            if (n < 4) det.bbox[n] = v;
+            ++n;
+          }
+          if (n != 4) throw InputError(fmt::format("bbox has {} numbers, not 4", n));
+          seen |= kBbox;
+        }
+        break;
+      case 's':
+        if (key == "score") {
+          det.score = field.value().get_double();
+          seen |= kScore;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+std::string missing_fields(unsigned seen) {
+  std::string out;
+  const std::pair<unsigned, const char*> names[] = {
+      {kImage, "image_id"}, {kCategory, "category_id"}, {kBbox, "bbox"}, {kScore, "score"}};
+  for (const auto& [bit, name] : names) {
+    if (!(seen & bit)) out += fmt::format("{}\"{}\"", out.empty() ? "" : ", ", name);
+  }
+  return out;
+}
+
+std::vector<Detection> parse_padded(const simdjson::padded_string& json,
+                                    const std::string& source) {
+  check_json_cpu_support();
+  std::vector<Detection> out;
+  // A typical record takes 80 to 120 bytes.
+  out.reserve(json.size() / 96 + 16);
+  od::parser parser;
+  od::document doc;
+  const char* base = json.data();
+  const auto here = [&] {
+    const char* loc = nullptr;
+    if (doc.current_location().get(loc) != simdjson::SUCCESS) loc = nullptr;
+    return location_of(base, json.size(), loc);
+  };
+  try {
+    doc = parser.iterate(json);
+    od::array records;
+    if (doc.get_array().get(records) != simdjson::SUCCESS) {
+      throw InputError(
+          fmt::format("{}: a COCO results file must be a JSON array of detections", source));
+    }
+    for (auto record : records) {
+      const size_t index = out.size();
+      try {
+        Detection det;
+        unsigned seen = 0;
+        parse_record(record.get_object(), det, seen);
+        if (seen != kAll) throw InputError(fmt::format("no {}", missing_fields(seen)));
+        if (det.bbox[2] < 0 || det.bbox[3] < 0) {
+          throw InputError(fmt::format("negative bbox size {} x {}", det.bbox[2], det.bbox[3]));
+        }
+        if (det.score < 0) throw InputError(fmt::format("negative score {}", det.score));
+        out.push_back(det);
+      } catch (const InputError& e) {
+        throw InputError(
+            fmt::format("{}: detection {} (near {}): {}", source, index, here(), e.what()));
+      } catch (const simdjson::simdjson_error& e) {
+        throw InputError(fmt::format("{}: malformed results JSON in detection {} at {}: {}", source,
+                                     index, here(), e.what()));
+      }
+    }
+    const char* rest = nullptr;
+    if (doc.current_location().get(rest) == simdjson::SUCCESS) {
+      throw InputError(
+          fmt::format("{}: malformed results JSON: text after the array at {}", source, here()));
+    }
+  } catch (const simdjson::simdjson_error& e) {
+    throw InputError(fmt::format("{}: malformed results JSON at {}: {}", source, here(), e.what()));
+  }
+  if (out.empty()) throw InputError(fmt::format("{}: the results file has no detections", source));
+  return out;
+}
+
+}  // namespace
+
+std::vector<Detection> read_coco_results(const std::string& path) {
+  simdjson::padded_string json;
+  if (const auto err = simdjson::padded_string::load(path).get(json)) {
+    throw InputError(fmt::format(
+        "cannot read results file '{}': {}", path,
+        err == simdjson::IO_ERROR ? "no such file or unreadable" : simdjson::error_message(err)));
+  }
+  return parse_padded(json, path);
+}
+
+std::vector<Detection> parse_coco_results(std::string_view json, const std::string& source_name) {
+  const simdjson::padded_string padded(json);
+  return parse_padded(padded, source_name);
+}
+
+void write_coco_results(const std::vector<Detection>& detections, const std::string& path) {
+  fmt::memory_buffer out;
+  out.reserve(detections.size() * 110 + 4);
+  out.push_back('[');
+  for (size_t i = 0; i < detections.size(); ++i) {
+    const Detection& d = detections[i];
+    if (!std::isfinite(d.bbox[0]) || !std::isfinite(d.bbox[1]) || !std::isfinite(d.bbox[2]) ||
+        !std::isfinite(d.bbox[3]) || !std::isfinite(d.score)) {
+      throw InputError(
+          fmt::format("{}: detection {} has a non-finite number, which JSON cannot hold", path, i));
+    }
+    fmt::format_to(std::back_inserter(out),
+                   "{}{{\"image_id\": {}, \"category_id\": {}, \"bbox\": [{}, {}, {}, {}], "
+                   "\"score\": {}}}",
+                   i ? ",\n" : "", d.image_id, d.category_id, d.bbox[0], d.bbox[1], d.bbox[2],
+                   d.bbox[3], d.score);
+  }
+  out.append(std::string_view("]\n"));
+  write_file_atomic(path, std::string_view(out.data(), out.size()));
+}
+
+}  // namespace aligndetr
