@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <future>
 #include <memory>
 #include <string>
@@ -38,13 +39,15 @@ void setup_cocoeval(CLI::App& app) {
     // The two files are independent: read them side by side.
     auto gt_future = std::async(std::launch::async, [&] { return read_coco(args->gt); });
     std::vector<Detection> dts;
+    std::exception_ptr dt_error;
     try {
       dts = read_coco_results(args->dt);
     } catch (...) {
-      gt_future.wait();
-      throw;
+      dt_error = std::current_exception();
     }
+    // A problem with the ground truth is reported first, as if the files were read in turn.
     const CocoDataset gt = gt_future.get();
+    if (dt_error) std::rethrow_exception(dt_error);
     const double t_load = seconds_since(start);
 
     CocoEvalOptions options;

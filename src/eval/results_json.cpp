@@ -105,10 +105,12 @@ std::vector<Detection> parse_padded(const simdjson::padded_string& json,
   try {
     doc = parser.iterate(json);
     od::array records;
-    if (doc.get_array().get(records) != simdjson::SUCCESS) {
+    const auto err = doc.get_array().get(records);
+    if (err == simdjson::INCORRECT_TYPE) {
       throw InputError(
           fmt::format("{}: a COCO results file must be a JSON array of detections", source));
     }
+    if (err) throw simdjson::simdjson_error(err);
     for (auto record : records) {
       const size_t index = out.size();
       try {
