@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <mutex>
@@ -186,15 +187,49 @@ struct EvalScratch {
 };
 
 struct SortedDet {
-  double score;
+  uint64_t key;  // sorts ascending as the score descends
   uint32_t pos;
   uint32_t rank;
 };
 
+// Radix key of a score >= 0: the bit pattern of a non-negative double orders as its value
+// (-0.0 is folded into +0.0 first), complemented for descending order.
+uint64_t descending_key(double score) {
+  const double folded = score + 0.0;
+  uint64_t bits;
+  std::memcpy(&bits, &folded, sizeof bits);
+  return ~bits;
+}
+
+// Stable LSD radix sort by key, one byte at a time, skipping the bytes all keys share (scores
+// that come from float32 have 29 zero bits). Stability keeps equal scores in input order, which
+// is what pycocotools' mergesort does.
+void radix_sort(std::vector<SortedDet>& v, std::vector<SortedDet>& tmp) {
+  const size_t n = v.size();
+  if (n < 2) return;
+  std::array<std::array<uint32_t, 256>, 8> hist{};
+  for (const SortedDet& d : v) {
+    for (int b = 0; b < 8; ++b) ++hist[static_cast<size_t>(b)][(d.key >> (8 * b)) & 0xff];
+  }
+  tmp.resize(n);
+  for (int b = 0; b < 8; ++b) {
+    auto& h = hist[static_cast<size_t>(b)];
+    if (h[(v[0].key >> (8 * b)) & 0xff] == n) continue;
+    uint32_t sum = 0;
+    for (auto& c : h) {
+      const uint32_t count = c;
+      c = sum;
+      sum += count;
+    }
+    for (const SortedDet& d : v) tmp[h[(d.key >> (8 * b)) & 0xff]++] = d;
+    v.swap(tmp);
+  }
+}
+
 struct AccumulateScratch {
-  std::vector<SortedDet> dets;
+  std::vector<SortedDet> dets, sort_buffer;
   std::array<std::vector<DetEval>, M> evals;
-  std::vector<double> rc, pr;
+  std::array<std::vector<double>, T> tp_precision;  // precision at each true positive
 };
 
 }  // namespace
@@ -528,12 +563,10 @@ void CocoEvaluator::Impl::accumulate_category(int k, AccumulateScratch& s,
     const Cell& cell = cells[c];
     const uint32_t end = std::min<uint32_t>(cell.dt_end, cell.dt_begin + kMaxDet);
     for (uint32_t p = cell.dt_begin; p < end; ++p) {
-      s.dets.push_back({dts[p].score, p, p - cell.dt_begin});
+      s.dets.push_back({descending_key(dts[p].score), p, p - cell.dt_begin});
     }
   }
-  std::sort(s.dets.begin(), s.dets.end(), [](const SortedDet& a, const SortedDet& b) {
-    return a.score > b.score || (a.score == b.score && a.pos < b.pos);
-  });
+  radix_sort(s.dets, s.sort_buffer);
   // The stable order of a subsequence is the subsequence of the stable order, so the lists for
   // maxDets 1 and 10 are filtered from the one sort.
   for (int m = 0; m < M; ++m) {
@@ -552,6 +585,12 @@ void CocoEvaluator::Impl::accumulate_category(int k, AccumulateScratch& s,
             M +
         static_cast<size_t>(m));
   };
+  // pycocotools builds, per threshold, the cumulative tp and fp counts at every detection, the
+  // precision tp / (fp + tp + eps) there, makes it non-increasing from the right, and samples it
+  // at the first detection reaching each recall threshold. Recall only grows at a true positive,
+  // and between two true positives the precision only falls, so the first detection reaching a
+  // recall is a true positive and the maximum over a suffix is reached at one: the same numbers
+  // come from the precision at the true positives alone, computed with the same operations.
   for (int a = 0; a < A; ++a) {
     const int64_t npig = num_gt[static_cast<size_t>(k)][a];
     if (npig == 0) continue;  // stays -1
@@ -559,31 +598,37 @@ void CocoEvaluator::Impl::accumulate_category(int k, AccumulateScratch& s,
     for (int m = 0; m < M; ++m) {
       const auto& list = s.evals[static_cast<size_t>(m)];
       const size_t nd = list.size();
-      s.rc.resize(nd);
-      s.pr.resize(nd);
-      for (int t = 0; t < T; ++t) {
-        const uint16_t bit = static_cast<uint16_t>(1u << t);
-        double tp = 0.0, fp = 0.0;
-        for (size_t i = 0; i < nd; ++i) {
-          if (list[i].tp[a] & bit) {
-            tp += 1.0;
-          } else if (!(list[i].ig[a] & bit)) {
-            fp += 1.0;
-          }
-          s.rc[i] = tp / denom;
-          s.pr[i] = tp / (fp + tp + kEps);
+      std::array<uint32_t, T> tp{}, fp{};
+      for (auto& ev : s.tp_precision) ev.clear();
+      for (size_t i = 0; i < nd; ++i) {
+        uint32_t tp_bits = list[i].tp[a];
+        const uint32_t fp_bits = ~(tp_bits | list[i].ig[a]);
+        for (int t = 0; t < T; ++t) fp[static_cast<size_t>(t)] += (fp_bits >> t) & 1u;
+        while (tp_bits) {
+          const size_t t = static_cast<size_t>(__builtin_ctz(tp_bits));
+          tp_bits &= tp_bits - 1;
+          const double n_tp = static_cast<double>(++tp[t]);
+          s.tp_precision[t].push_back(n_tp / (static_cast<double>(fp[t]) + n_tp + kEps));
         }
+      }
+      for (int t = 0; t < T; ++t) {
+        auto& ev = s.tp_precision[static_cast<size_t>(t)];
         const size_t ri =
             (static_cast<size_t>(t) * K + static_cast<size_t>(k)) * A + static_cast<size_t>(a);
-        out.recall[ri * M + static_cast<size_t>(m)] = nd ? s.rc[nd - 1] : 0.0;
-        for (size_t i = nd; i-- > 1;) {
-          if (s.pr[i] > s.pr[i - 1]) s.pr[i - 1] = s.pr[i];
+        out.recall[ri * M + static_cast<size_t>(m)] =
+            nd ? static_cast<double>(tp[static_cast<size_t>(t)]) / denom : 0.0;
+        for (size_t e = ev.size(); e-- > 1;) {
+          if (ev[e] > ev[e - 1]) ev[e - 1] = ev[e];
         }
-        // np.searchsorted(rc, recThrs, side='left'); past the end pycocotools leaves 0.
-        size_t i = 0;
+        // np.searchsorted(rc, recThrs, side='left'); past the end pycocotools leaves 0. The
+        // e-th true positive (from 0) has recall (e + 1) / npig.
+        size_t e = 0;
         for (int r = 0; r < R; ++r) {
-          while (i < nd && s.rc[i] < rec_thr[static_cast<size_t>(r)]) ++i;
-          out.precision[at(t, r, a, m, k)] = i < nd ? s.pr[i] : 0.0;
+          while (e < ev.size() &&
+                 static_cast<double>(e + 1) / denom < rec_thr[static_cast<size_t>(r)]) {
+            ++e;
+          }
+          out.precision[at(t, r, a, m, k)] = e < ev.size() ? ev[e] : 0.0;
         }
       }
     }
