@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <simdjson.h>
 
@@ -88,8 +93,7 @@ std::string missing_fields(unsigned seen) {
   return out;
 }
 
-std::vector<Detection> parse_padded(const simdjson::padded_string& json,
-                                    const std::string& source) {
+std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std::string& source) {
   check_json_cpu_support();
   std::vector<Detection> out;
   // A typical record takes 80 to 120 bytes.
@@ -97,13 +101,15 @@ std::vector<Detection> parse_padded(const simdjson::padded_string& json,
   od::parser parser;
   od::document doc;
   const char* base = json.data();
+  bool started = false;  // a document that failed to start has no location to ask for
   const auto here = [&] {
     const char* loc = nullptr;
-    if (doc.current_location().get(loc) != simdjson::SUCCESS) loc = nullptr;
+    if (!started || doc.current_location().get(loc) != simdjson::SUCCESS) loc = nullptr;
     return location_of(base, json.size(), loc);
   };
   try {
     doc = parser.iterate(json);
+    started = true;
     od::array records;
     const auto err = doc.get_array().get(records);
     if (err == simdjson::INCORRECT_TYPE) {
@@ -143,9 +149,48 @@ std::vector<Detection> parse_padded(const simdjson::padded_string& json,
   return out;
 }
 
+// A read-only mapping of a file. Pages are shared with the page cache and populated in one go,
+// which for a results file of tens of megabytes is several times faster than reading it into a
+// buffer (no copy, and no page faults on a fresh allocation).
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && st.st_size > 0) {
+      size_ = static_cast<size_t>(st.st_size);
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+      if (p != MAP_FAILED) data_ = static_cast<const char*>(p);
+    }
+    ::close(fd);
+  }
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<char*>(data_), size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  // simdjson reads up to SIMDJSON_PADDING bytes past the end: the rest of the last page is
+  // there (zero-filled) unless the file ends too close to a page boundary.
+  bool usable_by_simdjson() const {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    return data_ && size_ % page != 0 && page - size_ % page >= simdjson::SIMDJSON_PADDING;
+  }
+  simdjson::padded_string_view view() const {
+    return simdjson::padded_string_view(data_, size_, size_ + simdjson::SIMDJSON_PADDING);
+  }
+
+ private:
+  const char* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 }  // namespace
 
 std::vector<Detection> read_coco_results(const std::string& path) {
+  const MappedFile mapped(path);
+  if (mapped.usable_by_simdjson()) return parse_padded(mapped.view(), path);
   simdjson::padded_string json;
   if (const auto err = simdjson::padded_string::load(path).get(json)) {
     throw InputError(fmt::format(

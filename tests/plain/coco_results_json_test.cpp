@@ -97,6 +97,27 @@ TEST(CocoResultsJson, WriteThenReadIsExact) {
   EXPECT_THROW(write_coco_results(bad, path), InputError);
 }
 
+TEST(CocoResultsJson, ReadsFilesOfEverySizeAroundAPageBoundary) {
+  // Files are mapped, with simdjson's padding read from the rest of the last page; files ending
+  // near a page boundary are read into a padded buffer instead. Both must give the same records.
+  TempDir dir;
+  const std::string record =
+      R"([{"image_id": 3, "category_id": 2, "bbox": [1.5, 2, 3, 4], "score": 0.25}])";
+  for (size_t size : {record.size(), size_t{4096} - 70, size_t{4096} - 64, size_t{4096} - 10,
+                      size_t{4096}, size_t{8192} + 1}) {
+    const auto path = (dir / ("r" + std::to_string(size) + ".json")).string();
+    testing::write_text(path, record + std::string(size - record.size(), ' '));
+    const auto dts = read_coco_results(path);
+    ASSERT_EQ(dts.size(), 1u) << size;
+    EXPECT_EQ(dts[0].image_id, 3) << size;
+    EXPECT_EQ(dts[0].bbox[0], 1.5) << size;
+    EXPECT_EQ(dts[0].score, 0.25) << size;
+  }
+  const auto empty = (dir / "empty.json").string();
+  testing::write_text(empty, "");
+  EXPECT_THROW(read_coco_results(empty), InputError);
+}
+
 std::string fake100_args() {
   const auto dir = testing::shared_data() / "cocoapi-fake100";
   return "cocoeval --gt " + (dir / "instances_val2014_100.json").string() + " --dt " +
@@ -151,6 +172,12 @@ TEST(CocoEvalCli, BadInputExitsWithTwoAndSaysWhy) {
   r = testing::run_cli("cocoeval --gt " + gt + " --dt " + dt);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find(dt + ": malformed"), std::string::npos) << r.output;
+
+  const auto empty = (dir / "empty.json").string();
+  testing::write_text(empty, "");
+  r = testing::run_cli("cocoeval --gt " + empty + " --dt " + dt);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(empty + ": malformed COCO JSON"), std::string::npos) << r.output;
 
   r = testing::run_cli("cocoeval --gt " + (dir / "missing.json").string() + " --dt " + dt);
   EXPECT_EQ(r.exit_code, 2) << r.output;
