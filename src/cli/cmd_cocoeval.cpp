@@ -27,7 +27,8 @@ void setup_cocoeval(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "cocoeval",
-      "COCO bbox evaluation of a results file (pycocotools' COCOeval numbers, exactly)");
+      "COCO bbox evaluation of a results file: pycocotools' COCOeval numbers, exactly. Runs on "
+      "the cores the global --threads option gives (default all)");
   cmd->add_option("--gt", args->gt, "COCO instances JSON (ground truth)")->required();
   cmd->add_option("--dt", args->dt, "COCO results JSON (detections)")->required();
   cmd->add_flag("--json", args->json, "Print the 12 numbers as one JSON object");

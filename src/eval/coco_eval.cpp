@@ -280,14 +280,16 @@ CocoEvaluator::CocoEvaluator(const CocoDataset& gt, CocoEvalOptions options)
   ids.clear();
   for (const auto& c : gt.categories) ids.push_back(c.id);
   d.category_ids = sorted_unique(std::move(ids));
-  for (int64_t id : d.category_ids) {
-    const auto it = gt.category_lookup.find(id);
-    d.category_names.push_back(it == gt.category_lookup.end()
-                                   ? std::to_string(id)
-                                   : gt.categories[static_cast<size_t>(it->second)].name);
-  }
   d.images = IdIndex(d.image_ids);
   d.categories = IdIndex(d.category_ids);
+  // The first record of an id names it.
+  d.category_names.assign(d.category_ids.size(), std::string());
+  std::vector<bool> named(d.category_ids.size(), false);
+  for (const auto& c : gt.categories) {
+    const auto k = static_cast<size_t>(d.categories.find(c.id));
+    if (!named[k]) d.category_names[k] = c.name.empty() ? std::to_string(c.id) : c.name;
+    named[k] = true;
+  }
 
   // GT on images or categories the file does not list are not evaluated (as getAnnIds filters).
   struct Keyed {
