@@ -183,7 +183,8 @@ struct EvalScratch {
   std::vector<uint32_t> cand;
   std::vector<uint32_t> gt_order;
   std::vector<uint16_t> matched;
-  std::vector<uint8_t> gt_ig;
+  std::vector<uint8_t> gt_ig;                // per area range, per GT
+  std::vector<uint16_t> match_tp, match_ig;  // per area range, per detection
 };
 
 struct SortedDet {
@@ -264,6 +265,8 @@ struct CocoEvaluator::Impl {
   bool evaluated = false;
 
   void evaluate_cell(const Cell& cell, EvalScratch& s);
+  static void match_cell(const GtBox* gt, uint32_t ng, uint32_t nd, const uint8_t* gt_ig,
+                         EvalScratch& s, uint16_t* tp_out, uint16_t* ig_out);
   void accumulate_category(int k, AccumulateScratch& s, CocoEvalResult& out) const;
 };
 
@@ -438,15 +441,19 @@ void CocoEvaluator::Impl::evaluate_cell(const Cell& cell, EvalScratch& s) {
   if (num_dt == 0) return;  // GT alone only counts towards recall's denominator
   DtBox* dt = dts.data() + cell.dt_begin;
 
-  // Descending score, stable (np.argsort(-scores, kind='mergesort')).
-  s.order.resize(num_dt);
-  for (uint32_t i = 0; i < num_dt; ++i) s.order[i] = {dt[i].score, i};
-  std::sort(s.order.begin(), s.order.end(), [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  });
-  s.sorted.resize(num_dt);
-  for (uint32_t i = 0; i < num_dt; ++i) s.sorted[i] = dt[s.order[i].second];
-  std::copy(s.sorted.begin(), s.sorted.end(), dt);
+  // Descending score, stable (np.argsort(-scores, kind='mergesort')). Most cells hold a single
+  // detection, or detections already in order.
+  const auto before = [](const DtBox& x, const DtBox& y) { return x.score > y.score; };
+  if (!std::is_sorted(dt, dt + num_dt, before)) {
+    s.order.resize(num_dt);
+    for (uint32_t i = 0; i < num_dt; ++i) s.order[i] = {dt[i].score, i};
+    std::sort(s.order.begin(), s.order.end(), [](const auto& a, const auto& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
+    s.sorted.resize(num_dt);
+    for (uint32_t i = 0; i < num_dt; ++i) s.sorted[i] = dt[s.order[i].second];
+    std::copy(s.sorted.begin(), s.sorted.end(), dt);
+  }
 
   const uint32_t nd = std::min<uint32_t>(num_dt, kMaxDet);
   DetEval* out = evals.data() + cell.dt_begin;
@@ -488,67 +495,89 @@ void CocoEvaluator::Impl::evaluate_cell(const Cell& cell, EvalScratch& s) {
   }
   if (!any_candidate) return;
 
-  s.gt_ig.resize(ng);
+  s.gt_ig.resize(static_cast<size_t>(A) * ng);
   s.gt_order.resize(ng);
   s.matched.resize(ng);
   s.cand_begin.resize(nd + 1);
+  s.match_tp.resize(static_cast<size_t>(A) * nd);
+  s.match_ig.resize(static_cast<size_t>(A) * nd);
   for (int a = 0; a < A; ++a) {
-    // GT sorted with the ignored ones last (stable).
-    uint32_t n_order = 0;
-    for (uint32_t j = 0; j < ng; ++j) {
-      s.gt_ig[j] = gt[j].crowd || outside(gt[j].area, a);
-      if (!s.gt_ig[j]) s.gt_order[n_order++] = j;
+    uint8_t* gt_ig = s.gt_ig.data() + static_cast<size_t>(a) * ng;
+    for (uint32_t j = 0; j < ng; ++j) gt_ig[j] = gt[j].crowd || outside(gt[j].area, a);
+    // The matches depend on the area range only through the GT's ignore flags, and these are
+    // often the same for several ranges (all GT of the cell in one range, or in none).
+    int source = a;
+    for (int b = 0; b < a && source == a; ++b) {
+      if (std::equal(gt_ig, gt_ig + ng, s.gt_ig.data() + static_cast<size_t>(b) * ng)) source = b;
     }
-    for (uint32_t j = 0; j < ng; ++j) {
-      if (s.gt_ig[j]) s.gt_order[n_order++] = j;
-    }
-    // A GT below the lowest threshold can never be a detection's match, and skipping it cannot
-    // change where the scan stops (all GT after the first ignored one are ignored too).
-    s.cand.clear();
+    uint16_t* match_tp = s.match_tp.data() + static_cast<size_t>(source) * nd;
+    uint16_t* match_ig = s.match_ig.data() + static_cast<size_t>(source) * nd;
+    if (source == a) match_cell(gt, ng, nd, gt_ig, s, match_tp, match_ig);
+    // Unmatched detections, and those matched to a GT with id 0 (pycocotools cannot tell them
+    // apart), are ignored when outside the area range.
     for (uint32_t i = 0; i < nd; ++i) {
-      s.cand_begin[i] = static_cast<uint32_t>(s.cand.size());
-      const double* row = s.iou.data() + static_cast<size_t>(i) * ng;
-      for (uint32_t o = 0; o < ng; ++o) {
-        if (row[s.gt_order[o]] >= min_iou) s.cand.push_back(s.gt_order[o]);
-      }
+      const uint16_t unmatched = static_cast<uint16_t>(~(match_tp[i] | match_ig[i]) & kAll);
+      out[i].tp[a] = match_tp[i];
+      out[i].ig[a] = match_ig[i] | (outside(dt[i].w * dt[i].h, a) ? unmatched : 0);
     }
-    s.cand_begin[nd] = static_cast<uint32_t>(s.cand.size());
-    std::fill(s.matched.begin(), s.matched.end(), 0);
+  }
+}
 
-    // Greedy matching in score order; every threshold has its own matches (bit t of matched).
-    for (uint32_t i = 0; i < nd; ++i) {
-      if (s.cand_begin[i] == s.cand_begin[i + 1]) continue;
-      const double* row = s.iou.data() + static_cast<size_t>(i) * ng;
-      const bool dt_outside = outside(dt[i].w * dt[i].h, a);
-      uint16_t tp = 0, ig = 0;
-      for (int t = 0; t < T; ++t) {
-        const uint16_t bit = static_cast<uint16_t>(1u << t);
-        double best = std::min(thr[static_cast<size_t>(t)], 1 - 1e-10);
-        int m = -1;
-        for (uint32_t c = s.cand_begin[i]; c < s.cand_begin[i + 1]; ++c) {
-          const uint32_t j = s.cand[c];
-          if ((s.matched[j] & bit) && !gt[j].crowd) continue;
-          if (m >= 0 && !s.gt_ig[static_cast<size_t>(m)] && s.gt_ig[j]) break;
-          if (row[j] < best) continue;
-          best = row[j];
-          m = j;
-        }
-        if (m < 0) {
-          if (dt_outside) ig |= bit;
-          continue;
-        }
-        s.matched[static_cast<size_t>(m)] |= bit;
-        const bool matched_id = gt[m].id_nonzero;
-        const bool ignored = s.gt_ig[static_cast<size_t>(m)] || (!matched_id && dt_outside);
-        if (ignored) {
-          ig |= bit;
-        } else if (matched_id) {
-          tp |= bit;
-        }
-      }
-      out[i].tp[a] = tp;
-      out[i].ig[a] = ig;
+// pycocotools' greedy matching of one cell for one set of GT ignore flags: per detection, bit t
+// of `tp` when it is matched at threshold t to a GT that counts (with a non-zero id), of `ig`
+// when matched to an ignored GT.
+void CocoEvaluator::Impl::match_cell(const GtBox* gt, uint32_t ng, uint32_t nd,
+                                     const uint8_t* gt_ig, EvalScratch& s, uint16_t* tp_out,
+                                     uint16_t* ig_out) {
+  const auto& thr = coco_iou_thresholds();
+  const double min_iou = std::min(thr[0], 1 - 1e-10);
+  // GT sorted with the ignored ones last (stable).
+  uint32_t n_order = 0;
+  for (uint32_t j = 0; j < ng; ++j) {
+    if (!gt_ig[j]) s.gt_order[n_order++] = j;
+  }
+  for (uint32_t j = 0; j < ng; ++j) {
+    if (gt_ig[j]) s.gt_order[n_order++] = j;
+  }
+  // A GT below the lowest threshold can never be a detection's match, and skipping it cannot
+  // change where the scan stops (all GT after the first ignored one are ignored too).
+  s.cand.clear();
+  for (uint32_t i = 0; i < nd; ++i) {
+    s.cand_begin[i] = static_cast<uint32_t>(s.cand.size());
+    const double* row = s.iou.data() + static_cast<size_t>(i) * ng;
+    for (uint32_t o = 0; o < ng; ++o) {
+      if (row[s.gt_order[o]] >= min_iou) s.cand.push_back(s.gt_order[o]);
     }
+  }
+  s.cand_begin[nd] = static_cast<uint32_t>(s.cand.size());
+  std::fill(s.matched.begin(), s.matched.end(), 0);
+
+  // Greedy matching in score order; every threshold has its own matches (bit t of matched).
+  for (uint32_t i = 0; i < nd; ++i) {
+    uint16_t tp = 0, ig = 0;
+    const double* row = s.iou.data() + static_cast<size_t>(i) * ng;
+    for (int t = 0; t < T && s.cand_begin[i] != s.cand_begin[i + 1]; ++t) {
+      const uint16_t bit = static_cast<uint16_t>(1u << t);
+      double best = std::min(thr[static_cast<size_t>(t)], 1 - 1e-10);
+      int m = -1;
+      for (uint32_t c = s.cand_begin[i]; c < s.cand_begin[i + 1]; ++c) {
+        const uint32_t j = s.cand[c];
+        if ((s.matched[j] & bit) && !gt[j].crowd) continue;
+        if (m >= 0 && !gt_ig[m] && gt_ig[j]) break;
+        if (row[j] < best) continue;
+        best = row[j];
+        m = static_cast<int>(j);
+      }
+      if (m < 0) continue;
+      s.matched[static_cast<size_t>(m)] |= bit;
+      if (gt_ig[m]) {
+        ig |= bit;
+      } else if (gt[m].id_nonzero) {
+        tp |= bit;
+      }
+    }
+    tp_out[i] = tp;
+    ig_out[i] = ig;
   }
 }
 
