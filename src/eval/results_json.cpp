@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <optional>
+#include <thread>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -93,11 +98,15 @@ std::string missing_fields(unsigned seen) {
   return out;
 }
 
-std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std::string& source) {
-  check_json_cpu_support();
+// Parses the array of records in `json`. With `split` set, calls at_split() on reaching a record
+// that starts exactly there and stops if it returns true (setting *stopped): the rest is parsed
+// elsewhere.
+std::vector<Detection> parse_text(simdjson::padded_string_view json, const std::string& source,
+                                  const char* split, const std::function<bool()>& at_split,
+                                  bool* stopped) {
   std::vector<Detection> out;
   // A typical record takes 80 to 120 bytes.
-  out.reserve(json.size() / 96 + 16);
+  out.reserve((split ? static_cast<size_t>(split - json.data()) : json.size()) / 96 + 16);
   od::parser parser;
   od::document doc;
   const char* base = json.data();
@@ -118,6 +127,16 @@ std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std
     }
     if (err) throw simdjson::simdjson_error(err);
     for (auto record : records) {
+      if (split) {
+        const char* loc = nullptr;
+        if (doc.current_location().get(loc) == simdjson::SUCCESS && loc >= split) {
+          if (loc == split && at_split()) {
+            *stopped = true;
+            return out;
+          }
+          split = nullptr;
+        }
+      }
       const size_t index = out.size();
       try {
         Detection det;
@@ -146,6 +165,66 @@ std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std
     throw InputError(fmt::format("{}: malformed results JSON at {}: {}", source, here(), e.what()));
   }
   if (out.empty()) throw InputError(fmt::format("{}: the results file has no detections", source));
+  return out;
+}
+
+bool is_space(char c) {
+  return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+// A guess at a record boundary near the middle of a large file: the '{' of a "}, {". It is only
+// a guess (it could be inside a string or a nested array); parse_padded uses it only when the
+// parse of the first half finds a record starting exactly there.
+const char* find_split(simdjson::padded_string_view json) {
+  constexpr size_t kMinParallelBytes = size_t{4} << 20;
+  const size_t n = json.size();
+  if (n < kMinParallelBytes || std::thread::hardware_concurrency() < 2) return nullptr;
+  const char* p = json.data();
+  const size_t end = std::min(n, n / 2 + (size_t{1} << 20));
+  for (size_t i = n / 2; i < end; ++i) {
+    if (p[i] != ',') continue;
+    size_t b = i;
+    while (b > 0 && is_space(p[b - 1])) --b;
+    if (b == 0 || p[b - 1] != '}') continue;
+    size_t f = i + 1;
+    while (f < n && is_space(p[f])) ++f;
+    if (f < n && p[f] == '{') return p + f;
+  }
+  return nullptr;
+}
+
+// Large files are parsed in two halves at once: the second half, copied behind a '[' so that it
+// is an array of its own, on another thread. Any problem in it (or a wrong guess of the split)
+// makes the first thread go on through the whole file, so that errors are reported exactly as a
+// single pass reports them.
+std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std::string& source) {
+  check_json_cpu_support();
+  bool stopped = false;
+  const char* split = find_split(json);
+  if (!split) return parse_text(json, source, nullptr, {}, &stopped);
+
+  const size_t tail_size = json.size() - static_cast<size_t>(split - json.data());
+  simdjson::padded_string tail_text(tail_size + 1);
+  tail_text.data()[0] = '[';
+  std::memcpy(tail_text.data() + 1, split, tail_size);
+  auto tail_future = std::async(std::launch::async, [&]() -> std::optional<std::vector<Detection>> {
+    try {
+      bool unused = false;
+      return parse_text(tail_text, source, nullptr, {}, &unused);
+    } catch (const InputError&) {
+      return std::nullopt;
+    }
+  });
+  std::optional<std::vector<Detection>> tail;
+  bool joined = false;
+  const auto join = [&] {
+    if (!joined) tail = tail_future.get();
+    joined = true;
+    return tail.has_value();
+  };
+  std::vector<Detection> out = parse_text(json, source, split, join, &stopped);
+  join();
+  if (stopped) out.insert(out.end(), tail->begin(), tail->end());
   return out;
 }
 

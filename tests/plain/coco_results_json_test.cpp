@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,15 @@ namespace aligndetr {
 namespace {
 
 using testing::TempDir;
+
+std::string fmt_record(size_t i, double w) {
+  char buf[200];
+  std::snprintf(
+      buf, sizeof buf,
+      R"({"image_id": %zu, "category_id": %zu, "bbox": [%.17g, 5, %.17g, 20], "score": %.17g})",
+      i / 10, 1 + i % 80, static_cast<double>(i) + 0.25, w, static_cast<double>(i % 1000) / 1000);
+  return buf;
+}
 
 std::string error_of(const std::string& json) {
   try {
@@ -116,6 +127,65 @@ TEST(CocoResultsJson, ReadsFilesOfEverySizeAroundAPageBoundary) {
   const auto empty = (dir / "empty.json").string();
   testing::write_text(empty, "");
   EXPECT_THROW(read_coco_results(empty), InputError);
+}
+
+// Large files are parsed in two halves on two threads, split at a guessed record boundary.
+std::string big_results(size_t n, const std::string& middle_extra, size_t bad_record = SIZE_MAX) {
+  std::string text = "[";
+  for (size_t i = 0; i < n; ++i) {
+    text += fmt_record(i, i == bad_record ? -1.0 : 10.0 + static_cast<double>(i % 7));
+    if (i == n / 2) text.insert(text.size() - 1, middle_extra);
+    text += i + 1 < n ? ",\n" : "]\n";
+  }
+  return text;
+}
+
+void expect_big_records(const std::vector<Detection>& dts, size_t n) {
+  ASSERT_EQ(dts.size(), n);
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(dts[i].image_id, static_cast<int64_t>(i / 10)) << i;
+    ASSERT_EQ(dts[i].category_id, static_cast<int64_t>(1 + i % 80)) << i;
+    ASSERT_EQ(dts[i].bbox[0], static_cast<double>(i) + 0.25) << i;
+    ASSERT_EQ(dts[i].bbox[2], 10.0 + static_cast<double>(i % 7)) << i;
+    ASSERT_EQ(dts[i].score, static_cast<double>(i % 1000) / 1000) << i;
+  }
+}
+
+TEST(CocoResultsJson, LargeFilesReadExactlyInTwoHalves) {
+  TempDir dir;
+  const size_t n = 60000;  // about 6 MB
+  const auto path = (dir / "big.json").string();
+  testing::write_text(path, big_results(n, ""));
+  expect_big_records(read_coco_results(path), n);
+}
+
+TEST(CocoResultsJson, LargeFilesWithNestedObjectsInTheMiddle) {
+  // A record in the middle carries 2 MB of "}, {" inside a nested array, where the split guess
+  // lands: the first half never sees a record start there, so one thread reads it all.
+  TempDir dir;
+  const size_t n = 60000;
+  std::string nested = ", \"extra\": [";
+  for (int i = 0; i < 200000; ++i) nested += i ? ", {\"a\": 1}" : "{\"a\": 1}";
+  nested += "]";
+  const auto path = (dir / "nested.json").string();
+  testing::write_text(path, big_results(n, nested));
+  expect_big_records(read_coco_results(path), n);
+}
+
+TEST(CocoResultsJson, LargeFilesReportErrorsOfTheSecondHalfAsOnePassWould) {
+  TempDir dir;
+  const size_t n = 60000, bad = 45000;
+  const auto path = (dir / "bad.json").string();
+  testing::write_text(path, big_results(n, "", bad));
+  try {
+    read_coco_results(path);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(path + ": detection 45000 "), std::string::npos) << m;
+    EXPECT_NE(m.find("(line 45001)"), std::string::npos) << m;
+    EXPECT_NE(m.find("negative bbox size -1 x 20"), std::string::npos) << m;
+  }
 }
 
 std::string fake100_args() {
