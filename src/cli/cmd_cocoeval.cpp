@@ -36,13 +36,18 @@ void setup_cocoeval(CLI::App& app) {
   cmd->add_flag("--timing", args->timing, "Print the time of each stage to stderr");
   CLI::App* root = &app;
   cmd->callback([args, root] {
+    CocoEvalOptions options;
+    options.threads = root->get_option("--threads")->as<int>();
+    options.detections_source = args->dt;
+
     const auto start = std::chrono::steady_clock::now();
-    // The two files are independent: read them side by side.
-    auto gt_future = std::async(std::launch::async, [&] { return read_coco(args->gt); });
+    // The two files are independent: read them side by side unless told to use one thread.
+    auto gt_future = std::async(options.threads == 1 ? std::launch::deferred : std::launch::async,
+                                [&] { return read_coco(args->gt); });
     std::vector<Detection> dts;
     std::exception_ptr dt_error;
     try {
-      dts = read_coco_results(args->dt);
+      dts = read_coco_results(args->dt, options.threads);
     } catch (...) {
       dt_error = std::current_exception();
     }
@@ -51,9 +56,6 @@ void setup_cocoeval(CLI::App& app) {
     if (dt_error) std::rethrow_exception(dt_error);
     const double t_load = seconds_since(start);
 
-    CocoEvalOptions options;
-    options.threads = root->get_option("--threads")->as<int>();
-    options.detections_source = args->dt;
     CocoEvaluator evaluator(gt, options);
     evaluator.evaluate(dts);
     const double t_eval = seconds_since(start);

@@ -175,10 +175,11 @@ bool is_space(char c) {
 // A guess at a record boundary near the middle of a large file: the '{' of a "}, {". It is only
 // a guess (it could be inside a string or a nested array); parse_padded uses it only when the
 // parse of the first half finds a record starting exactly there.
-const char* find_split(simdjson::padded_string_view json) {
+const char* find_split(simdjson::padded_string_view json, int threads) {
   constexpr size_t kMinParallelBytes = size_t{4} << 20;
   const size_t n = json.size();
-  if (n < kMinParallelBytes || std::thread::hardware_concurrency() < 2) return nullptr;
+  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+  if (n < kMinParallelBytes || threads < 2) return nullptr;
   const char* p = json.data();
   const size_t end = std::min(n, n / 2 + (size_t{1} << 20));
   for (size_t i = n / 2; i < end; ++i) {
@@ -197,10 +198,11 @@ const char* find_split(simdjson::padded_string_view json) {
 // is an array of its own, on another thread. Any problem in it (or a wrong guess of the split)
 // makes the first thread go on through the whole file, so that errors are reported exactly as a
 // single pass reports them.
-std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std::string& source) {
+std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std::string& source,
+                                    int threads) {
   check_json_cpu_support();
   bool stopped = false;
-  const char* split = find_split(json);
+  const char* split = find_split(json, threads);
   if (!split) return parse_text(json, source, nullptr, {}, &stopped);
 
   const size_t tail_size = json.size() - static_cast<size_t>(split - json.data());
@@ -267,21 +269,22 @@ class MappedFile {
 
 }  // namespace
 
-std::vector<Detection> read_coco_results(const std::string& path) {
+std::vector<Detection> read_coco_results(const std::string& path, int threads) {
   const MappedFile mapped(path);
-  if (mapped.usable_by_simdjson()) return parse_padded(mapped.view(), path);
+  if (mapped.usable_by_simdjson()) return parse_padded(mapped.view(), path, threads);
   simdjson::padded_string json;
   if (const auto err = simdjson::padded_string::load(path).get(json)) {
     throw InputError(fmt::format(
         "cannot read results file '{}': {}", path,
         err == simdjson::IO_ERROR ? "no such file or unreadable" : simdjson::error_message(err)));
   }
-  return parse_padded(json, path);
+  return parse_padded(json, path, threads);
 }
 
-std::vector<Detection> parse_coco_results(std::string_view json, const std::string& source_name) {
+std::vector<Detection> parse_coco_results(std::string_view json, const std::string& source_name,
+                                          int threads) {
   const simdjson::padded_string padded(json);
-  return parse_padded(padded, source_name);
+  return parse_padded(padded, source_name, threads);
 }
 
 void write_coco_results(const std::vector<Detection>& detections, const std::string& path) {

@@ -157,6 +157,7 @@ TEST(CocoResultsJson, LargeFilesReadExactlyInTwoHalves) {
   const auto path = (dir / "big.json").string();
   testing::write_text(path, big_results(n, ""));
   expect_big_records(read_coco_results(path), n);
+  expect_big_records(read_coco_results(path, 1), n);
 }
 
 TEST(CocoResultsJson, LargeFilesWithNestedObjectsInTheMiddle) {
