@@ -197,7 +197,8 @@ void BM_LoadGroundTruth(benchmark::State& state) {
 
 void BM_LoadDetections(benchmark::State& state) {
   const auto& c = bench_case();
-  for (auto _ : state) benchmark::DoNotOptimize(read_coco_results(c.files.dt));
+  const int threads = static_cast<int>(state.range(0));
+  for (auto _ : state) benchmark::DoNotOptimize(read_coco_results(c.files.dt, threads));
 }
 
 void BM_Evaluate(benchmark::State& state) {
@@ -221,14 +222,16 @@ void BM_Accumulate(benchmark::State& state) {
   state.counters["AP"] = ap;
 }
 
-// What `aligndetr cocoeval` does: both files read side by side, then evaluate and accumulate.
+// What `aligndetr cocoeval` does: both files read (side by side with two threads), then
+// evaluate and accumulate.
 void BM_EndToEnd(benchmark::State& state) {
   const auto& c = bench_case();
   CocoEvalOptions options;
   options.threads = static_cast<int>(state.range(0));
   for (auto _ : state) {
-    auto gt_future = std::async(std::launch::async, [&] { return read_coco(c.files.gt); });
-    const auto dts = read_coco_results(c.files.dt);
+    auto gt_future = std::async(options.threads == 1 ? std::launch::deferred : std::launch::async,
+                                [&] { return read_coco(c.files.gt); });
+    const auto dts = read_coco_results(c.files.dt, options.threads);
     const CocoDataset gt = gt_future.get();
     CocoEvaluator ev(gt, options);
     ev.evaluate(dts);
@@ -237,10 +240,10 @@ void BM_EndToEnd(benchmark::State& state) {
 }
 
 BENCHMARK(BM_LoadGroundTruth)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_LoadDetections)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LoadDetections)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Evaluate)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Accumulate)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_EndToEnd)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EndToEnd)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
