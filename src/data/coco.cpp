@@ -175,8 +175,10 @@ CocoDataset parse_padded(simdjson::padded_string& json, const std::string& sourc
   od::document doc;
   const char* base = json.data();
   const char* at = base;
+  bool started = false;  // a document that failed to start (an empty file) has no location
   try {
     doc = parser.iterate(json);
+    started = true;
     bool has_images = false, has_annotations = false;
     for (auto field : doc.get_object()) {
       const std::string_view key = field.unescaped_key();
@@ -198,12 +200,12 @@ CocoDataset parse_padded(simdjson::padded_string& json, const std::string& sourc
     if (!has_annotations) throw InputError("no \"annotations\" array");
   } catch (const simdjson::simdjson_error& e) {
     const char* loc = nullptr;
-    if (doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
+    if (started && doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
     throw InputError(fmt::format("{}: malformed COCO JSON at {}: {}", source,
                                  location_of(base, json.size(), at), e.what()));
   } catch (const InputError& e) {
     const char* loc = nullptr;
-    if (doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
+    if (started && doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
     throw InputError(fmt::format("{}: invalid COCO record near {}: {}", source,
                                  location_of(base, json.size(), at), e.what()));
   }
