@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "aligndetr/engine/runtime.h"
+#include "aligndetr/engine/trainer.h"
 #include "aligndetr/util/error.h"
 #include "command.h"
 
@@ -60,6 +61,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? kExitOk : kExitUsage;
+  } catch (const TrainingDiverged& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitDiverged;
   } catch (const InputError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return kExitInput;

@@ -40,7 +40,7 @@ std::vector<size_t> DataLoader::epoch_indices(int64_t epoch) const {
   return mine;
 }
 
-void DataLoader::start_epoch(int64_t epoch) {
+void DataLoader::start_epoch(int64_t epoch, size_t first_batch) {
   stop_workers();
   epoch_ = epoch;
   const auto indices = epoch_indices(epoch);
@@ -52,8 +52,8 @@ void DataLoader::start_epoch(int64_t epoch) {
     batches_.emplace_back(indices.begin() + static_cast<std::ptrdiff_t>(start),
                           indices.begin() + static_cast<std::ptrdiff_t>(end));
   }
-  consumed_ = 0;
-  next_to_load_ = 0;
+  consumed_ = std::min(first_batch, batches_.size());
+  next_to_load_ = consumed_;
   ready_.assign(batches_.size(), std::nullopt);
   errors_.assign(batches_.size(), nullptr);
   stopping_ = false;

@@ -38,8 +38,9 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  // Starts (or restarts) an epoch; the first call to next() afterwards returns its first batch.
-  void start_epoch(int64_t epoch);
+  // Starts (or restarts) an epoch; the first call to next() afterwards returns batch
+  // `first_batch` of it (non-zero when resuming in the middle of an epoch).
+  void start_epoch(int64_t epoch, size_t first_batch = 0);
   // The next batch of the epoch, or nothing at its end. Rethrows a worker's error.
   std::optional<Batch> next();
 

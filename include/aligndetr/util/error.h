@@ -19,6 +19,7 @@ enum ExitCode : int {
   kExitInternal = 1,  // a bug or an unexpected failure
   kExitInput = 2,     // InputError: bad data or files
   kExitUsage = 3,     // bad command-line arguments
+  kExitDiverged = 4,  // training stopped on a non-finite loss (last good state saved)
 };
 
 }  // namespace aligndetr

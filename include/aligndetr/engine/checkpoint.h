@@ -1,0 +1,36 @@
+#pragma once
+// Training checkpoints: one file in torch.save's format holding the model ("model.*"), the
+// optimizer state ("optimizer.<group>.<index>.*"), the iteration, the RNG state and the resolved
+// config, written atomically (a killed run leaves the previous checkpoint intact). Model-only
+// weight files (save_module) load the same way, so eval and predict accept either.
+
+#include <cstdint>
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+
+namespace aligndetr {
+
+void save_checkpoint(const std::string& path, const torch::nn::Module& model,
+                     const torch::optim::AdamW& optimizer, int64_t iteration,
+                     const std::string& config_yaml);
+
+struct CheckpointInfo {
+  int64_t iteration = -1;  // -1 for a model-only file
+  std::string config_yaml;
+};
+
+// Loads the model (strictly: every name must match) and, when given, the optimizer state and
+// the RNG state. Throws InputError naming the file and what does not match.
+CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
+                               torch::optim::AdamW* optimizer = nullptr);
+
+// checkpoints/ckpt_0001000.pt for iteration 1000.
+std::string checkpoint_path(const std::string& dir, int64_t iteration);
+// The newest checkpoint in a directory ("" if none); partial temporary files are ignored.
+std::string latest_checkpoint(const std::string& dir);
+// Deletes all but the newest `keep` checkpoints.
+void prune_checkpoints(const std::string& dir, int64_t keep);
+
+}  // namespace aligndetr

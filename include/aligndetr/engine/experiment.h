@@ -1,0 +1,66 @@
+#pragma once
+// Everything a run needs, built from a resolved config: datasets, model, criterion options,
+// solver and training options. Each section's keys must all be understood.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "aligndetr/data/dataset.h"
+#include "aligndetr/engine/config.h"
+#include "aligndetr/engine/model_config.h"
+
+namespace aligndetr {
+
+struct SolverOptions {
+  double lr = 1e-4;
+  double backbone_lr_mult = 0.1;  // parameters whose name starts with "backbone."
+  double weight_decay = 1e-4;     // none on normalization layers
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double clip_norm = 0.1;         // global L2 norm; <= 0 turns clipping off
+  int64_t max_iter = 90000;
+  std::vector<int64_t> steps = {82500};  // lr x gamma at each
+  double gamma = 0.1;
+  int64_t warmup_iters = 0;
+  double warmup_factor = 0.001;  // linear warm-up from lr * factor
+  int64_t accumulate = 1;        // micro-batches per optimizer step
+};
+
+// Learning-rate multiplier at an iteration: linear warm-up, then steps.
+double lr_factor(const SolverOptions& solver, int64_t iteration);
+
+struct TrainOptions {
+  int64_t checkpoint_period = 5000;
+  int64_t keep_checkpoints = 3;
+  int64_t eval_period = 5000;  // 0: only at the end
+  int64_t log_period = 20;
+  uint64_t seed = 42;
+  bool skip_nonfinite = false;  // skip a step with a non-finite loss instead of stopping
+  std::string device = "cpu";   // "cpu", "cuda" or "cuda:N"
+};
+
+struct DataOptions {
+  DatasetOptions train;
+  DatasetOptions val;
+  int batch_size = 2;
+  int workers = 2;
+};
+
+struct Experiment {
+  Config config;
+  DataOptions data;
+  model::DinoOptions model;
+  loss::CriterionOptions criterion;
+  SolverOptions solver;
+  TrainOptions train;
+  int64_t eval_top_k = 300;  // detections kept per image at evaluation
+};
+
+// Reads every section; throws InputError naming the first missing or unknown key.
+Experiment make_experiment(const Config& config);
+torch::Device parse_device(const std::string& text);
+
+}  // namespace aligndetr

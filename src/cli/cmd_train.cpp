@@ -1,0 +1,42 @@
+// `aligndetr train`: train a detector from a config.
+
+#include <filesystem>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "aligndetr/engine/trainer.h"
+#include "command.h"
+#include "config_args.h"
+
+namespace aligndetr::cli {
+namespace {
+
+void setup_train(CLI::App& app) {
+  struct Args {
+    ConfigArgs config;
+    std::string output = "output";
+    bool resume = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "train",
+      "Train a detector. Writes OUTPUT/config.yaml, metrics.jsonl, checkpoints/, model_final.pt "
+      "and eval_final.json; --resume continues from the newest checkpoint");
+  args->config.add_to(cmd);
+  cmd->add_option("--output", args->output, "Output directory")->capture_default_str();
+  cmd->add_flag("--resume", args->resume, "Continue from the newest checkpoint in OUTPUT");
+  cmd->callback([args] {
+    const auto experiment = make_experiment(args->config.load());
+    const auto result = train(experiment, args->output, args->resume);
+    if (result.final_eval) {
+      std::printf("%s\n", result.final_eval->summary().c_str());
+    }
+    spdlog::info("weights: {}", result.final_weights);
+  });
+}
+
+const CommandRegistrar registrar(30, setup_train);
+
+}  // namespace
+}  // namespace aligndetr::cli

@@ -1,0 +1,138 @@
+#include "aligndetr/engine/checkpoint.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "aligndetr/model/weights.h"
+#include "aligndetr/util/error.h"
+
+namespace aligndetr {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string param_key(const torch::Tensor& p) {
+  return c10::guts::to_string(p.unsafeGetTensorImpl());
+}
+
+torch::Tensor string_tensor(const std::string& s) {
+  auto t = torch::empty({int64_t(s.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr<uint8_t>(), s.data(), s.size());
+  return t;
+}
+
+std::string tensor_string(const torch::Tensor& t) {
+  const auto c = t.contiguous();
+  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), size_t(c.numel()));
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, const torch::nn::Module& model,
+                     const torch::optim::AdamW& optimizer, int64_t iteration,
+                     const std::string& config_yaml) {
+  TensorDict dict;
+  for (const auto& kv : module_state(model)) dict.insert("model." + kv.key(), kv.value());
+  const auto& groups = optimizer.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& params = groups[g].params();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const auto it = optimizer.state().find(param_key(params[i]));
+      if (it == optimizer.state().end()) continue;
+      const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      const std::string prefix = fmt::format("optimizer.{}.{}.", g, i);
+      dict.insert(prefix + "step", torch::tensor(st.step(), torch::kInt64));
+      dict.insert(prefix + "exp_avg", st.exp_avg());
+      dict.insert(prefix + "exp_avg_sq", st.exp_avg_sq());
+    }
+  }
+  dict.insert("trainer.iteration", torch::tensor(iteration, torch::kInt64));
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    dict.insert("trainer.rng_cpu", gen.get_state());
+  }
+  dict.insert("trainer.config", string_tensor(config_yaml));
+  save_tensors(path, dict);
+}
+
+CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
+                               torch::optim::AdamW* optimizer) {
+  const TensorDict dict = load_tensors(path);
+  CheckpointInfo info;
+  const bool training_checkpoint = dict.contains("trainer.iteration");
+  TensorDict model_state;
+  for (const auto& kv : dict) {
+    if (!training_checkpoint) {
+      model_state.insert(kv.key(), kv.value());
+    } else if (kv.key().rfind("model.", 0) == 0) {
+      model_state.insert(kv.key().substr(6), kv.value());
+    }
+  }
+  try {
+    load_state_dict(model, model_state, /*strict=*/true);
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("'{}' does not fit this model: {}", path, e.what()));
+  }
+  if (!training_checkpoint) return info;
+  info.iteration = dict["trainer.iteration"].item<int64_t>();
+  info.config_yaml = tensor_string(dict["trainer.config"]);
+  if (optimizer) {
+    auto& groups = optimizer->param_groups();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      auto& params = groups[g].params();
+      for (size_t i = 0; i < params.size(); ++i) {
+        const std::string prefix = fmt::format("optimizer.{}.{}.", g, i);
+        if (!dict.contains(prefix + "step")) continue;
+        auto st = std::make_unique<torch::optim::AdamWParamState>();
+        st->step(dict[prefix + "step"].item<int64_t>());
+        st->exp_avg(dict[prefix + "exp_avg"].to(params[i].device()).clone());
+        st->exp_avg_sq(dict[prefix + "exp_avg_sq"].to(params[i].device()).clone());
+        optimizer->state()[param_key(params[i])] = std::move(st);
+      }
+    }
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(dict["trainer.rng_cpu"]);
+  }
+  return info;
+}
+
+std::string checkpoint_path(const std::string& dir, int64_t iteration) {
+  return (fs::path(dir) / fmt::format("ckpt_{:07d}.pt", iteration)).string();
+}
+
+namespace {
+std::vector<fs::path> list_checkpoints(const std::string& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  static const std::regex pattern(R"(ckpt_\d{7}\.pt)");
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (std::regex_match(entry.path().filename().string(), pattern)) out.push_back(entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+}  // namespace
+
+std::string latest_checkpoint(const std::string& dir) {
+  const auto all = list_checkpoints(dir);
+  return all.empty() ? std::string() : all.back().string();
+}
+
+void prune_checkpoints(const std::string& dir, int64_t keep) {
+  const auto all = list_checkpoints(dir);
+  for (size_t i = 0; i + size_t(std::max<int64_t>(keep, 1)) < all.size(); ++i) {
+    std::error_code ec;
+    fs::remove(all[i], ec);
+  }
+}
+
+}  // namespace aligndetr

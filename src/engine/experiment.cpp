@@ -1,0 +1,129 @@
+#include "aligndetr/engine/experiment.h"
+
+#include <fmt/format.h>
+#include <torch/cuda.h>
+
+#include "aligndetr/util/error.h"
+
+namespace aligndetr {
+
+double lr_factor(const SolverOptions& s, int64_t iteration) {
+  double factor = 1.0;
+  for (const auto step : s.steps) {
+    if (iteration >= step) factor *= s.gamma;
+  }
+  if (iteration < s.warmup_iters && s.warmup_iters > 0) {
+    const double alpha = double(iteration) / double(s.warmup_iters);
+    factor *= s.warmup_factor * (1 - alpha) + alpha;
+  }
+  return factor;
+}
+
+torch::Device parse_device(const std::string& text) {
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(text);
+  } catch (const c10::Error&) {
+    throw InputError(fmt::format("unknown device '{}': use cpu, cuda or cuda:N", text));
+  }
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    throw InputError(fmt::format("device '{}' requested but this build or machine has no CUDA",
+                                 text));
+  }
+  return device;
+}
+
+namespace {
+
+std::vector<int> int_list(const Config& c, const std::string& key, const std::vector<int>& fallback) {
+  if (!c.has(key)) return fallback;
+  std::vector<int> out;
+  for (auto v : c.get_int_list(key)) out.push_back(static_cast<int>(v));
+  return out;
+}
+
+TransformOptions transform_options(const Config& c) {
+  TransformOptions t;
+  const std::string p = "data.transforms.";
+  t.flip_prob = c.get_double(p + "flip_prob", t.flip_prob);
+  t.train_short_sizes = int_list(c, p + "train_short_sizes", t.train_short_sizes);
+  t.train_max_size = static_cast<int>(c.get_int(p + "train_max_size", t.train_max_size));
+  t.crop_prob = c.get_double(p + "crop_prob", t.crop_prob);
+  t.crop_resize_sizes = int_list(c, p + "crop_resize_sizes", t.crop_resize_sizes);
+  t.crop_min = static_cast<int>(c.get_int(p + "crop_min", t.crop_min));
+  t.crop_max = static_cast<int>(c.get_int(p + "crop_max", t.crop_max));
+  t.test_short_size = static_cast<int>(c.get_int(p + "test_short_size", t.test_short_size));
+  t.test_max_size = static_cast<int>(c.get_int(p + "test_max_size", t.test_max_size));
+  return t;
+}
+
+}  // namespace
+
+Experiment make_experiment(const Config& c) {
+  Experiment e;
+  e.config = c;
+  e.model = dino_options(c);
+  e.criterion = criterion_options(c);
+
+  const auto transforms = transform_options(c);
+  const auto policy = parse_on_invalid(c.get_string("data.on_invalid", "skip"));
+  e.data.train.ann_file = c.get_string("data.train.ann");
+  e.data.train.images_dir = c.get_string("data.train.images");
+  e.data.train.train = true;
+  e.data.train.drop_empty = c.get_bool("data.drop_empty", true);
+  e.data.train.on_invalid = policy;
+  e.data.train.transforms = transforms;
+  e.data.val.ann_file = c.get_string("data.val.ann");
+  e.data.val.images_dir = c.get_string("data.val.images");
+  e.data.val.train = false;
+  e.data.val.drop_empty = false;
+  e.data.val.on_invalid = policy;
+  e.data.val.transforms = transforms;
+  e.data.batch_size = static_cast<int>(c.get_int("data.batch_size"));
+  e.data.workers = static_cast<int>(c.get_int("data.workers", 2));
+  c.require_all_used("data");
+
+  auto& s = e.solver;
+  s.lr = c.get_double("solver.lr");
+  s.backbone_lr_mult = c.get_double("solver.backbone_lr_mult", s.backbone_lr_mult);
+  s.weight_decay = c.get_double("solver.weight_decay", s.weight_decay);
+  s.beta1 = c.get_double("solver.beta1", s.beta1);
+  s.beta2 = c.get_double("solver.beta2", s.beta2);
+  s.clip_norm = c.get_double("solver.clip_norm", s.clip_norm);
+  s.max_iter = c.get_int("solver.max_iter");
+  s.steps = c.get_int_list("solver.steps");
+  s.gamma = c.get_double("solver.gamma", s.gamma);
+  s.warmup_iters = c.get_int("solver.warmup_iters", s.warmup_iters);
+  s.warmup_factor = c.get_double("solver.warmup_factor", s.warmup_factor);
+  s.accumulate = c.get_int("solver.accumulate", s.accumulate);
+  if (s.max_iter < 1 || s.accumulate < 1 || s.lr <= 0) {
+    throw InputError(fmt::format("config '{}': solver needs max_iter >= 1, accumulate >= 1, lr > 0",
+                                 c.source()));
+  }
+  c.require_all_used("solver");
+
+  auto& t = e.train;
+  t.checkpoint_period = c.get_int("train.checkpoint_period", t.checkpoint_period);
+  t.keep_checkpoints = c.get_int("train.keep_checkpoints", t.keep_checkpoints);
+  t.eval_period = c.get_int("train.eval_period", t.eval_period);
+  t.log_period = c.get_int("train.log_period", t.log_period);
+  t.seed = static_cast<uint64_t>(c.get_int("train.seed", int64_t(t.seed)));
+  const auto nonfinite = c.get_string("train.on_nonfinite", "stop");
+  if (nonfinite != "stop" && nonfinite != "skip") {
+    throw InputError(fmt::format("config '{}': train.on_nonfinite must be 'stop' or 'skip', got '{}'",
+                                 c.source(), nonfinite));
+  }
+  t.skip_nonfinite = nonfinite == "skip";
+  t.device = c.get_string("train.device", t.device);
+  e.eval_top_k = c.get_int("train.eval_top_k", e.eval_top_k);
+  if (t.log_period < 1 || t.checkpoint_period < 1 || t.keep_checkpoints < 1) {
+    throw InputError(fmt::format(
+        "config '{}': train.log_period, checkpoint_period and keep_checkpoints must be >= 1",
+        c.source()));
+  }
+  c.require_all_used("train");
+  c.require_all_used();
+  return e;
+}
+
+}  // namespace aligndetr

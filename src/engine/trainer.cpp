@@ -1,0 +1,264 @@
+#include "aligndetr/engine/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <unordered_set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "aligndetr/data/loader.h"
+#include "aligndetr/engine/checkpoint.h"
+#include "aligndetr/engine/inference.h"
+#include "aligndetr/model/weights.h"
+#include "aligndetr/util/atomic_file.h"
+#include "aligndetr/util/error.h"
+#include "aligndetr/util/progress.h"
+
+namespace aligndetr {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Four groups: backbone or not, times decay or not (no weight decay on normalization layers).
+std::vector<torch::optim::OptimizerParamGroup> param_groups(torch::nn::Module& model,
+                                                            const SolverOptions& s) {
+  std::unordered_set<const void*> norm_params;
+  for (const auto& m : model.modules()) {
+    if (m->as<torch::nn::LayerNorm>() || m->as<torch::nn::GroupNorm>()) {
+      for (const auto& p : m->parameters()) norm_params.insert(p.unsafeGetTensorImpl());
+    }
+  }
+  std::vector<torch::Tensor> groups[4];
+  for (const auto& kv : model.named_parameters()) {
+    if (!kv.value().requires_grad()) continue;
+    const bool backbone = kv.key().rfind("backbone.", 0) == 0;
+    const bool norm = norm_params.count(kv.value().unsafeGetTensorImpl()) > 0;
+    groups[(backbone ? 2 : 0) + (norm ? 1 : 0)].push_back(kv.value());
+  }
+  std::vector<torch::optim::OptimizerParamGroup> out;
+  for (int g = 0; g < 4; ++g) {
+    auto opts = std::make_unique<torch::optim::AdamWOptions>(s.lr * (g >= 2 ? s.backbone_lr_mult : 1.0));
+    opts->betas({s.beta1, s.beta2}).weight_decay(g % 2 ? 0.0 : s.weight_decay);
+    out.emplace_back(groups[g], std::move(opts));
+  }
+  return out;
+}
+
+double base_lr(int group, const SolverOptions& s) { return s.lr * (group >= 2 ? s.backbone_lr_mult : 1.0); }
+
+void set_lr(torch::optim::AdamW& opt, const SolverOptions& s, int64_t iteration) {
+  const double f = lr_factor(s, iteration);
+  auto& groups = opt.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    static_cast<torch::optim::AdamWOptions&>(groups[g].options()).lr(base_lr(int(g), s) * f);
+  }
+}
+
+std::vector<matching::Target> criterion_targets(const Batch& b) {
+  std::vector<matching::Target> t;
+  for (const auto& x : b.targets) t.push_back({x.labels, x.boxes});
+  return t;
+}
+
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : out_(path, std::ios::app) {
+    if (!out_) throw InputError(fmt::format("cannot open '{}' for writing", path));
+  }
+  void write(const std::string& json_line) {
+    out_ << json_line << '\n';
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+std::string eval_json(int64_t iteration, const CocoEvalResult& r) {
+  std::string s = fmt::format("{{\"iter\": {}, \"type\": \"eval\"", iteration);
+  for (int i = 0; i < kCocoStats; ++i) s += fmt::format(", \"{}\": {:.6f}", kCocoStatNames[size_t(i)], r.stats[size_t(i)]);
+  return s + "}";
+}
+
+}  // namespace
+
+CocoEvalResult evaluate_model(model::Dino& model, const CocoDetection& val,
+                              const torch::Device& device, const Experiment& e, bool progress) {
+  InferenceOptions io;
+  io.batch_size = e.data.batch_size;
+  io.workers = e.data.workers;
+  io.top_k = e.eval_top_k;
+  io.progress = progress;
+  const auto dets = run_inference(model, val, device, io);
+  if (dets.empty()) {
+    CocoEvalResult empty;
+    empty.stats.fill(0.0);
+    return empty;
+  }
+  return evaluate_coco(val.coco(), dets);
+}
+
+TrainResult train(const Experiment& e, const std::string& output_dir, bool resume,
+                  const DistributedHooks& hooks) {
+  const auto device = parse_device(e.train.device);
+  const std::string ckpt_dir = (fs::path(output_dir) / "checkpoints").string();
+  fs::create_directories(ckpt_dir);
+  write_file_atomic((fs::path(output_dir) / "config.yaml").string(), e.config.dump());
+
+  torch::manual_seed(e.train.seed);
+  auto train_set = std::make_shared<const CocoDetection>(e.data.train);
+  const CocoDetection val_set(e.data.val);
+  if (train_set->categories().num_classes() != e.model.num_classes) {
+    throw InputError(fmt::format("the training set has {} categories but model.num_classes is {}",
+                                 train_set->categories().num_classes(), e.model.num_classes));
+  }
+  model::Dino model(e.model);
+  model->to(device);
+  model->train();
+  torch::optim::AdamW optimizer(param_groups(*model, e.solver));
+
+  int64_t start_iter = 0;
+  if (resume) {
+    const auto last = latest_checkpoint(ckpt_dir);
+    if (last.empty()) {
+      spdlog::warn("--resume: no checkpoint in {}; starting from scratch", ckpt_dir);
+    } else {
+      start_iter = load_checkpoint(last, *model, &optimizer).iteration;
+      spdlog::info("resumed from {} at iteration {}", last, start_iter);
+    }
+  }
+
+  LoaderOptions lo;
+  lo.batch_size = e.data.batch_size;
+  lo.workers = e.data.workers;
+  lo.seed = e.train.seed;
+  lo.rank = hooks.rank;
+  lo.world_size = hooks.world_size;
+  DataLoader loader(train_set, lo);
+  loader.start_epoch(0);
+  const int64_t per_epoch = int64_t(loader.batches_per_epoch());
+  if (per_epoch == 0) {
+    throw InputError(fmt::format("the training set has {} images, fewer than one batch of {}",
+                                 train_set->size(), lo.batch_size));
+  }
+  const int64_t accum = e.solver.accumulate;
+  int64_t micro = start_iter * accum;
+  loader.start_epoch(micro / per_epoch, size_t(micro % per_epoch));
+
+  auto criterion = e.criterion;
+  if (hooks.reduce_num_boxes) criterion.reduce_num_boxes = hooks.reduce_num_boxes;
+  MetricsLog metrics((fs::path(output_dir) / "metrics.jsonl").string());
+  TrainResult result;
+  ProgressBar progress(e.solver.max_iter - start_iter, "train", "it");
+  std::map<std::string, double> running;
+  int64_t running_count = 0;
+  auto last_log = std::chrono::steady_clock::now();
+
+  const auto save = [&](int64_t iteration) {
+    save_checkpoint(checkpoint_path(ckpt_dir, iteration), *model, optimizer, iteration,
+                    e.config.dump());
+    prune_checkpoints(ckpt_dir, e.train.keep_checkpoints);
+  };
+
+  for (int64_t iter = start_iter; iter < e.solver.max_iter; ++iter) {
+    set_lr(optimizer, e.solver, iter);
+    optimizer.zero_grad();
+    bool finite = true;
+    std::string bad_term;
+    for (int64_t a = 0; a < accum; ++a, ++micro) {
+      auto batch = loader.next();
+      if (!batch) {
+        loader.start_epoch(micro / per_epoch);
+        batch = loader.next();
+      }
+      const Batch b = batch->to(device);
+      const auto targets = criterion_targets(b);
+      const auto outputs = model->forward(b.images, b.mask, &targets);
+      const auto losses = loss::compute_criterion(outputs, targets, criterion);
+      if (!torch::isfinite(losses.total).item<bool>()) {
+        finite = false;
+        for (const auto& kv : losses.weighted) {
+          if (!torch::isfinite(kv.second).item<bool>()) {
+            bad_term = kv.first;
+            break;
+          }
+        }
+        continue;
+      }
+      (losses.total / double(accum)).backward();
+      for (const auto& kv : losses.weighted) running[kv.first] += kv.second.item<double>() / accum;
+      running["loss"] += losses.total.item<double>() / accum;
+    }
+    if (!finite) {
+      const std::string what = fmt::format("non-finite loss at iteration {} (term {})", iter + 1,
+                                           bad_term.empty() ? "total" : bad_term);
+      if (e.train.skip_nonfinite) {
+        spdlog::warn("{}: step skipped", what);
+        ++result.skipped_steps;
+        optimizer.zero_grad();
+        continue;
+      }
+      // The parameters are still those of the last good step.
+      const auto path = checkpoint_path(ckpt_dir, iter);
+      save(iter);
+      throw TrainingDiverged(what + fmt::format("; the last good state is saved in {}", path), path);
+    }
+    std::vector<torch::Tensor> params;
+    for (auto& g : optimizer.param_groups()) {
+      for (auto& p : g.params()) {
+        if (p.grad().defined()) params.push_back(p);
+      }
+    }
+    if (hooks.reduce_gradients) {
+      std::vector<torch::Tensor> grads;
+      for (auto& p : params) grads.push_back(p.grad());
+      hooks.reduce_gradients(grads);
+    }
+    if (e.solver.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, e.solver.clip_norm);
+    optimizer.step();
+    ++running_count;
+
+    const int64_t done = iter + 1;
+    const double lr = lr_factor(e.solver, iter) * e.solver.lr;
+    progress.advance(1, fmt::format("loss {:.3f} cls {:.3f} L1 {:.3f} giou {:.3f} lr {:.2g}",
+                                    running["loss"] / running_count,
+                                    running["loss_class"] / running_count,
+                                    running["loss_bbox"] / running_count,
+                                    running["loss_giou"] / running_count, lr));
+    if (done % e.train.log_period == 0 || done == e.solver.max_iter) {
+      const auto now = std::chrono::steady_clock::now();
+      std::string line = fmt::format("{{\"iter\": {}, \"type\": \"train\", \"lr\": {:.6g}, \"time\": {:.4f}",
+                                     done, lr,
+                                     std::chrono::duration<double>(now - last_log).count() / running_count);
+      for (const auto& [k, v] : running) line += fmt::format(", \"{}\": {:.6f}", k, v / running_count);
+      metrics.write(line + "}");
+      result.loss_history.emplace_back(done, running["loss"] / running_count);
+      running.clear();
+      running_count = 0;
+      last_log = now;
+    }
+    if (done % e.train.checkpoint_period == 0 && done != e.solver.max_iter) save(done);
+    if (e.train.eval_period > 0 && done % e.train.eval_period == 0 && done != e.solver.max_iter) {
+      const auto r = evaluate_model(model, val_set, device, e, false);
+      metrics.write(eval_json(done, r));
+      spdlog::info("iteration {}: AP {:.4f} AP50 {:.4f}", done, r.stats[0], r.stats[1]);
+    }
+  }
+  progress.finish();
+  result.iterations = e.solver.max_iter;
+  save(e.solver.max_iter);
+  result.final_weights = (fs::path(output_dir) / "model_final.pt").string();
+  save_module(result.final_weights, *model);
+  const auto r = evaluate_model(model, val_set, device, e);
+  metrics.write(eval_json(e.solver.max_iter, r));
+  write_file_atomic((fs::path(output_dir) / "eval_final.json").string(), r.stats_json() + "\n");
+  result.final_eval = r;
+  return result;
+}
+
+}  // namespace aligndetr
