@@ -89,6 +89,20 @@ TEST_F(TorchvisionResNet, CheckpointDictWithModelKey) {
   EXPECT_TRUE(torch::equal(nested["layer3.1.conv2.weight"], plain["layer3.1.conv2.weight"]));
 }
 
+TEST_F(TorchvisionResNet, Protocol4SharedStoragesAndDtypes) {
+  const TensorDict full = load_tensors((dir_ / "resnet18.pth").string());
+  const TensorDict p4 = load_tensors((dir_ / "protocol4.pth").string());
+  EXPECT_TRUE(torch::equal(p4["0.conv1.weight"], full["layer1.0.conv1.weight"]));
+  EXPECT_TRUE(torch::equal(p4["1.bn2.running_var"], full["layer1.1.bn2.running_var"]));
+  const torch::Tensor base = torch::arange(12, torch::kDouble).view({3, 4});
+  EXPECT_TRUE(torch::equal(p4["base"], base));
+  EXPECT_TRUE(torch::equal(p4["column"], base.select(1, 1)));
+  EXPECT_EQ(p4["half"].dtype(), torch::kHalf);
+  EXPECT_TRUE(torch::equal(p4["half"].to(torch::kFloat), torch::tensor({0.5f, -2.0f, 65504.0f})));
+  EXPECT_EQ(p4["long"][0].item<int64_t>(), -(int64_t{1} << 40));
+  EXPECT_EQ(p4["long"][1].item<int64_t>(), 7);
+}
+
 TEST_F(TorchvisionResNet, OurCheckpointReadsBackInPython) {
   ResNet net(ResNetOptions{18, 1, false, {4}});
   save_module((dir_ / "ours.pt").string(), *net);

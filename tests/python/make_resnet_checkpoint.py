@@ -5,6 +5,8 @@ Usage: make_resnet_checkpoint.py OUT_DIR
 OUT_DIR/resnet18.pth       the state_dict (an OrderedDict, torch.save's zip format)
 OUT_DIR/checkpoint.pth     the same state_dict inside {"model": ..., "epoch": 3}
 OUT_DIR/features.pth       {"input", "layer2", "layer3", "layer4"} as torch.save'd tensors
+OUT_DIR/protocol4.pth      layer1's state_dict plus views sharing one storage and a half tensor,
+                           saved with pickle protocol 4 (framing, memoize, stack globals)
 
 The batch norms get random statistics and affine terms so that a wrong frozen-BN formula or a
 mis-assigned buffer shows in the features. The model is in eval mode, where BatchNorm2d computes
@@ -44,6 +46,14 @@ def main() -> None:
     torch.save(model.state_dict(), out / "resnet18.pth")
     torch.save({"model": model.state_dict(), "epoch": 3}, out / "checkpoint.pth")
     torch.save(features, out / "features.pth")
+
+    extra = model.layer1.state_dict()
+    base = torch.arange(12, dtype=torch.float64).reshape(3, 4)
+    extra["base"] = base
+    extra["column"] = base[:, 1]  # offset 1, stride 4 into base's storage
+    extra["half"] = torch.tensor([0.5, -2.0, 65504.0], dtype=torch.float16)
+    extra["long"] = torch.tensor([-(2**40), 7])
+    torch.save(extra, out / "protocol4.pth", pickle_protocol=4)
 
 
 if __name__ == "__main__":
