@@ -1,5 +1,6 @@
 // `aligndetr weights inspect|import`: look into checkpoint files and convert PyTorch state_dicts.
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <sstream>

@@ -1,6 +1,8 @@
 #include "torch_pickle.h"
 
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -40,9 +42,13 @@ torch::ScalarType storage_dtype(const std::string& global, const std::string& pa
 
 class Reader {
  public:
-  Reader(const std::string& bytes, const std::string& path) : path_(path), stream_(bytes) {
+  explicit Reader(const std::string& path) : path_(path) {
+    if (!std::ifstream(path, std::ios::binary)) {
+      throw InputError("cannot open '" + path + "': " + std::strerror(errno));
+    }
     try {
-      archive_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(&stream_);
+      // Reads records straight from the file: a checkpoint is never held in memory twice.
+      archive_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
     } catch (const c10::Error& e) {
       throw InputError("'" + path + "' is not a torch.save zip archive (" +
                        e.what_without_backtrace() +
@@ -401,7 +407,6 @@ class Reader {
   }
 
   std::string path_;
-  std::istringstream stream_;
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive_;
   std::string pickle_;
   size_t pos_ = 0;
@@ -413,9 +418,9 @@ class Reader {
 
 }  // namespace
 
-PickleValuePtr read_torch_file(const std::string& bytes, const std::string& path) {
+PickleValuePtr read_torch_file(const std::string& path) {
   try {
-    return Reader(bytes, path).run();
+    return Reader(path).run();
   } catch (const c10::Error& e) {
     throw InputError("'" + path + "': " + e.what_without_backtrace());
   }

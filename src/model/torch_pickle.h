@@ -8,6 +8,7 @@
 // torch._utils._rebuild_tensor_v2 / _rebuild_parameter from typed storages, and LibTorch's
 // type tags. Any other Python object is an InputError naming it.
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,7 +30,6 @@ struct PickleValue {
 };
 using PickleValuePtr = std::shared_ptr<PickleValue>;
 
-// `bytes` is the whole file; `path` only names it in errors.
-PickleValuePtr read_torch_file(const std::string& bytes, const std::string& path);
+PickleValuePtr read_torch_file(const std::string& path);
 
 }  // namespace aligndetr::detail

@@ -75,7 +75,7 @@ void save_tensors(const std::string& path, const TensorDict& tensors) {
 }
 
 TensorDict load_tensors(const std::string& path) {
-  return tensors_from_value(detail::read_torch_file(read_file(path), path), path);
+  return tensors_from_value(detail::read_torch_file(path), path);
 }
 
 TensorDict rename_prefixes(const TensorDict& tensors,
