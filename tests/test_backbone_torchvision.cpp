@@ -92,6 +92,30 @@ TEST_F(TorchvisionResNet, FeaturesMatchTheReference) {
   }
 }
 
+// ResNet-50: Bottleneck blocks, stride on the 3x3 conv. The random batch norms let activations
+// grow to thousands over 16 blocks, so the bound is relative to the largest feature: float32
+// rounding alone gives about 1e-7 of it per operation.
+TEST_F(TorchvisionResNet, Bottleneck50FeaturesMatchTheReference) {
+  ResNet net(ResNetOptions{50, 1, false, {2, 3, 4}});
+  const LoadReport report = load_state_dict(*net, load_tensors(file("resnet50.pth")), false);
+  EXPECT_TRUE(report.missing.empty() && report.mismatched.empty()) << report.to_text();
+  EXPECT_EQ(report.unexpected, (std::vector<std::string>{"fc.weight", "fc.bias"}));
+  const TensorDict reference = load_tensors(file("features50.pth"));
+  torch::NoGradGuard no_grad;
+  const std::vector<torch::Tensor> features = net->forward(reference["input"]);
+  ASSERT_EQ(features.size(), 3u);
+  const char* names[] = {"layer2", "layer3", "layer4"};
+  for (size_t i = 0; i < 3; ++i) {
+    const torch::Tensor& expected = reference[names[i]];
+    ASSERT_EQ(features[i].sizes(), expected.sizes()) << names[i];
+    const double max_error = (features[i] - expected).abs().max().item<double>();
+    const double scale = expected.abs().max().item<double>();
+    std::printf("R50 %s: max |ours - torchvision| = %.3g (max |feature| %.3g)\n", names[i],
+                max_error, scale);
+    EXPECT_LT(max_error, 1e-5 * scale) << names[i];
+  }
+}
+
 TEST_F(TorchvisionResNet, CheckpointDictWithModelKey) {
   const TensorDict plain = load_tensors(file("resnet18.pth"));
   const TensorDict nested = load_tensors(file("checkpoint.pth"));

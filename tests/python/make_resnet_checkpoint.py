@@ -1,10 +1,11 @@
-"""Writes a torchvision ResNet-18 with random weights and its features for a fixed input.
+"""Writes torchvision ResNet-18 and -50 with random weights and their features for a fixed input.
 
 Usage: make_resnet_checkpoint.py OUT_DIR
 
 OUT_DIR/resnet18.pth       the state_dict (an OrderedDict, torch.save's zip format)
 OUT_DIR/checkpoint.pth     the same state_dict inside {"model": ..., "epoch": 3}
 OUT_DIR/features.pth       {"input", "layer2", "layer3", "layer4"} as torch.save'd tensors
+OUT_DIR/resnet50.pth, features50.pth   the same for a ResNet-50 (Bottleneck blocks)
 OUT_DIR/protocol4.pth      layer1's state_dict plus views sharing one storage and a half tensor,
                            saved with pickle protocol 4 (framing, memoize, stack globals)
 
@@ -20,11 +21,8 @@ import torch
 import torchvision
 
 
-def main() -> None:
-    out = Path(sys.argv[1])
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18()
+def random_model(name: str) -> torch.nn.Module:
+    model = getattr(torchvision.models, name)()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -32,9 +30,10 @@ def main() -> None:
                 module.bias.uniform_(-0.2, 0.2)
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-    model.eval()
+    return model.eval()
 
-    image = torch.randn(2, 3, 96, 128)
+
+def features_of(model: torch.nn.Module, image: torch.Tensor) -> dict:
     features = {"input": image}
     with torch.no_grad():
         x = model.maxpool(model.relu(model.bn1(model.conv1(image))))
@@ -42,6 +41,19 @@ def main() -> None:
         for name in ("layer2", "layer3", "layer4"):
             x = getattr(model, name)(x)
             features[name] = x
+    return features
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    image = torch.randn(2, 3, 96, 128)
+    model = random_model("resnet18")
+    features = features_of(model, image)
+    resnet50 = random_model("resnet50")
+    torch.save(resnet50.state_dict(), out / "resnet50.pth")
+    torch.save(features_of(resnet50, image), out / "features50.pth")
 
     torch.save(model.state_dict(), out / "resnet18.pth")
     torch.save({"model": model.state_dict(), "epoch": 3}, out / "checkpoint.pth")
