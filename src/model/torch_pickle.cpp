@@ -200,6 +200,7 @@ class Reader {
   }
 
   PickleValuePtr call(const PickleValuePtr& callable, const PickleValuePtr& args) {
+    if (callable->kind == Kind::kObject) return callable;
     if (callable->kind != Kind::kGlobal || args->kind != Kind::kTuple) fail("bad REDUCE");
     const std::string& name = callable->text;
     const auto& a = args->items;
@@ -230,7 +231,9 @@ class Reader {
       if (a.empty()) fail("bad arguments to " + name);
       return a[0];
     }
-    fail("unsupported Python object " + name);
+    auto object = make(Kind::kObject);
+    object->text = name;
+    return object;
   }
 
   void step(unsigned char op) {
@@ -375,6 +378,13 @@ class Reader {
         push_global(module->text + "." + name->text);
         break;
       }
+      case 0x92: {  // NEWOBJ_EX: keyword arguments are not needed for opaque objects
+        pop();
+        auto args = pop();
+        auto callable = pop();
+        stack_.push_back(call(callable, args));
+        break;
+      }
       case 'R':
       case 0x81: {  // REDUCE, NEWOBJ
         auto args = pop();
@@ -382,9 +392,10 @@ class Reader {
         stack_.push_back(call(callable, args));
         break;
       }
-      case 'b': {  // BUILD: object attributes; a dict's (an OrderedDict's _metadata) are dropped
+      case 'b': {  // BUILD: object attributes, e.g. an OrderedDict's _metadata; not needed
         pop();
-        if (top()->kind != Kind::kDict) fail("cannot set the state of a non-dict object");
+        const Kind kind = top()->kind;
+        if (kind != Kind::kDict && kind != Kind::kObject) fail("BUILD on a plain value");
         break;
       }
       case 'Q': {  // BINPERSID

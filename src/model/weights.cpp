@@ -44,8 +44,10 @@ TensorDict tensors_from_value(const detail::PickleValuePtr& value, const std::st
       throw InputError("'" + path + "': a key of its dict is not a string");
     }
     if (v->kind != Kind::kTensor) {
-      throw InputError("'" + path + "': entry '" + k->text + "' is not a tensor, and there is " +
-                       "no 'model' or 'state_dict' entry holding the tensors");
+      const std::string what =
+          v->kind == detail::PickleValue::Kind::kObject ? "a Python " + v->text : "not a tensor";
+      throw InputError("'" + path + "': entry '" + k->text + "' is " + what +
+                       ", and there is no 'model' or 'state_dict' entry holding the tensors");
     }
     if (tensors.contains(k->text)) {
       throw InputError("'" + path + "': tensor name '" + k->text + "' appears twice");

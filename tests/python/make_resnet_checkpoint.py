@@ -3,7 +3,8 @@
 Usage: make_resnet_checkpoint.py OUT_DIR
 
 OUT_DIR/resnet18.pth       the state_dict (an OrderedDict, torch.save's zip format)
-OUT_DIR/checkpoint.pth     the same state_dict inside {"model": ..., "epoch": 3}
+OUT_DIR/checkpoint.pth     the same state_dict inside a training checkpoint dict with other
+                           Python objects beside it
 OUT_DIR/features.pth       {"input", "layer2", "layer3", "layer4"} as torch.save'd tensors
 OUT_DIR/resnet50.pth, features50.pth   the same for a ResNet-50 (Bottleneck blocks)
 OUT_DIR/protocol4.pth      layer1's state_dict plus views sharing one storage and a half tensor,
@@ -14,6 +15,8 @@ mis-assigned buffer shows in the features. The model is in eval mode, where Batc
 exactly what a frozen batch norm with eps 1e-5 does.
 """
 
+import argparse
+import fractions
 import sys
 from pathlib import Path
 
@@ -56,7 +59,14 @@ def main() -> None:
     torch.save(features_of(resnet50, image), out / "features50.pth")
 
     torch.save(model.state_dict(), out / "resnet18.pth")
-    torch.save({"model": model.state_dict(), "epoch": 3}, out / "checkpoint.pth")
+    checkpoint = {
+        "model": model.state_dict(),
+        "epoch": 3,
+        "args": argparse.Namespace(lr=0.1, steps=[1, 2]),
+        "ratio": fractions.Fraction(1, 3),
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9).state_dict(),
+    }
+    torch.save(checkpoint, out / "checkpoint.pth")
     torch.save(features, out / "features.pth")
 
     extra = model.layer1.state_dict()
