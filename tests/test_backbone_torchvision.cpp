@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include <torch/torch.h>
@@ -32,25 +33,34 @@ std::string python_with_torch() {
   return "";
 }
 
+// The checkpoints are written once for the suite: the script takes a few seconds.
 class TorchvisionResNet : public ::testing::Test {
  protected:
-  void SetUp() override {
+  static void SetUpTestSuite() {
     python_ = python_with_torch();
+    if (python_.empty()) return;
+    dir_ = std::make_unique<TempDir>();
+    const std::string cmd = python_ + " " + ALIGNDETR_SOURCE_DIR +
+                            "/tests/python/make_resnet_checkpoint.py " + dir_->path().string();
+    script_ok_ = std::system(cmd.c_str()) == 0;
+  }
+  static void TearDownTestSuite() { dir_.reset(); }
+  void SetUp() override {
     if (python_.empty()) {
       GTEST_SKIP() << "no python3 with torch and torchvision (install python3-torch and "
                       "python3-torchvision: scripts/install-deps.sh, or set ALIGNDETR_PYTHON)";
     }
-    const std::string cmd = python_ + " " + ALIGNDETR_SOURCE_DIR +
-                            "/tests/python/make_resnet_checkpoint.py " + dir_.path().string();
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    ASSERT_TRUE(script_ok_) << "tests/python/make_resnet_checkpoint.py failed";
   }
+  static std::string file(const std::string& name) { return (dir_->path() / name).string(); }
 
-  std::string python_;
-  TempDir dir_;
+  static inline std::string python_;
+  static inline std::unique_ptr<TempDir> dir_;
+  static inline bool script_ok_ = false;
 };
 
 TEST_F(TorchvisionResNet, FeaturesMatchTheReference) {
-  const TensorDict state = load_tensors((dir_ / "resnet18.pth").string());
+  const TensorDict state = load_tensors(file("resnet18.pth"));
   // 20 convs, 20 batch norms with 5 tensors each (num_batches_tracked included), fc.
   EXPECT_EQ(state.size(), 20u + 20u * 5u + 2u);
 
@@ -64,7 +74,7 @@ TEST_F(TorchvisionResNet, FeaturesMatchTheReference) {
   // fc is not part of a backbone: strict loading must refuse the file as it is.
   EXPECT_THROW(load_state_dict(*net, state, /*strict=*/true), InputError);
 
-  const TensorDict reference = load_tensors((dir_ / "features.pth").string());
+  const TensorDict reference = load_tensors(file("features.pth"));
   torch::NoGradGuard no_grad;
   const std::vector<torch::Tensor> features = net->forward(reference["input"]);
   ASSERT_EQ(features.size(), 3u);
@@ -82,22 +92,60 @@ TEST_F(TorchvisionResNet, FeaturesMatchTheReference) {
   }
 }
 
+// ResNet-50: Bottleneck blocks, stride on the 3x3 conv. The random batch norms let activations
+// grow to thousands over 16 blocks, so the bound is relative to the largest feature: float32
+// rounding alone gives about 1e-7 of it per operation.
+TEST_F(TorchvisionResNet, Bottleneck50FeaturesMatchTheReference) {
+  ResNet net(ResNetOptions{50, 1, false, {2, 3, 4}});
+  const LoadReport report = load_state_dict(*net, load_tensors(file("resnet50.pth")), false);
+  EXPECT_TRUE(report.missing.empty() && report.mismatched.empty()) << report.to_text();
+  EXPECT_EQ(report.unexpected, (std::vector<std::string>{"fc.weight", "fc.bias"}));
+  const TensorDict reference = load_tensors(file("features50.pth"));
+  torch::NoGradGuard no_grad;
+  const std::vector<torch::Tensor> features = net->forward(reference["input"]);
+  ASSERT_EQ(features.size(), 3u);
+  const char* names[] = {"layer2", "layer3", "layer4"};
+  for (size_t i = 0; i < 3; ++i) {
+    const torch::Tensor& expected = reference[names[i]];
+    ASSERT_EQ(features[i].sizes(), expected.sizes()) << names[i];
+    const double max_error = (features[i] - expected).abs().max().item<double>();
+    const double scale = expected.abs().max().item<double>();
+    std::printf("R50 %s: max |ours - torchvision| = %.3g (max |feature| %.3g)\n", names[i],
+                max_error, scale);
+    EXPECT_LT(max_error, 1e-5 * scale) << names[i];
+  }
+}
+
 TEST_F(TorchvisionResNet, CheckpointDictWithModelKey) {
-  const TensorDict plain = load_tensors((dir_ / "resnet18.pth").string());
-  const TensorDict nested = load_tensors((dir_ / "checkpoint.pth").string());
+  const TensorDict plain = load_tensors(file("resnet18.pth"));
+  const TensorDict nested = load_tensors(file("checkpoint.pth"));
   ASSERT_EQ(nested.size(), plain.size());
   EXPECT_TRUE(torch::equal(nested["layer3.1.conv2.weight"], plain["layer3.1.conv2.weight"]));
 }
 
+TEST_F(TorchvisionResNet, Protocol4SharedStoragesAndDtypes) {
+  const TensorDict full = load_tensors(file("resnet18.pth"));
+  const TensorDict p4 = load_tensors(file("protocol4.pth"));
+  EXPECT_TRUE(torch::equal(p4["0.conv1.weight"], full["layer1.0.conv1.weight"]));
+  EXPECT_TRUE(torch::equal(p4["1.bn2.running_var"], full["layer1.1.bn2.running_var"]));
+  const torch::Tensor base = torch::arange(12, torch::kDouble).view({3, 4});
+  EXPECT_TRUE(torch::equal(p4["base"], base));
+  EXPECT_TRUE(torch::equal(p4["column"], base.select(1, 1)));
+  EXPECT_EQ(p4["half"].dtype(), torch::kHalf);
+  EXPECT_TRUE(torch::equal(p4["half"].to(torch::kFloat), torch::tensor({0.5f, -2.0f, 65504.0f})));
+  EXPECT_EQ(p4["long"][0].item<int64_t>(), -(int64_t{1} << 40));
+  EXPECT_EQ(p4["long"][1].item<int64_t>(), 7);
+}
+
 TEST_F(TorchvisionResNet, OurCheckpointReadsBackInPython) {
   ResNet net(ResNetOptions{18, 1, false, {4}});
-  save_module((dir_ / "ours.pt").string(), *net);
+  save_module(file("ours.pt"), *net);
   const std::string script =
       "import sys, torch; d = torch.load(sys.argv[1]); "
       "assert len(d) == 20 + 20 * 4, len(d); "
       "assert tuple(d['layer4.1.conv2.weight'].shape) == (512, 512, 3, 3); "
       "assert float(d['bn1.running_var'].sum()) == 64.0";
-  const std::string cmd = python_ + " -c \"" + script + "\" " + (dir_ / "ours.pt").string();
+  const std::string cmd = python_ + " -c \"" + script + "\" " + file("ours.pt");
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
 
 #include <torch/torch.h>
 
@@ -101,6 +102,25 @@ TEST(Weights, RenamePrefixes) {
   EXPECT_THROW(rename_prefixes(clash, {{"a.", "b."}}), InputError);
 }
 
+TEST(Weights, Detectron2ResNetNames) {
+  TensorDict in;
+  for (const char* name : {"backbone.stem.conv1.weight", "backbone.stem.conv1.norm.running_var",
+                           "backbone.res2.0.conv3.norm.bias", "backbone.res2.0.shortcut.weight",
+                           "backbone.res2.0.shortcut.norm.weight", "backbone.res5.2.conv2.weight",
+                           "neck.convs.0.conv.weight", "res3.1.conv1.norm.weight"}) {
+    in.insert(name, torch::zeros({1}));
+  }
+  int renamed = 0;
+  const TensorDict out = detectron2_resnet_to_torchvision(in, &renamed);
+  EXPECT_EQ(renamed, 7);
+  EXPECT_EQ(
+      out.keys(),
+      (std::vector<std::string>{
+          "backbone.conv1.weight", "backbone.bn1.running_var", "backbone.layer1.0.bn3.bias",
+          "backbone.layer1.0.downsample.0.weight", "backbone.layer1.0.downsample.1.weight",
+          "backbone.layer4.2.conv2.weight", "neck.convs.0.conv.weight", "layer2.1.bn1.weight"}));
+}
+
 TEST(Weights, CheckpointDictAndBadFiles) {
   TempDir dir;
   c10::impl::GenericDict inner(c10::StringType::get(), c10::AnyType::get());
@@ -164,6 +184,33 @@ TEST(WeightsCli, InspectAndImport) {
   EXPECT_TRUE(load_module(out, *again, /*strict=*/true).complete());
   EXPECT_TRUE(torch::equal(again->named_parameters()["layer3.0.conv1.weight"],
                            net->named_parameters()["layer3.0.conv1.weight"]));
+
+  // The same backbone under detectron2's names, as in a detrex checkpoint.
+  TensorDict d2;
+  for (const auto& item : module_state(*net)) {
+    std::string name = item.key();
+    name = std::regex_replace(name, std::regex(R"(^conv1\.)"), "stem.conv1.");
+    name = std::regex_replace(name, std::regex(R"(^bn1\.)"), "stem.conv1.norm.");
+    name = std::regex_replace(name, std::regex(R"(\.downsample\.0\.)"), ".shortcut.");
+    name = std::regex_replace(name, std::regex(R"(\.downsample\.1\.)"), ".shortcut.norm.");
+    name = std::regex_replace(name, std::regex(R"(\.bn([123])\.)"), ".conv$1.norm.");
+    for (int s = 1; s <= 4; ++s) {
+      name = std::regex_replace(name, std::regex("^layer" + std::to_string(s) + "\\."),
+                                "res" + std::to_string(s + 1) + ".");
+    }
+    d2.insert("backbone." + name, item.value());
+  }
+  ASSERT_TRUE(d2.contains("backbone.res3.0.shortcut.norm.running_mean"));
+  save_tensors((dir / "d2.pt").string(), d2);
+  const auto d2_import =
+      run_cli("weights import --from " + (dir / "d2.pt").string() + " --out " + out +
+              " --detectron2-resnet --prefix-map backbone.= --backbone 18");
+  ASSERT_EQ(d2_import.exit_code, 0) << d2_import.output;
+  EXPECT_NE(d2_import.stdout_only.find("100 detectron2 ResNet names converted"), std::string::npos)
+      << d2_import.stdout_only;
+  EXPECT_NE(d2_import.stdout_only.find("loaded 100, missing 0, unexpected 0, shape mismatches 0"),
+            std::string::npos)
+      << d2_import.stdout_only;
 
   EXPECT_EQ(run_cli("weights import --from " + (dir / "src.pt").string() + " --out " + out +
                     " --prefix-map nonsense")

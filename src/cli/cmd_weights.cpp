@@ -1,5 +1,6 @@
 // `aligndetr weights inspect|import`: look into checkpoint files and convert PyTorch state_dicts.
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -59,6 +60,7 @@ void setup_import(CLI::App* weights) {
     std::string from, out;
     std::vector<std::string> prefix_map, drop;
     int backbone = 0;
+    bool detectron2 = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = weights->add_subcommand(
@@ -71,6 +73,9 @@ void setup_import(CLI::App* weights) {
   cmd->add_option("--prefix-map", args->prefix_map,
                   "OLD=NEW: names starting with OLD get NEW instead (first matching rule wins; "
                   "NEW may be empty)");
+  cmd->add_flag("--detectron2-resnet", args->detectron2,
+                "First rename detectron2 ResNet tensors (stem, res2..res5, shortcut, .norm; as "
+                "in detrex and Align-DETR checkpoints) to torchvision's names, which ours use");
   cmd->add_option("--drop", args->drop, "Leave out tensors whose names start with this prefix");
   cmd->add_option("--backbone", args->backbone,
                   "ResNet depth (18, 34, 50, 101): report how the converted tensors load into "
@@ -86,8 +91,11 @@ void setup_import(CLI::App* weights) {
       rules.emplace_back(rule.substr(0, eq), rule.substr(eq + 1));
     }
     const TensorDict source = load_tensors(args->from);
+    int detectron2_renamed = 0;
+    const TensorDict torchvision_named =
+        args->detectron2 ? detectron2_resnet_to_torchvision(source, &detectron2_renamed) : source;
     int renamed = 0;
-    const TensorDict mapped = rename_prefixes(source, rules, &renamed);
+    const TensorDict mapped = rename_prefixes(torchvision_named, rules, &renamed);
     TensorDict kept;
     int dropped = 0;
     for (const auto& item : mapped) {
@@ -98,6 +106,9 @@ void setup_import(CLI::App* weights) {
       } else {
         kept.insert(item.key(), item.value());
       }
+    }
+    if (args->detectron2) {
+      std::printf("%d detectron2 ResNet names converted to torchvision's\n", detectron2_renamed);
     }
     std::printf("%zu tensors read, %d renamed, %d dropped, %zu written\n", source.size(), renamed,
                 dropped, kept.size());

@@ -15,10 +15,11 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-// torchvision's convs: no bias, padding = dilation for 3x3, Kaiming-normal (fan_out, ReLU) init.
+// torchvision's convs: no bias, "same" padding before the stride, Kaiming-normal (fan_out, ReLU)
+// init.
 torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t stride,
                             int64_t dilation = 1) {
-  const int64_t padding = kernel == 1 ? 0 : (kernel == 7 ? 3 : dilation);
+  const int64_t padding = dilation * (kernel - 1) / 2;
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(in, out, kernel)
                              .stride(stride)
                              .padding(padding)

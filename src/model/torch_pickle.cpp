@@ -1,6 +1,8 @@
 #include "torch_pickle.h"
 
+#include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -40,9 +42,13 @@ torch::ScalarType storage_dtype(const std::string& global, const std::string& pa
 
 class Reader {
  public:
-  Reader(const std::string& bytes, const std::string& path) : path_(path), stream_(bytes) {
+  explicit Reader(const std::string& path) : path_(path) {
+    if (!std::ifstream(path, std::ios::binary)) {
+      throw InputError("cannot open '" + path + "': " + std::strerror(errno));
+    }
     try {
-      archive_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(&stream_);
+      // Reads records straight from the file: a checkpoint is never held in memory twice.
+      archive_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
     } catch (const c10::Error& e) {
       throw InputError("'" + path + "' is not a torch.save zip archive (" +
                        e.what_without_backtrace() +
@@ -194,6 +200,7 @@ class Reader {
   }
 
   PickleValuePtr call(const PickleValuePtr& callable, const PickleValuePtr& args) {
+    if (callable->kind == Kind::kObject) return callable;
     if (callable->kind != Kind::kGlobal || args->kind != Kind::kTuple) fail("bad REDUCE");
     const std::string& name = callable->text;
     const auto& a = args->items;
@@ -224,7 +231,9 @@ class Reader {
       if (a.empty()) fail("bad arguments to " + name);
       return a[0];
     }
-    fail("unsupported Python object " + name);
+    auto object = make(Kind::kObject);
+    object->text = name;
+    return object;
   }
 
   void step(unsigned char op) {
@@ -369,6 +378,13 @@ class Reader {
         push_global(module->text + "." + name->text);
         break;
       }
+      case 0x92: {  // NEWOBJ_EX: keyword arguments are not needed for opaque objects
+        pop();
+        auto args = pop();
+        auto callable = pop();
+        stack_.push_back(call(callable, args));
+        break;
+      }
       case 'R':
       case 0x81: {  // REDUCE, NEWOBJ
         auto args = pop();
@@ -376,9 +392,10 @@ class Reader {
         stack_.push_back(call(callable, args));
         break;
       }
-      case 'b': {  // BUILD: object attributes; a dict's (an OrderedDict's _metadata) are dropped
+      case 'b': {  // BUILD: object attributes, e.g. an OrderedDict's _metadata; not needed
         pop();
-        if (top()->kind != Kind::kDict) fail("cannot set the state of a non-dict object");
+        const Kind kind = top()->kind;
+        if (kind != Kind::kDict && kind != Kind::kObject) fail("BUILD on a plain value");
         break;
       }
       case 'Q': {  // BINPERSID
@@ -401,7 +418,6 @@ class Reader {
   }
 
   std::string path_;
-  std::istringstream stream_;
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive_;
   std::string pickle_;
   size_t pos_ = 0;
@@ -413,9 +429,9 @@ class Reader {
 
 }  // namespace
 
-PickleValuePtr read_torch_file(const std::string& bytes, const std::string& path) {
+PickleValuePtr read_torch_file(const std::string& path) {
   try {
-    return Reader(bytes, path).run();
+    return Reader(path).run();
   } catch (const c10::Error& e) {
     throw InputError("'" + path + "': " + e.what_without_backtrace());
   }

@@ -6,8 +6,10 @@
 // It understands the subset of pickle that such files use: plain containers, numbers, strings,
 // OrderedDict (read as a dict, its `_metadata` attribute dropped), tensors rebuilt by
 // torch._utils._rebuild_tensor_v2 / _rebuild_parameter from typed storages, and LibTorch's
-// type tags. Any other Python object is an InputError naming it.
+// type tags. Any other Python object (in a training checkpoint's optimizer or trainer entries, say)
+// is kept as an opaque kObject, so the tensors beside it still load.
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,7 +20,19 @@ namespace aligndetr::detail {
 
 // A value of the unpickled object tree, reduced to what tensor checkpoints hold.
 struct PickleValue {
-  enum class Kind { kNone, kBool, kInt, kFloat, kString, kTuple, kList, kDict, kTensor, kGlobal };
+  enum class Kind {
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kString,
+    kTuple,
+    kList,
+    kDict,
+    kTensor,
+    kGlobal,
+    kObject  // any other Python object, kept opaque: text names its class or constructor
+  };
   Kind kind = Kind::kNone;
   int64_t integer = 0;
   double real = 0;
@@ -29,7 +43,6 @@ struct PickleValue {
 };
 using PickleValuePtr = std::shared_ptr<PickleValue>;
 
-// `bytes` is the whole file; `path` only names it in errors.
-PickleValuePtr read_torch_file(const std::string& bytes, const std::string& path);
+PickleValuePtr read_torch_file(const std::string& path);
 
 }  // namespace aligndetr::detail

@@ -1,5 +1,6 @@
 #include "aligndetr/model/weights.h"
 
+#include <regex>
 #include <sstream>
 #include <string_view>
 
@@ -43,8 +44,10 @@ TensorDict tensors_from_value(const detail::PickleValuePtr& value, const std::st
       throw InputError("'" + path + "': a key of its dict is not a string");
     }
     if (v->kind != Kind::kTensor) {
-      throw InputError("'" + path + "': entry '" + k->text + "' is not a tensor, and there is " +
-                       "no 'model' or 'state_dict' entry holding the tensors");
+      const std::string what =
+          v->kind == detail::PickleValue::Kind::kObject ? "a Python " + v->text : "not a tensor";
+      throw InputError("'" + path + "': entry '" + k->text + "' is " + what +
+                       ", and there is no 'model' or 'state_dict' entry holding the tensors");
     }
     if (tensors.contains(k->text)) {
       throw InputError("'" + path + "': tensor name '" + k->text + "' appears twice");
@@ -75,7 +78,7 @@ void save_tensors(const std::string& path, const TensorDict& tensors) {
 }
 
 TensorDict load_tensors(const std::string& path) {
-  return tensors_from_value(detail::read_torch_file(read_file(path), path), path);
+  return tensors_from_value(detail::read_torch_file(path), path);
 }
 
 TensorDict rename_prefixes(const TensorDict& tensors,
@@ -91,6 +94,50 @@ TensorDict rename_prefixes(const TensorDict& tensors,
         ++count;
         break;
       }
+    }
+    if (result.contains(name)) {
+      throw InputError("renaming gives two tensors the name '" + name + "'");
+    }
+    result.insert(name, item.value());
+  }
+  if (renamed) *renamed = count;
+  return result;
+}
+
+namespace {
+
+// The torchvision name of one detectron2 ResNet name, or "" when it is not one.
+std::string torchvision_resnet_name(const std::string& name) {
+  static const std::regex stem(R"(^(.*?)stem\.conv1\.(norm\.)?(\w+)$)");
+  static const std::regex block(
+      R"(^(.*?)res([2-5])\.(\d+)\.(conv([1-3])|shortcut)\.(norm\.)?(\w+)$)");
+  std::smatch m;
+  if (std::regex_match(name, m, stem)) {
+    return m[1].str() + (m[2].matched ? "bn1." : "conv1.") + m[3].str();
+  }
+  if (std::regex_match(name, m, block)) {
+    const std::string layer =
+        m[1].str() + "layer" + std::to_string(std::stoi(m[2].str()) - 1) + "." + m[3].str() + ".";
+    const bool norm = m[6].matched;
+    if (m[4].str() == "shortcut") {
+      return layer + (norm ? "downsample.1." : "downsample.0.") + m[7].str();
+    }
+    return layer + (norm ? "bn" : "conv") + m[5].str() + "." + m[7].str();
+  }
+  return "";
+}
+
+}  // namespace
+
+TensorDict detectron2_resnet_to_torchvision(const TensorDict& tensors, int* renamed) {
+  TensorDict result;
+  int count = 0;
+  for (const auto& item : tensors) {
+    std::string name = torchvision_resnet_name(item.key());
+    if (name.empty()) {
+      name = item.key();
+    } else {
+      ++count;
     }
     if (result.contains(name)) {
       throw InputError("renaming gives two tensors the name '" + name + "'");

@@ -34,6 +34,12 @@ TensorDict rename_prefixes(const TensorDict& tensors,
                            const std::vector<std::pair<std::string, std::string>>& rules,
                            int* renamed = nullptr);
 
+// Renames detectron2 ResNet names (as in detrex / Align-DETR checkpoints, after any prefix such as
+// "backbone.") to torchvision's, which our ResNet uses: stem.conv1 -> conv1, stem.conv1.norm ->
+// bn1, res{s}.{b}.conv{k} -> layer{s-1}.{b}.conv{k}, its .norm -> bn{k}, shortcut ->
+// downsample.0, shortcut.norm -> downsample.1. Other names are kept. `renamed` receives the count.
+TensorDict detectron2_resnet_to_torchvision(const TensorDict& tensors, int* renamed = nullptr);
+
 struct LoadReport {
   std::vector<std::string> loaded;      // copied
   std::vector<std::string> missing;     // in the module, not in the file
