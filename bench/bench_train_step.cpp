@@ -1,0 +1,92 @@
+// One training step of the tiny Align-DETR (configs/align_dino_tiny.yaml's model: ResNet-18,
+// width 128, 2+2 layers, 100 queries) at batch 4 and 256 px, split into its parts so each is a
+// share of the step: model forward, matching + criterion, backward, optimizer step.
+//
+//   ./build/bench/bench_train_step [--benchmark_min_time=2]
+
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include "aligndetr/engine/runtime.h"
+#include "aligndetr/loss/criterion.h"
+#include "aligndetr/model/dino.h"
+
+namespace {
+
+using namespace aligndetr;
+
+model::DinoOptions tiny() {
+  model::DinoOptions o;
+  o.backbone.depth = 18;
+  o.num_classes = 8;
+  o.transformer.embed_dim = 128;
+  o.transformer.num_heads = 4;
+  o.transformer.encoder_layers = 2;
+  o.transformer.decoder_layers = 2;
+  o.transformer.ffn_dim = 512;
+  o.transformer.num_queries = 100;
+  o.denoising.dn_number = 20;
+  return o;
+}
+
+struct Step {
+  model::Dino model{tiny()};
+  torch::Tensor images = torch::randn({4, 3, 256, 320});
+  torch::Tensor mask = torch::zeros({4, 256, 320}, torch::kBool);
+  std::vector<matching::Target> targets;
+  torch::optim::AdamW optimizer{model->parameters(), torch::optim::AdamWOptions(1e-4)};
+  Step() {
+    torch::manual_seed(0);
+    for (int b = 0; b < 4; ++b) {
+      const int n = 3 + 2 * b;
+      targets.push_back({torch::randint(8, {n}, torch::kInt64),
+                         torch::cat({torch::rand({n, 2}) * 0.6 + 0.2, torch::rand({n, 2}) * 0.3 + 0.05}, 1)});
+    }
+    model->train();
+  }
+};
+
+void BM_Forward(benchmark::State& state) {
+  Step s;
+  for (auto _ : state) {
+    auto out = s.model->forward(s.images, s.mask, &s.targets);
+    benchmark::DoNotOptimize(out.decoder.back().logits.data_ptr());
+  }
+}
+
+void BM_ForwardCriterion(benchmark::State& state) {
+  Step s;
+  const auto criterion = loss::CriterionOptions::paper();
+  for (auto _ : state) {
+    auto out = s.model->forward(s.images, s.mask, &s.targets);
+    auto losses = loss::compute_criterion(out, s.targets, criterion);
+    benchmark::DoNotOptimize(losses.total.item<float>());
+  }
+}
+
+void BM_FullStep(benchmark::State& state) {
+  Step s;
+  const auto criterion = loss::CriterionOptions::paper();
+  for (auto _ : state) {
+    s.optimizer.zero_grad();
+    auto out = s.model->forward(s.images, s.mask, &s.targets);
+    auto losses = loss::compute_criterion(out, s.targets, criterion);
+    losses.total.backward();
+    torch::nn::utils::clip_grad_norm_(s.model->parameters(), 0.1);
+    s.optimizer.step();
+  }
+}
+
+BENCHMARK(BM_Forward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ForwardCriterion)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FullStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  configure_runtime(0);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
