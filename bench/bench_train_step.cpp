@@ -39,8 +39,9 @@ struct Step {
     torch::manual_seed(0);
     for (int b = 0; b < 4; ++b) {
       const int n = 3 + 2 * b;
-      targets.push_back({torch::randint(8, {n}, torch::kInt64),
-                         torch::cat({torch::rand({n, 2}) * 0.6 + 0.2, torch::rand({n, 2}) * 0.3 + 0.05}, 1)});
+      targets.push_back(
+          {torch::randint(8, {n}, torch::kInt64),
+           torch::cat({torch::rand({n, 2}) * 0.6 + 0.2, torch::rand({n, 2}) * 0.3 + 0.05}, 1)});
     }
     model->train();
   }

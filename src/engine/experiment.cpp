@@ -27,15 +27,16 @@ torch::Device parse_device(const std::string& text) {
     throw InputError(fmt::format("unknown device '{}': use cpu, cuda or cuda:N", text));
   }
   if (device.is_cuda() && !torch::cuda::is_available()) {
-    throw InputError(fmt::format("device '{}' requested but this build or machine has no CUDA",
-                                 text));
+    throw InputError(
+        fmt::format("device '{}' requested but this build or machine has no CUDA", text));
   }
   return device;
 }
 
 namespace {
 
-std::vector<int> int_list(const Config& c, const std::string& key, const std::vector<int>& fallback) {
+std::vector<int> int_list(const Config& c, const std::string& key,
+                          const std::vector<int>& fallback) {
   if (!c.has(key)) return fallback;
   std::vector<int> out;
   for (auto v : c.get_int_list(key)) out.push_back(static_cast<int>(v));
@@ -110,8 +111,9 @@ Experiment make_experiment(const Config& c) {
   t.seed = static_cast<uint64_t>(c.get_int("train.seed", int64_t(t.seed)));
   const auto nonfinite = c.get_string("train.on_nonfinite", "stop");
   if (nonfinite != "stop" && nonfinite != "skip") {
-    throw InputError(fmt::format("config '{}': train.on_nonfinite must be 'stop' or 'skip', got '{}'",
-                                 c.source(), nonfinite));
+    throw InputError(
+        fmt::format("config '{}': train.on_nonfinite must be 'stop' or 'skip', got '{}'",
+                    c.source(), nonfinite));
   }
   t.skip_nonfinite = nonfinite == "skip";
   t.device = c.get_string("train.device", t.device);

@@ -38,14 +38,16 @@ model::DinoOptions dino_options(const Config& c) {
   o.denoising.box_noise_scale = c.get_double("model.denoising.box_noise_scale", 1.0);
   o.eval_ignores_padding_mask = c.get_bool("model.eval_ignores_padding_mask", true);
   if (t.embed_dim % t.num_heads != 0) {
-    throw InputError(fmt::format("config '{}': model.transformer.embed_dim {} is not divisible by "
-                                 "num_heads {}",
-                                 c.source(), t.embed_dim, t.num_heads));
+    throw InputError(
+        fmt::format("config '{}': model.transformer.embed_dim {} is not divisible by "
+                    "num_heads {}",
+                    c.source(), t.embed_dim, t.num_heads));
   }
   if (t.embed_dim % 32 != 0) {
-    throw InputError(fmt::format("config '{}': model.transformer.embed_dim {} must be a multiple "
-                                 "of 32 (GroupNorm groups in the neck)",
-                                 c.source(), t.embed_dim));
+    throw InputError(
+        fmt::format("config '{}': model.transformer.embed_dim {} must be a multiple "
+                    "of 32 (GroupNorm groups in the neck)",
+                    c.source(), t.embed_dim));
   }
   c.require_all_used("model");
   return o;

@@ -42,14 +42,17 @@ std::vector<torch::optim::OptimizerParamGroup> param_groups(torch::nn::Module& m
   }
   std::vector<torch::optim::OptimizerParamGroup> out;
   for (int g = 0; g < 4; ++g) {
-    auto opts = std::make_unique<torch::optim::AdamWOptions>(s.lr * (g >= 2 ? s.backbone_lr_mult : 1.0));
+    auto opts =
+        std::make_unique<torch::optim::AdamWOptions>(s.lr * (g >= 2 ? s.backbone_lr_mult : 1.0));
     opts->betas({s.beta1, s.beta2}).weight_decay(g % 2 ? 0.0 : s.weight_decay);
     out.emplace_back(groups[g], std::move(opts));
   }
   return out;
 }
 
-double base_lr(int group, const SolverOptions& s) { return s.lr * (group >= 2 ? s.backbone_lr_mult : 1.0); }
+double base_lr(int group, const SolverOptions& s) {
+  return s.lr * (group >= 2 ? s.backbone_lr_mult : 1.0);
+}
 
 void set_lr(torch::optim::AdamW& opt, const SolverOptions& s, int64_t iteration) {
   const double f = lr_factor(s, iteration);
@@ -81,7 +84,8 @@ class MetricsLog {
 
 std::string eval_json(int64_t iteration, const CocoEvalResult& r) {
   std::string s = fmt::format("{{\"iter\": {}, \"type\": \"eval\"", iteration);
-  for (int i = 0; i < kCocoStats; ++i) s += fmt::format(", \"{}\": {:.6f}", kCocoStatNames[size_t(i)], r.stats[size_t(i)]);
+  for (int i = 0; i < kCocoStats; ++i)
+    s += fmt::format(", \"{}\": {:.6f}", kCocoStatNames[size_t(i)], r.stats[size_t(i)]);
   return s + "}";
 }
 
@@ -206,7 +210,8 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
       // The parameters are still those of the last good step.
       const auto path = checkpoint_path(ckpt_dir, iter);
       save(iter);
-      throw TrainingDiverged(what + fmt::format("; the last good state is saved in {}", path), path);
+      throw TrainingDiverged(what + fmt::format("; the last good state is saved in {}", path),
+                             path);
     }
     std::vector<torch::Tensor> params;
     for (auto& g : optimizer.param_groups()) {
@@ -225,17 +230,18 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
 
     const int64_t done = iter + 1;
     const double lr = lr_factor(e.solver, iter) * e.solver.lr;
-    progress.advance(1, fmt::format("loss {:.3f} cls {:.3f} L1 {:.3f} giou {:.3f} lr {:.2g}",
-                                    running["loss"] / running_count,
-                                    running["loss_class"] / running_count,
-                                    running["loss_bbox"] / running_count,
-                                    running["loss_giou"] / running_count, lr));
+    progress.advance(
+        1, fmt::format("loss {:.3f} cls {:.3f} L1 {:.3f} giou {:.3f} lr {:.2g}",
+                       running["loss"] / running_count, running["loss_class"] / running_count,
+                       running["loss_bbox"] / running_count, running["loss_giou"] / running_count,
+                       lr));
     if (done % e.train.log_period == 0 || done == e.solver.max_iter) {
       const auto now = std::chrono::steady_clock::now();
-      std::string line = fmt::format("{{\"iter\": {}, \"type\": \"train\", \"lr\": {:.6g}, \"time\": {:.4f}",
-                                     done, lr,
-                                     std::chrono::duration<double>(now - last_log).count() / running_count);
-      for (const auto& [k, v] : running) line += fmt::format(", \"{}\": {:.6f}", k, v / running_count);
+      std::string line =
+          fmt::format("{{\"iter\": {}, \"type\": \"train\", \"lr\": {:.6g}, \"time\": {:.4f}", done,
+                      lr, std::chrono::duration<double>(now - last_log).count() / running_count);
+      for (const auto& [k, v] : running)
+        line += fmt::format(", \"{}\": {:.6f}", k, v / running_count);
       metrics.write(line + "}");
       result.loss_history.emplace_back(done, running["loss"] / running_count);
       running.clear();

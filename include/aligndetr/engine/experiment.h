@@ -20,7 +20,7 @@ struct SolverOptions {
   double weight_decay = 1e-4;     // none on normalization layers
   double beta1 = 0.9;
   double beta2 = 0.999;
-  double clip_norm = 0.1;         // global L2 norm; <= 0 turns clipping off
+  double clip_norm = 0.1;  // global L2 norm; <= 0 turns clipping off
   int64_t max_iter = 90000;
   std::vector<int64_t> steps = {82500};  // lr x gamma at each
   double gamma = 0.1;
