@@ -1,0 +1,35 @@
+#pragma once
+// Detection on image files: COCO results JSON plus pictures with the boxes drawn.
+
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "aligndetr/data/coco.h"
+#include "aligndetr/data/transforms.h"
+#include "aligndetr/model/dino.h"
+
+namespace aligndetr {
+
+struct PredictOptions {
+  std::string input;    // an image file or a directory of images
+  std::string out_dir;  // results.json and one PNG per image
+  double score_threshold = 0.3;  // for the pictures; results.json keeps the top_k
+  int64_t top_k = 100;
+};
+
+struct PredictSummary {
+  int images = 0;
+  int skipped = 0;  // unreadable files in a directory (a single unreadable file is an error)
+  int64_t detections = 0;
+  std::string results_path;
+};
+
+// Image ids in results.json number the input files in sorted order from 1; each result also
+// carries its "file_name". Category ids come from `categories` (contiguous labels otherwise).
+PredictSummary predict_images(model::Dino& model, const TransformOptions& transforms,
+                              const CategoryMap& categories, const torch::Device& device,
+                              const PredictOptions& options);
+
+}  // namespace aligndetr

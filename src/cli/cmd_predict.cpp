@@ -1,0 +1,62 @@
+// `aligndetr predict`: detect objects in images.
+
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+#include "aligndetr/engine/checkpoint.h"
+#include "aligndetr/engine/experiment.h"
+#include "aligndetr/engine/predict.h"
+#include "aligndetr/util/error.h"
+#include "command.h"
+#include "config_args.h"
+
+namespace aligndetr::cli {
+namespace {
+
+void setup_predict(CLI::App& app) {
+  struct Args {
+    ConfigArgs config;
+    std::string weights;
+    PredictOptions predict;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "predict",
+      "Detect objects in an image or a directory of images: OUT/results.json (COCO results, "
+      "with file names) and OUT/<image>.png with boxes, class names and scores drawn");
+  args->config.add_to(cmd);
+  cmd->add_option("--weights", args->weights, "model_final.pt or a training checkpoint")->required();
+  cmd->add_option("--input", args->predict.input, "Image file or directory")->required();
+  cmd->add_option("--out", args->predict.out_dir, "Output directory")->required();
+  cmd->add_option("--score-thr", args->predict.score_threshold,
+                  "Smallest score drawn on the pictures")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--top-k", args->predict.top_k, "Detections kept per image in results.json")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([args] {
+    const auto e = make_experiment(args->config.load());
+    const auto device = parse_device(e.train.device);
+    model::Dino model(e.model);
+    load_checkpoint(args->weights, *model);
+    model->to(device);
+    // Class names and COCO category ids come from the validation annotations when present.
+    CategoryMap categories;
+    try {
+      categories = CategoryMap(read_coco(e.data.val.ann_file).categories);
+    } catch (const InputError& err) {
+      spdlog::warn("no class names ({}); using class indices", err.what());
+    }
+    const auto s = predict_images(model, e.data.val.transforms, categories, device, args->predict);
+    spdlog::info("{} image(s), {} detection(s){}; results in {}", s.images, s.detections,
+                 s.skipped ? fmt::format(", {} unreadable file(s) skipped", s.skipped) : "",
+                 s.results_path);
+  });
+}
+
+const CommandRegistrar registrar(37, setup_predict);
+
+}  // namespace
+}  // namespace aligndetr::cli
