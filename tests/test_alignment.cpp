@@ -213,6 +213,8 @@ TEST(Alignment, RejectsBadShapesAndLabels) {
   EXPECT_THROW(
       acc.add_image(e.logits, e.boxes, torch::tensor({0, 2, 0}, torch::kInt64), e.gt_boxes),
       c10::Error);
+  EXPECT_THROW(acc.add_image(torch::empty({0, 2}), torch::empty({0, 4}), e.gt_labels, e.gt_boxes),
+               c10::Error);
   EXPECT_EQ(acc.report().images, 0);
 }
 

@@ -94,6 +94,8 @@ void AlignmentAccumulator::add_batch(const torch::Tensor& logits, const torch::T
               logits.sizes(), " and ", boxes.sizes());
   TORCH_CHECK(logits.size(0) == static_cast<int64_t>(targets.size()),
               "AlignmentAccumulator: ", targets.size(), " targets for a batch of ", logits.size(0));
+  // Without queries no GT has a BR sample.
+  TORCH_CHECK(logits.size(1) > 0, "AlignmentAccumulator: no queries");
   torch::NoGradGuard no_grad;
   // The per-sample work is scalar bookkeeping: do it on the CPU in one transfer.
   const auto cpu_logits = logits.detach().to(torch::kCPU, torch::kFloat);
