@@ -5,7 +5,9 @@
 // by every decoder layer (the box head also refines the anchors inside the decoder).
 // Parameter names are detrex's: backbone.*, input_proj.*, transformer.*, anchor_box_embed.weight,
 // class_embed.*, bbox_embed.layers.M.*. detrex's state_dict also lists the box head a second time
-// as transformer.decoder.bbox_embed.* (the same tensors); here it is registered once.
+// as transformer.decoder.bbox_embed.* (the same tensors); here it is registered once, so that
+// optimizers and parameter counts see it once: drop that prefix when importing
+// (`weights import --drop transformer.decoder.bbox_embed.`).
 
 #include <cstdint>
 
