@@ -53,6 +53,43 @@ model::DinoOptions dino_options(const Config& c) {
   return o;
 }
 
+model::DabDetrOptions dab_detr_options(const Config& c) {
+  const auto type = c.get_string("model.type");
+  if (type != "dab_detr") {
+    throw InputError(fmt::format("config '{}': model.type '{}' is not a DAB-DETR (use 'dab_detr')",
+                                 c.source(), type));
+  }
+  model::DabDetrOptions o;
+  o.num_classes = c.get_int("model.num_classes");
+  o.backbone.depth = static_cast<int>(c.get_int("model.backbone.depth"));
+  o.backbone.freeze_at = static_cast<int>(c.get_int("model.backbone.freeze_at", 1));
+  o.backbone.dc5 = c.get_bool("model.backbone.dc5", false);
+  auto& t = o.transformer;
+  t.embed_dim = c.get_int("model.transformer.embed_dim");
+  t.num_heads = c.get_int("model.transformer.num_heads");
+  t.encoder_layers = c.get_int("model.transformer.encoder_layers");
+  t.decoder_layers = c.get_int("model.transformer.decoder_layers");
+  t.ffn_dim = c.get_int("model.transformer.ffn_dim");
+  t.modulate_hw_attn = c.get_bool("model.transformer.modulate_hw_attn", true);
+  o.num_queries = c.get_int("model.transformer.num_queries");
+  o.position.temperature(c.get_double("model.position.temperature", 20));
+  o.position.offset = c.get_double("model.position.offset", 0.0);
+  o.eval_ignores_padding_mask = c.get_bool("model.eval_ignores_padding_mask", true);
+  if (t.embed_dim % t.num_heads != 0 || t.embed_dim % 4 != 0) {
+    throw InputError(
+        fmt::format("config '{}': model.transformer.embed_dim {} must be a multiple "
+                    "of 4 and of num_heads {}",
+                    c.source(), t.embed_dim, t.num_heads));
+  }
+  if (t.decoder_layers < 1 || o.num_queries < 1) {
+    throw InputError(
+        fmt::format("config '{}': model.transformer needs at least one decoder layer and one query",
+                    c.source()));
+  }
+  c.require_all_used("model");
+  return o;
+}
+
 loss::CriterionOptions criterion_options(const Config& c) {
   loss::CriterionOptions o;
   o.class_loss = loss::parse_class_loss(c.get_string("criterion.loss"));

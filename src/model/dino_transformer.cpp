@@ -23,7 +23,8 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t embed_dim, int64_t num_heads) {
 }
 
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& pos,
-                                         const torch::Tensor& mask) {
+                                         const torch::Tensor& mask,
+                                         const torch::Tensor& key_padding_mask) {
   // LibTorch's attention is sequence-first; queries and keys carry the position, values do not.
   const auto qk = (x + pos).transpose(0, 1);
   const auto v = x.transpose(0, 1);
@@ -33,7 +34,7 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
     additive = torch::zeros(mask.sizes(), x.options())
                    .masked_fill(mask, -std::numeric_limits<float>::infinity());
   }
-  auto out = std::get<0>(attn->forward(qk, qk, v, {}, false, additive));
+  auto out = std::get<0>(attn->forward(qk, qk, v, key_padding_mask, false, additive));
   return x + out.transpose(0, 1);
 }
 

@@ -4,12 +4,15 @@
 
 #include "aligndetr/engine/config.h"
 #include "aligndetr/loss/criterion.h"
+#include "aligndetr/model/dab_detr.h"
 #include "aligndetr/model/dino.h"
 
 namespace aligndetr {
 
-// `model.type: dino` (the only detector built so far).
+// `model.type: dino`.
 model::DinoOptions dino_options(const Config& config);
+// `model.type: dab_detr`.
+model::DabDetrOptions dab_detr_options(const Config& config);
 // `criterion`: the loss, k copies, alpha / gamma / tau, loss weights, matcher costs.
 loss::CriterionOptions criterion_options(const Config& config);
 

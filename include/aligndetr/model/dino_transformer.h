@@ -34,9 +34,10 @@ struct DinoTransformerOptions {
 class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(int64_t embed_dim, int64_t num_heads);
-  // x, pos [B, Q, D]; mask [Q, Q] bool, true where attention is blocked (optional).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pos,
-                        const torch::Tensor& mask);
+  // x, pos [B, Q, D]; mask [Q, Q] bool, true where attention is blocked (optional);
+  // key_padding_mask [B, Q] bool, true on tokens no query may attend to (optional).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pos, const torch::Tensor& mask,
+                        const torch::Tensor& key_padding_mask = {});
 
  private:
   torch::nn::MultiheadAttention attn{nullptr};

@@ -1,0 +1,70 @@
+#pragma once
+// DAB-DETR (detrex layout): a ResNet's last stage projected by a 1x1 conv (input_proj), sine
+// position embedding (temperature 20), the DAB transformer with learned anchor boxes
+// (anchor_box_embed, [Q, 4] in inverse-sigmoid space), and ONE class head and ONE box head shared
+// by every decoder layer (the box head also refines the anchors inside the decoder).
+// Parameter names are detrex's: backbone.*, input_proj.*, transformer.*, anchor_box_embed.weight,
+// class_embed.*, bbox_embed.layers.M.*. detrex's state_dict also lists the box head a second time
+// as transformer.decoder.bbox_embed.* (the same tensors); here it is registered once, so that
+// optimizers and parameter counts see it once: drop that prefix when importing
+// (`weights import --drop transformer.decoder.bbox_embed.`).
+
+#include <cstdint>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/types.h>
+
+#include "aligndetr/loss/criterion.h"
+#include "aligndetr/model/backbone.h"
+#include "aligndetr/model/dab_transformer.h"
+#include "aligndetr/model/layers.h"
+#include "aligndetr/model/position_encoding.h"
+
+namespace aligndetr::model {
+
+struct DabDetrOptions {
+  // Only the last stage feeds the transformer; out_stages is set to {4} by the model.
+  ResNetOptions backbone;
+  int64_t num_classes = 80;
+  int64_t num_queries = 300;
+  DabTransformerOptions transformer;
+  // num_pos_feats is set to embed_dim / 2.
+  PositionEmbeddingSineOptions position = default_position();
+  double prior_prob = 0.01;  // initial class probability (the classification bias)
+  // detrex runs inference with an all-valid mask (the original DAB-DETR keeps the real one).
+  bool eval_ignores_padding_mask = true;
+
+  static PositionEmbeddingSineOptions default_position() {
+    PositionEmbeddingSineOptions p;
+    p.temperature(20);
+    p.offset = 0.0;
+    return p;
+  }
+};
+
+class DabDetrImpl : public torch::nn::Module {
+ public:
+  explicit DabDetrImpl(DabDetrOptions options);
+
+  // images [B, 3, H, W] (normalized), mask [B, H, W] (true on padding). Returns the logits
+  // [B, Q, C] and boxes [B, Q, 4] (normalized cxcywh) of every decoder layer.
+  loss::CriterionInputs forward(const torch::Tensor& images, const torch::Tensor& mask);
+
+  const DabDetrOptions& options() const { return options_; }
+
+ private:
+  DabDetrOptions options_;
+  ResNet backbone_{nullptr};
+  torch::nn::Conv2d input_proj_{nullptr};
+  PositionEmbeddingSine position_{nullptr};
+  DabTransformer transformer_{nullptr};
+  torch::nn::Embedding anchor_box_embed_{nullptr};
+  torch::nn::Linear class_embed_{nullptr};
+  MLP bbox_embed_{nullptr};
+};
+TORCH_MODULE(DabDetr);
+
+}  // namespace aligndetr::model
