@@ -135,7 +135,7 @@ TEST(Trainer, KilledCheckpointWriteLeavesThePreviousOneLoadable) {
   testing::write_text(checkpoint_path(ckpt_dir, 4) + ".tmp.123.abc", "partial");
   EXPECT_EQ(latest_checkpoint(ckpt_dir), good);
   const auto e = make_experiment(tiny_config(dir.path(), 2, 2));
-  model::Dino model(e.model);
+  const auto model = e.model.build();
   EXPECT_EQ(load_checkpoint(good, *model).iteration, 2);
   // The weights file and a training checkpoint both load; a truncated file is a clear error.
   EXPECT_EQ(load_checkpoint((dir / "run/model_final.pt").string(), *model).iteration, -1);
@@ -154,7 +154,7 @@ TEST(Trainer, MismatchedWeightsAreRejectedWithNames) {
   train(make_experiment(tiny_config(dir.path(), 2, 1)), (dir / "run").string(), false);
   auto config = tiny_config(dir.path(), 2, 1);
   config.set("model.transformer.num_queries=60");
-  model::Dino other(make_experiment(config).model);
+  const auto other = make_experiment(config).model.build();
   try {
     load_checkpoint((dir / "run/model_final.pt").string(), *other);
     FAIL();

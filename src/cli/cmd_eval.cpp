@@ -29,11 +29,11 @@ void setup_eval(CLI::App& app) {
   cmd->callback([args] {
     const auto e = make_experiment(args->config.load());
     const auto device = parse_device(e.train.device);
-    model::Dino model(e.model);
+    const auto model = e.model.build();
     load_checkpoint(args->weights, *model);
     model->to(device);
     const CocoDetection val(e.data.val);
-    const auto r = evaluate_model(model, val, device, e);
+    const auto r = evaluate_model(*model, val, device, e);
     std::printf("%s\n", r.summary().c_str());
     if (!args->out.empty()) {
       std::filesystem::create_directories(args->out);

@@ -26,7 +26,8 @@ void setup_predict(CLI::App& app) {
       "Detect objects in an image or a directory of images: OUT/results.json (COCO results, "
       "with file names) and OUT/<image>.png with boxes, class names and scores drawn");
   args->config.add_to(cmd);
-  cmd->add_option("--weights", args->weights, "model_final.pt or a training checkpoint")->required();
+  cmd->add_option("--weights", args->weights, "model_final.pt or a training checkpoint")
+      ->required();
   cmd->add_option("--input", args->predict.input, "Image file or directory")->required();
   cmd->add_option("--out", args->predict.out_dir, "Output directory")->required();
   cmd->add_option("--score-thr", args->predict.score_threshold,
@@ -39,7 +40,7 @@ void setup_predict(CLI::App& app) {
   cmd->callback([args] {
     const auto e = make_experiment(args->config.load());
     const auto device = parse_device(e.train.device);
-    model::Dino model(e.model);
+    const auto model = e.model.build();
     load_checkpoint(args->weights, *model);
     model->to(device);
     // Class names and COCO category ids come from the validation annotations when present.
@@ -49,7 +50,7 @@ void setup_predict(CLI::App& app) {
     } catch (const InputError& err) {
       spdlog::warn("no class names ({}); using class indices", err.what());
     }
-    const auto s = predict_images(model, e.data.val.transforms, categories, device, args->predict);
+    const auto s = predict_images(*model, e.data.val.transforms, categories, device, args->predict);
     spdlog::info("{} image(s), {} detection(s){}; results in {}", s.images, s.detections,
                  s.skipped ? fmt::format(", {} unreadable file(s) skipped", s.skipped) : "",
                  s.results_path);

@@ -19,6 +19,15 @@ double lr_factor(const SolverOptions& s, int64_t iteration) {
   return factor;
 }
 
+int64_t ModelSpec::num_classes() const {
+  return type == "dab_detr" ? dab_detr.num_classes : dino.num_classes;
+}
+
+model::DetectorPtr ModelSpec::build() const {
+  if (type == "dab_detr") return model::DabDetr(dab_detr).ptr();
+  return model::Dino(dino).ptr();
+}
+
 torch::Device parse_device(const std::string& text) {
   torch::Device device(torch::kCPU);
   try {
@@ -63,7 +72,12 @@ TransformOptions transform_options(const Config& c) {
 Experiment make_experiment(const Config& c) {
   Experiment e;
   e.config = c;
-  e.model = dino_options(c);
+  e.model.type = c.get_string("model.type");
+  if (e.model.type == "dab_detr") {
+    e.model.dab_detr = dab_detr_options(c);
+  } else {
+    e.model.dino = dino_options(c);
+  }
   e.criterion = criterion_options(c);
 
   const auto transforms = transform_options(c);

@@ -33,11 +33,11 @@ std::vector<Detection> to_coco_detections(const loss::CriterionInputs& outputs,
   return out;
 }
 
-std::vector<Detection> run_inference(model::Dino& model, const CocoDetection& dataset,
+std::vector<Detection> run_inference(model::DetectorImpl& model, const CocoDetection& dataset,
                                      const torch::Device& device, const InferenceOptions& options,
                                      const BatchCallback& on_batch) {
-  const bool was_training = model->is_training();
-  model->eval();
+  const bool was_training = model.is_training();
+  model.eval();
   torch::NoGradGuard no_grad;
   LoaderOptions lo;
   lo.batch_size = options.batch_size;
@@ -51,14 +51,14 @@ std::vector<Detection> run_inference(model::Dino& model, const CocoDetection& da
   ProgressBar progress(static_cast<int64_t>(dataset.size()), "inference", "img");
   while (auto batch = loader.next()) {
     const Batch b = batch->to(device);
-    const auto outputs = model->forward(b.images, b.mask);
+    const auto outputs = model.forward(b.images, b.mask, nullptr);
     const auto dets = to_coco_detections(outputs, b.targets, dataset.categories(), options.top_k);
     detections.insert(detections.end(), dets.begin(), dets.end());
     if (on_batch) on_batch(b, outputs);
     if (options.progress) progress.advance(static_cast<int64_t>(b.targets.size()));
   }
   if (options.progress) progress.finish();
-  model->train(was_training);
+  model.train(was_training);
   return detections;
 }
 

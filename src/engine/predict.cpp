@@ -23,13 +23,14 @@ namespace {
 
 bool is_image_file(const fs::path& p) {
   std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
 }
 
 }  // namespace
 
-PredictSummary predict_images(model::Dino& model, const TransformOptions& transforms,
+PredictSummary predict_images(model::DetectorImpl& model, const TransformOptions& transforms,
                               const CategoryMap& categories, const torch::Device& device,
                               const PredictOptions& o) {
   std::vector<fs::path> files;
@@ -41,17 +42,18 @@ PredictSummary predict_images(model::Dino& model, const TransformOptions& transf
       if (entry.is_regular_file() && is_image_file(entry.path())) files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
-    if (files.empty()) throw InputError(fmt::format("no images (.jpg, .png, .bmp) in '{}'", o.input));
+    if (files.empty())
+      throw InputError(fmt::format("no images (.jpg, .png, .bmp) in '{}'", o.input));
   } else {
     throw InputError(fmt::format("input '{}' is neither an image file nor a directory", o.input));
   }
   fs::create_directories(o.out_dir);
   std::vector<std::string> names;
-  for (int c = 0; c < model->options().num_classes; ++c) {
+  for (int c = 0; c < model.num_classes(); ++c) {
     names.push_back(c < categories.num_classes() ? categories.name(c) : fmt::format("class {}", c));
   }
 
-  model->eval();
+  model.eval();
   torch::NoGradGuard no_grad;
   PredictSummary summary;
   std::string results = "[";
@@ -73,9 +75,9 @@ PredictSummary predict_images(model::Dino& model, const TransformOptions& transf
     const auto images = s.image.unsqueeze(0).to(device);
     const auto mask = torch::zeros({1, images.size(2), images.size(3)},
                                    torch::TensorOptions().dtype(torch::kBool).device(device));
-    const auto out = model->forward(images, mask);
-    const auto det = model::postprocess(out.decoder.back().logits, out.decoder.back().boxes, {orig},
-                                        o.top_k)[0];
+    const auto out = model.forward(images, mask, nullptr);
+    const auto det =
+        model::postprocess(out.decoder.back().logits, out.decoder.back().boxes, {orig}, o.top_k)[0];
     const auto boxes = det.boxes.to(torch::kCPU).contiguous();
     const auto scores = det.scores.to(torch::kCPU).contiguous();
     const auto labels = det.labels.to(torch::kCPU).contiguous();
@@ -84,7 +86,8 @@ PredictSummary predict_images(model::Dino& model, const TransformOptions& transf
       const float* b = boxes.data_ptr<float>() + 4 * k;
       const int label = int(labels.data_ptr<int64_t>()[k]);
       const float score = scores.data_ptr<float>()[k];
-      const int64_t category = label < categories.num_classes() ? categories.category_id(label) : label;
+      const int64_t category =
+          label < categories.num_classes() ? categories.category_id(label) : label;
       results += fmt::format(
           "{}\n{{\"image_id\": {}, \"file_name\": \"{}\", \"category_id\": {}, \"bbox\": [{:.2f}, "
           "{:.2f}, {:.2f}, {:.2f}], \"score\": {:.5f}}}",

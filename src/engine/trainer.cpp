@@ -91,7 +91,7 @@ std::string eval_json(int64_t iteration, const CocoEvalResult& r) {
 
 }  // namespace
 
-CocoEvalResult evaluate_model(model::Dino& model, const CocoDetection& val,
+CocoEvalResult evaluate_model(model::DetectorImpl& model, const CocoDetection& val,
                               const torch::Device& device, const Experiment& e, bool progress) {
   InferenceOptions io;
   io.batch_size = e.data.batch_size;
@@ -117,11 +117,11 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   torch::manual_seed(e.train.seed);
   auto train_set = std::make_shared<const CocoDetection>(e.data.train);
   const CocoDetection val_set(e.data.val);
-  if (train_set->categories().num_classes() != e.model.num_classes) {
+  if (train_set->categories().num_classes() != e.model.num_classes()) {
     throw InputError(fmt::format("the training set has {} categories but model.num_classes is {}",
-                                 train_set->categories().num_classes(), e.model.num_classes));
+                                 train_set->categories().num_classes(), e.model.num_classes()));
   }
-  model::Dino model(e.model);
+  const auto model = e.model.build();
   model->to(device);
   model->train();
   torch::optim::AdamW optimizer(param_groups(*model, e.solver));
@@ -250,7 +250,7 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
     }
     if (done % e.train.checkpoint_period == 0 && done != e.solver.max_iter) save(done);
     if (e.train.eval_period > 0 && done % e.train.eval_period == 0 && done != e.solver.max_iter) {
-      const auto r = evaluate_model(model, val_set, device, e, false);
+      const auto r = evaluate_model(*model, val_set, device, e, false);
       metrics.write(eval_json(done, r));
       spdlog::info("iteration {}: AP {:.4f} AP50 {:.4f}", done, r.stats[0], r.stats[1]);
     }
@@ -260,7 +260,7 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   save(e.solver.max_iter);
   result.final_weights = (fs::path(output_dir) / "model_final.pt").string();
   save_module(result.final_weights, *model);
-  const auto r = evaluate_model(model, val_set, device, e);
+  const auto r = evaluate_model(*model, val_set, device, e);
   metrics.write(eval_json(e.solver.max_iter, r));
   write_file_atomic((fs::path(output_dir) / "eval_final.json").string(), r.stats_json() + "\n");
   result.final_eval = r;

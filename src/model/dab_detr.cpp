@@ -35,7 +35,8 @@ DabDetrImpl::DabDetrImpl(DabDetrOptions options) : options_(std::move(options)) 
   last->bias.zero_();
 }
 
-loss::CriterionInputs DabDetrImpl::forward(const torch::Tensor& images, const torch::Tensor& mask) {
+loss::CriterionInputs DabDetrImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
+                                           const std::vector<matching::Target>* /*targets*/) {
   const auto image_mask =
       (!is_training() && options_.eval_ignores_padding_mask) ? torch::zeros_like(mask) : mask;
   const auto feat = input_proj_(backbone_(images).back());

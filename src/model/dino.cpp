@@ -52,9 +52,8 @@ DinoImpl::DinoImpl(DinoOptions options) : options_(std::move(options)) {
 loss::CriterionInputs DinoImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
                                         const std::vector<matching::Target>* targets) {
   const auto& o = options_;
-  const auto image_mask = (!is_training() && o.eval_ignores_padding_mask)
-                              ? torch::zeros_like(mask)
-                              : mask;
+  const auto image_mask =
+      (!is_training() && o.eval_ignores_padding_mask) ? torch::zeros_like(mask) : mask;
   const auto feats = neck_(backbone_(images));
   const auto masks = downsample_masks(image_mask, feats);
   std::vector<torch::Tensor> pos;

@@ -11,6 +11,8 @@
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/engine/config.h"
 #include "aligndetr/engine/model_config.h"
+#include "aligndetr/model/dab_detr.h"
+#include "aligndetr/model/detector.h"
 
 namespace aligndetr {
 
@@ -49,10 +51,19 @@ struct DataOptions {
   int workers = 2;
 };
 
+// The detector a config describes: `model.type` dino or dab_detr, with its options.
+struct ModelSpec {
+  std::string type = "dino";
+  model::DinoOptions dino;
+  model::DabDetrOptions dab_detr;
+  int64_t num_classes() const;
+  model::DetectorPtr build() const;
+};
+
 struct Experiment {
   Config config;
   DataOptions data;
-  model::DinoOptions model;
+  ModelSpec model;
   loss::CriterionOptions criterion;
   SolverOptions solver;
   TrainOptions train;

@@ -25,7 +25,7 @@ struct InferenceOptions {
 using BatchCallback = std::function<void(const Batch& batch, const loss::CriterionInputs& outputs)>;
 
 // Evaluation mode, no gradient, every image of the dataset in order (eval transforms).
-std::vector<Detection> run_inference(model::Dino& model, const CocoDetection& dataset,
+std::vector<Detection> run_inference(model::DetectorImpl& model, const CocoDetection& dataset,
                                      const torch::Device& device, const InferenceOptions& options,
                                      const BatchCallback& on_batch = {});
 

@@ -13,8 +13,8 @@
 namespace aligndetr {
 
 struct PredictOptions {
-  std::string input;    // an image file or a directory of images
-  std::string out_dir;  // results.json and one PNG per image
+  std::string input;             // an image file or a directory of images
+  std::string out_dir;           // results.json and one PNG per image
   double score_threshold = 0.3;  // for the pictures; results.json keeps the top_k
   int64_t top_k = 100;
 };
@@ -28,7 +28,7 @@ struct PredictSummary {
 
 // Image ids in results.json number the input files in sorted order from 1; each result also
 // carries its "file_name". Category ids come from `categories` (contiguous labels otherwise).
-PredictSummary predict_images(model::Dino& model, const TransformOptions& transforms,
+PredictSummary predict_images(model::DetectorImpl& model, const TransformOptions& transforms,
                               const CategoryMap& categories, const torch::Device& device,
                               const PredictOptions& options);
 

@@ -54,7 +54,7 @@ TrainResult train(const Experiment& experiment, const std::string& output_dir, b
                   const DistributedHooks& hooks = {});
 
 // COCO evaluation of a model on the experiment's validation set.
-CocoEvalResult evaluate_model(model::Dino& model, const CocoDetection& val,
+CocoEvalResult evaluate_model(model::DetectorImpl& model, const CocoDetection& val,
                               const torch::Device& device, const Experiment& experiment,
                               bool progress = true);
 

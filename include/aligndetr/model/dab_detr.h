@@ -20,6 +20,7 @@
 #include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/dab_transformer.h"
+#include "aligndetr/model/detector.h"
 #include "aligndetr/model/layers.h"
 #include "aligndetr/model/position_encoding.h"
 
@@ -45,13 +46,15 @@ struct DabDetrOptions {
   }
 };
 
-class DabDetrImpl : public torch::nn::Module {
+class DabDetrImpl : public DetectorImpl {
  public:
   explicit DabDetrImpl(DabDetrOptions options);
 
   // images [B, 3, H, W] (normalized), mask [B, H, W] (true on padding). Returns the logits
   // [B, Q, C] and boxes [B, Q, 4] (normalized cxcywh) of every decoder layer.
-  loss::CriterionInputs forward(const torch::Tensor& images, const torch::Tensor& mask);
+  loss::CriterionInputs forward(const torch::Tensor& images, const torch::Tensor& mask,
+                                const std::vector<matching::Target>* targets = nullptr) override;
+  int64_t num_classes() const override { return options_.num_classes; }
 
   const DabDetrOptions& options() const { return options_; }
 

@@ -16,6 +16,7 @@
 #include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/denoising.h"
+#include "aligndetr/model/detector.h"
 #include "aligndetr/model/dino_transformer.h"
 #include "aligndetr/model/neck.h"
 #include "aligndetr/model/position_encoding.h"
@@ -34,14 +35,15 @@ struct DinoOptions {
   bool eval_ignores_padding_mask = true;
 };
 
-class DinoImpl : public torch::nn::Module {
+class DinoImpl : public DetectorImpl {
  public:
   explicit DinoImpl(DinoOptions options);
 
   // images [B, 3, H, W] (normalized), mask [B, H, W] (true on padding). In training mode and with
   // targets the denoising queries are added and their outputs returned.
   loss::CriterionInputs forward(const torch::Tensor& images, const torch::Tensor& mask,
-                                const std::vector<matching::Target>* targets = nullptr);
+                                const std::vector<matching::Target>* targets = nullptr) override;
+  int64_t num_classes() const override { return options_.num_classes; }
 
   const DinoOptions& options() const { return options_; }
 
