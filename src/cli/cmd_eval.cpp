@@ -7,7 +7,6 @@
 
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/trainer.h"
-#include "aligndetr/util/atomic_file.h"
 #include "command.h"
 #include "config_args.h"
 
@@ -18,6 +17,7 @@ void setup_eval(CLI::App& app) {
   struct Args {
     ConfigArgs config;
     std::string weights, out;
+    bool analysis = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -26,6 +26,10 @@ void setup_eval(CLI::App& app) {
   cmd->add_option("--weights", args->weights, "model_final.pt or a training checkpoint")
       ->required();
   cmd->add_option("--out", args->out, "Directory for eval.json (and analysis outputs)");
+  cmd->add_flag("--analysis", args->analysis,
+                "Also measure classification-regression alignment on the final layer: recall of "
+                "best-regressed samples among the top-N / 2N confident queries, IoU histograms, "
+                "confidence-IoU Pearson correlation and density (alignment.json and PNGs in --out)");
   cmd->callback([args] {
     const auto e = make_experiment(args->config.load());
     const auto device = parse_device(e.train.device);
@@ -33,13 +37,18 @@ void setup_eval(CLI::App& app) {
     load_checkpoint(args->weights, *model);
     model->to(device);
     const CocoDetection val(e.data.val);
-    const auto r = evaluate_model(*model, val, device, e);
-    std::printf("%s\n", r.summary().c_str());
+    const auto result = evaluate_with_analysis(*model, val, device, e, args->analysis);
+    std::printf("%s\n", result.coco.summary().c_str());
+    if (result.alignment) {
+      const auto& a = *result.alignment;
+      std::printf("alignment: BR recall top-N %.4f, top-2N %.4f, Pearson(confidence, IoU) %.4f over "
+                  "%lld matched samples\n",
+                  a.br_recall_top_n, a.br_recall_top_2n, a.pearson,
+                  static_cast<long long>(a.matched));
+    }
     if (!args->out.empty()) {
-      std::filesystem::create_directories(args->out);
-      const auto path = (std::filesystem::path(args->out) / "eval.json").string();
-      write_file_atomic(path, r.stats_json() + "\n");
-      spdlog::info("wrote {}", path);
+      const auto files = write_evaluation(result, args->out);
+      for (const auto& f : files) spdlog::info("wrote {}", f);
     }
   });
 }

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "aligndetr/analysis/metrics_log.h"
 #include "aligndetr/data/loader.h"
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/inference.h"
@@ -105,6 +106,48 @@ CocoEvalResult evaluate_model(model::DetectorImpl& model, const CocoDetection& v
     return empty;
   }
   return evaluate_coco(val.coco(), dets);
+}
+
+EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const CocoDetection& val,
+                                        const torch::Device& device, const Experiment& e,
+                                        bool with_analysis) {
+  EvaluationResult result;
+  if (!with_analysis) {
+    result.coco = evaluate_model(model, val, device, e);
+    return result;
+  }
+  analysis::AlignmentAccumulator alignment{analysis::AlignmentOptions{}};
+  InferenceOptions io;
+  io.batch_size = e.data.batch_size;
+  io.workers = e.data.workers;
+  io.top_k = e.eval_top_k;
+  const auto dets = run_inference(model, val, device, io, [&](const Batch& b, const loss::CriterionInputs& out) {
+    alignment.add_batch(out.decoder.back().logits, out.decoder.back().boxes, criterion_targets(b));
+  });
+  if (dets.empty()) {
+    result.coco.stats.fill(0.0);
+  } else {
+    result.coco = evaluate_coco(val.coco(), dets);
+  }
+  result.alignment = alignment.report();
+  return result;
+}
+
+std::vector<std::string> write_evaluation(const EvaluationResult& result, const std::string& dir) {
+  fs::create_directories(dir);
+  std::vector<std::string> written;
+  const auto eval_path = (fs::path(dir) / "eval.json").string();
+  write_file_atomic(eval_path, result.coco.stats_json() + "\n");
+  written.push_back(eval_path);
+  if (result.alignment) {
+    const auto path = (fs::path(dir) / "alignment.json").string();
+    write_file_atomic(path, result.alignment->to_json() + "\n");
+    written.push_back(path);
+    for (const auto& p : analysis::write_alignment_plots(*result.alignment, dir)) {
+      written.push_back(p.string());
+    }
+  }
+  return written;
 }
 
 TrainResult train(const Experiment& e, const std::string& output_dir, bool resume,
@@ -263,6 +306,8 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   const auto r = evaluate_model(*model, val_set, device, e);
   metrics.write(eval_json(e.solver.max_iter, r));
   write_file_atomic((fs::path(output_dir) / "eval_final.json").string(), r.stats_json() + "\n");
+  analysis::write_training_plots(analysis::read_metrics_log(fs::path(output_dir) / "metrics.jsonl"),
+                                 output_dir);
   result.final_eval = r;
   return result;
 }

@@ -13,6 +13,7 @@
 
 #include <torch/types.h>
 
+#include "aligndetr/analysis/alignment.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/eval/coco_eval.h"
 
@@ -52,6 +53,18 @@ class TrainingDiverged : public std::runtime_error {
 // Trains; with `resume`, continues from the newest checkpoint in output_dir/checkpoints.
 TrainResult train(const Experiment& experiment, const std::string& output_dir, bool resume,
                   const DistributedHooks& hooks = {});
+
+// COCO evaluation, and optionally the alignment analysis of the final layer's raw outputs.
+struct EvaluationResult {
+  CocoEvalResult coco;
+  std::optional<analysis::AlignmentReport> alignment;
+};
+EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const CocoDetection& val,
+                                        const torch::Device& device, const Experiment& experiment,
+                                        bool analysis);
+// eval.json, and with an analysis alignment.json, iou_histogram.png and
+// confidence_iou_density.png. Returns the paths written.
+std::vector<std::string> write_evaluation(const EvaluationResult& result, const std::string& dir);
 
 // COCO evaluation of a model on the experiment's validation set.
 CocoEvalResult evaluate_model(model::DetectorImpl& model, const CocoDetection& val,
