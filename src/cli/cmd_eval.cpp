@@ -26,10 +26,11 @@ void setup_eval(CLI::App& app) {
   cmd->add_option("--weights", args->weights, "model_final.pt or a training checkpoint")
       ->required();
   cmd->add_option("--out", args->out, "Directory for eval.json (and analysis outputs)");
-  cmd->add_flag("--analysis", args->analysis,
-                "Also measure classification-regression alignment on the final layer: recall of "
-                "best-regressed samples among the top-N / 2N confident queries, IoU histograms, "
-                "confidence-IoU Pearson correlation and density (alignment.json and PNGs in --out)");
+  cmd->add_flag(
+      "--analysis", args->analysis,
+      "Also measure classification-regression alignment on the final layer: recall of "
+      "best-regressed samples among the top-N / 2N confident queries, IoU histograms, "
+      "confidence-IoU Pearson correlation and density (alignment.json and PNGs in --out)");
   cmd->callback([args] {
     const auto e = make_experiment(args->config.load());
     const auto device = parse_device(e.train.device);
@@ -41,10 +42,10 @@ void setup_eval(CLI::App& app) {
     std::printf("%s\n", result.coco.summary().c_str());
     if (result.alignment) {
       const auto& a = *result.alignment;
-      std::printf("alignment: BR recall top-N %.4f, top-2N %.4f, Pearson(confidence, IoU) %.4f over "
-                  "%lld matched samples\n",
-                  a.br_recall_top_n, a.br_recall_top_2n, a.pearson,
-                  static_cast<long long>(a.matched));
+      std::printf(
+          "alignment: BR recall top-N %.4f, top-2N %.4f, Pearson(confidence, IoU) %.4f over "
+          "%lld matched samples\n",
+          a.br_recall_top_n, a.br_recall_top_2n, a.pearson, static_cast<long long>(a.matched));
     }
     if (!args->out.empty()) {
       const auto files = write_evaluation(result, args->out);

@@ -121,9 +121,11 @@ EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const CocoDe
   io.batch_size = e.data.batch_size;
   io.workers = e.data.workers;
   io.top_k = e.eval_top_k;
-  const auto dets = run_inference(model, val, device, io, [&](const Batch& b, const loss::CriterionInputs& out) {
-    alignment.add_batch(out.decoder.back().logits, out.decoder.back().boxes, criterion_targets(b));
-  });
+  const auto dets =
+      run_inference(model, val, device, io, [&](const Batch& b, const loss::CriterionInputs& out) {
+        alignment.add_batch(out.decoder.back().logits, out.decoder.back().boxes,
+                            criterion_targets(b));
+      });
   if (dets.empty()) {
     result.coco.stats.fill(0.0);
   } else {
