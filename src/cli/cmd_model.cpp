@@ -42,14 +42,7 @@ void setup_model(CLI::App& app) {
     }
     const int64_t h = std::stoll(m[1]), w = std::stoll(m[2]);
     const auto config = args->config.load();
-    ModelSpec spec;
-    spec.type = config.get_string("model.type");
-    if (spec.type == "dab_detr") {
-      spec.dab_detr = dab_detr_options(config);
-    } else {
-      spec.dino = dino_options(config);
-    }
-    const auto model = spec.build();
+    const auto model = model_spec(config).build();
     model->eval();
     const auto counts = count_parameters(*model);
     int64_t trainable = 0, frozen = 0;

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "aligndetr/engine/experiment.h"
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
@@ -61,13 +62,14 @@ void setup_import(CLI::App* weights) {
     std::vector<std::string> prefix_map, drop;
     int backbone = 0;
     bool detectron2 = false;
+    std::string config;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = weights->add_subcommand(
       "import",
       "Convert a PyTorch state_dict (torch.save file, or a checkpoint dict with 'model' or "
-      "'state_dict') to our checkpoint format, renaming tensors by prefix. Model configs are "
-      "not available yet: --backbone checks the result against one of our ResNets");
+      "'state_dict') to our checkpoint format, renaming tensors by prefix; --config (or "
+      "--backbone) reports how the result loads into that model");
   cmd->add_option("--from", args->from, "PyTorch checkpoint")->required();
   cmd->add_option("--out", args->out, "Output checkpoint")->required();
   cmd->add_option("--prefix-map", args->prefix_map,
@@ -81,6 +83,10 @@ void setup_import(CLI::App* weights) {
                   "ResNet depth (18, 34, 50, 101): report how the converted tensors load into "
                   "that backbone (loaded, missing, unexpected, shape mismatches)")
       ->check(CLI::IsMember({18, 34, 50, 101}));
+  cmd->add_option("--config", args->config,
+                  "Model config: report how the converted tensors load into that model "
+                  "(loaded, missing, unexpected, shape mismatches)")
+      ->check(CLI::ExistingFile);
   cmd->callback([args] {
     std::vector<std::pair<std::string, std::string>> rules;
     for (const auto& rule : args->prefix_map) {
@@ -118,6 +124,12 @@ void setup_import(CLI::App* weights) {
       ResNet net(options);
       const LoadReport report = load_state_dict(*net, kept, /*strict=*/false);
       std::printf("against ResNet-%d: %s\n", args->backbone, report.to_text().c_str());
+    }
+    if (!args->config.empty()) {
+      const Config config = Config::load(args->config);
+      const auto model = model_spec(config).build();
+      const LoadReport report = load_state_dict(*model, kept, /*strict=*/false);
+      std::printf("against %s: %s\n", args->config.c_str(), report.to_text().c_str());
     }
     save_tensors(args->out, kept);
     spdlog::info("wrote {}", args->out);

@@ -69,15 +69,21 @@ TransformOptions transform_options(const Config& c) {
 
 }  // namespace
 
+ModelSpec model_spec(const Config& c) {
+  ModelSpec spec;
+  spec.type = c.get_string("model.type");
+  if (spec.type == "dab_detr") {
+    spec.dab_detr = dab_detr_options(c);
+  } else {
+    spec.dino = dino_options(c);
+  }
+  return spec;
+}
+
 Experiment make_experiment(const Config& c) {
   Experiment e;
   e.config = c;
-  e.model.type = c.get_string("model.type");
-  if (e.model.type == "dab_detr") {
-    e.model.dab_detr = dab_detr_options(c);
-  } else {
-    e.model.dino = dino_options(c);
-  }
+  e.model = model_spec(c);
   e.criterion = criterion_options(c);
 
   const auto transforms = transform_options(c);

@@ -70,6 +70,9 @@ struct Experiment {
   int64_t eval_top_k = 300;  // detections kept per image at evaluation
 };
 
+// The `model` section alone (for tools that need no data or solver).
+ModelSpec model_spec(const Config& config);
+
 // Reads every section; throws InputError naming the first missing or unknown key.
 Experiment make_experiment(const Config& config);
 torch::Device parse_device(const std::string& text);
