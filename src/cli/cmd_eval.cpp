@@ -5,7 +5,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/trainer.h"
 #include "command.h"
 #include "config_args.h"
@@ -34,9 +33,7 @@ void setup_eval(CLI::App& app) {
   cmd->callback([args] {
     const auto e = make_experiment(args->config.load());
     const auto device = parse_device(e.train.device);
-    const auto model = e.model.build();
-    load_checkpoint(args->weights, *model);
-    model->to(device);
+    const auto model = e.model.load(args->weights, device);
     const CocoDetection val(e.data.val);
     const auto result = evaluate_with_analysis(*model, val, device, e, args->analysis);
     std::printf("%s\n", result.coco.summary().c_str());

@@ -4,7 +4,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/predict.h"
 #include "aligndetr/util/error.h"
@@ -40,9 +39,7 @@ void setup_predict(CLI::App& app) {
   cmd->callback([args] {
     const auto e = make_experiment(args->config.load());
     const auto device = parse_device(e.train.device);
-    const auto model = e.model.build();
-    load_checkpoint(args->weights, *model);
-    model->to(device);
+    const auto model = e.model.load(args->weights, device);
     // Class names and COCO category ids come from the validation annotations when present.
     CategoryMap categories;
     try {

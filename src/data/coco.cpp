@@ -16,14 +16,6 @@ namespace od = simdjson::ondemand;
 
 namespace {
 
-// Where in the text the parser stopped, as "byte N (line L)", for error messages.
-std::string location_of(const char* base, size_t size, const char* at) {
-  if (!at || at < base || at > base + size) return "unknown position";
-  const size_t offset = static_cast<size_t>(at - base);
-  const auto line = 1 + std::count(base, at, '\n');
-  return fmt::format("byte {} (line {})", offset, line);
-}
-
 std::string as_string(od::value v) {
   const std::string_view s = v.get_string();
   return std::string(s);
@@ -202,12 +194,12 @@ CocoDataset parse_padded(simdjson::padded_string& json, const std::string& sourc
     const char* loc = nullptr;
     if (started && doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
     throw InputError(fmt::format("{}: malformed COCO JSON at {}: {}", source,
-                                 location_of(base, json.size(), at), e.what()));
+                                 json_location(base, json.size(), at), e.what()));
   } catch (const InputError& e) {
     const char* loc = nullptr;
     if (started && doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
     throw InputError(fmt::format("{}: invalid COCO record near {}: {}", source,
-                                 location_of(base, json.size(), at), e.what()));
+                                 json_location(base, json.size(), at), e.what()));
   }
   ds.reindex();
   return ds;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <torch/cuda.h>
 
+#include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/util/error.h"
 
 namespace aligndetr {
@@ -26,6 +27,13 @@ int64_t ModelSpec::num_classes() const {
 model::DetectorPtr ModelSpec::build() const {
   if (type == "dab_detr") return model::DabDetr(dab_detr).ptr();
   return model::Dino(dino).ptr();
+}
+
+model::DetectorPtr ModelSpec::load(const std::string& weights, const torch::Device& device) const {
+  auto model = build();
+  load_checkpoint(weights, *model);
+  model->to(device);
+  return model;
 }
 
 torch::Device parse_device(const std::string& text) {

@@ -26,13 +26,6 @@ namespace od = simdjson::ondemand;
 
 namespace {
 
-std::string location_of(const char* base, size_t size, const char* at) {
-  if (!at || at < base || at > base + size) return "unknown position";
-  const size_t offset = static_cast<size_t>(at - base);
-  const auto line = 1 + std::count(base, at, '\n');
-  return fmt::format("byte {} (line {})", offset, line);
-}
-
 // Ids are integers, but some writers emit them as 12.0.
 int64_t get_id(od::value v) {
   int64_t id = 0;
@@ -115,7 +108,7 @@ std::vector<Detection> parse_text(simdjson::padded_string_view json, const std::
   const auto here = [&] {
     const char* loc = nullptr;
     if (!started || doc.current_location().get(loc) != simdjson::SUCCESS) loc = nullptr;
-    return location_of(base, json.size(), loc);
+    return json_location(base, json.size(), loc);
   };
   try {
     doc = parser.iterate(json);

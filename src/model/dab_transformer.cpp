@@ -8,15 +8,6 @@ namespace aligndetr::model {
 
 namespace {
 
-// A child module that only groups others, so that names read `encoder.layers.0...`.
-std::shared_ptr<torch::nn::Module> group(torch::nn::Module& parent, const std::string& name) {
-  return parent.register_module(name, std::make_shared<torch::nn::Module>());
-}
-
-torch::nn::LayerNorm layer_norm(int64_t dim) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}));
-}
-
 torch::nn::Linear linear(torch::nn::Module& parent, const std::string& name, int64_t dim) {
   return parent.register_module(name, torch::nn::Linear(dim, dim));
 }

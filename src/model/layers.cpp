@@ -6,6 +6,14 @@
 
 namespace aligndetr::model {
 
+std::shared_ptr<torch::nn::Module> group(torch::nn::Module& parent, const std::string& name) {
+  return parent.register_module(name, std::make_shared<torch::nn::Module>());
+}
+
+torch::nn::LayerNorm layer_norm(int64_t dim) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}));
+}
+
 torch::Tensor inverse_sigmoid(const torch::Tensor& x, double eps) {
   const auto y = x.clamp(0, 1);
   return torch::log(y.clamp_min(eps) / (1 - y).clamp_min(eps));

@@ -1,5 +1,7 @@
 #include "aligndetr/util/json.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <simdjson.h>
 
@@ -15,6 +17,13 @@ void check_json_cpu_support() {
         "-DALIGNDETR_JSON_AVX2=OFF",
         simdjson::builtin_implementation()->name()));
   }
+}
+
+std::string json_location(const char* base, size_t size, const char* at) {
+  if (!at || at < base || at > base + size) return "unknown position";
+  const size_t offset = static_cast<size_t>(at - base);
+  const auto line = 1 + std::count(base, at, '\n');
+  return fmt::format("byte {} (line {})", offset, line);
 }
 
 std::string json_escape(const std::string& s) {

@@ -58,6 +58,9 @@ struct ModelSpec {
   model::DabDetrOptions dab_detr;
   int64_t num_classes() const;
   model::DetectorPtr build() const;
+  // build(), then weights from a weights file or a training checkpoint (strictly by name), on
+  // `device`.
+  model::DetectorPtr load(const std::string& weights, const torch::Device& device) const;
 };
 
 struct Experiment {

@@ -3,14 +3,23 @@
 // map over by parameter name.
 
 #include <cstdint>
+#include <memory>
+#include <string>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/types.h>
 
 namespace aligndetr::model {
+
+// Registers an empty child module that only groups others, so that parameter names read
+// `encoder.layers.0...` as in detrex.
+std::shared_ptr<torch::nn::Module> group(torch::nn::Module& parent, const std::string& name);
+
+torch::nn::LayerNorm layer_norm(int64_t dim);
 
 // log(x / (1 - x)) with x clamped to [0, 1] and both terms to >= eps, as detrex.
 torch::Tensor inverse_sigmoid(const torch::Tensor& x, double eps = 1e-3);
