@@ -243,7 +243,10 @@ TEST(DabDetr, ShapesAndPaddingMask) {
 
 TEST(DabDetr, TinyPresetTrainsThroughTheCriterion) {
   const auto config = preset("align_dab_detr_tiny.yaml");
-  const auto options = dab_detr_options(config);
+  auto options = dab_detr_options(config);
+  // The preset trains from scratch, stem included; freeze the stem here to check freezing.
+  EXPECT_EQ(options.backbone.freeze_at, 0);
+  options.backbone.freeze_at = 1;
   const auto criterion = criterion_options(config);
   torch::manual_seed(0);
   DabDetr model(options);

@@ -207,3 +207,37 @@ TEST(Schedule, WarmupThenSteps) {
 
 }  // namespace
 }  // namespace aligndetr
+
+namespace aligndetr {
+namespace {
+
+TEST(Presets, EveryConfigResolvesWithEveryKeyUnderstood) {
+  int count = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(ALIGNDETR_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    SCOPED_TRACE(entry.path().string());
+    const auto e = make_experiment(Config::load(entry.path().string()));
+    EXPECT_GT(e.solver.max_iter, 0);
+    ++count;
+  }
+  EXPECT_GE(count, 8);
+  const auto paper = make_experiment(
+      Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_r50_4scale_12ep.yaml"));
+  EXPECT_EQ(paper.criterion.k, 3);
+  EXPECT_EQ(paper.model.dino.transformer.num_queries, 900);
+  EXPECT_EQ(paper.solver.max_iter, 90000);
+  EXPECT_EQ(paper.solver.steps, std::vector<int64_t>{82500});
+  EXPECT_DOUBLE_EQ(paper.solver.clip_norm, 0.1);
+  EXPECT_EQ(paper.data.batch_size, 16);
+  const auto released = make_experiment(Config::load(
+      std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_r50_4scale_12ep_released.yaml"));
+  EXPECT_EQ(released.criterion.k, 2);
+  const auto baseline = make_experiment(
+      Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/dino_r50_4scale_12ep.yaml"));
+  EXPECT_EQ(baseline.criterion.class_loss, loss::ClassLoss::kFocal);
+  EXPECT_EQ(baseline.criterion.k, 1);
+}
+
+}  // namespace
+}  // namespace aligndetr
