@@ -22,7 +22,7 @@ fi
 "$bin" eval --config "$config" "${paths[@]}" --weights "$run/model_final.pt" --analysis \
   --out "$out/eval"
 "$bin" predict --config "$config" "${paths[@]}" --weights "$run/model_final.pt" \
-  --input "$data/images/val" --out "$out/predictions" --score-thr 0.3
+  --input "$data/images/val" --out "$out/predictions" --score-thr 0.15
 
 field() { sed -nE "s/.*\"$1\": ?([-0-9.eE]+|null).*/\1/p" "$2" | head -n 1; }
 ap=$(field AP "$out/eval/eval.json")
