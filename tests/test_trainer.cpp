@@ -111,17 +111,30 @@ TEST(Trainer, ResumedRunMatchesAnUninterruptedOne) {
   testing::TempDir dir;
   const auto full =
       train(make_experiment(tiny_config(dir.path(), 4, 6)), (dir / "a").string(), false);
-  // Stop after 3 steps, then resume to 6.
+  // A run killed after logging step 3 but before checkpointing it: the newest checkpoint is
+  // step 2's, and step 3's log line is a leftover.
   train(make_experiment(tiny_config(dir.path(), 4, 3)), (dir / "b").string(), false);
+  fs::remove(checkpoint_path((dir / "b/checkpoints").string(), 3));
   const auto resumed =
       train(make_experiment(tiny_config(dir.path(), 4, 6)), (dir / "b").string(), true);
   ASSERT_EQ(full.loss_history.size(), 6u);
-  ASSERT_EQ(resumed.loss_history.size(), 3u);
-  for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ(resumed.loss_history[i].first, full.loss_history[3 + i].first);
-    EXPECT_DOUBLE_EQ(resumed.loss_history[i].second, full.loss_history[3 + i].second)
-        << "step " << 4 + i;
+  ASSERT_EQ(resumed.loss_history.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(resumed.loss_history[i].first, full.loss_history[2 + i].first);
+    EXPECT_DOUBLE_EQ(resumed.loss_history[i].second, full.loss_history[2 + i].second)
+        << "step " << 3 + i;
   }
+  // The log reads as one run: steps 1..6 once each.
+  std::ifstream log(dir / "b/metrics.jsonl");
+  std::string line;
+  std::vector<std::string> train_iters;
+  while (std::getline(log, line)) {
+    if (line.find("\"type\": \"train\"") != std::string::npos) {
+      train_iters.push_back(line.substr(0, line.find(',')));
+    }
+  }
+  ASSERT_EQ(train_iters.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(train_iters[i], fmt::format("{{\"iter\": {}", i + 1));
 }
 
 TEST(Trainer, KilledCheckpointWriteLeavesThePreviousOneLoadable) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -82,6 +83,22 @@ class MetricsLog {
  private:
   std::ofstream out_;
 };
+
+// On resume, lines logged after the checkpoint's iteration belong to the interrupted run's lost
+// tail; drop them so the log reads as one run.
+void truncate_metrics(const std::string& path, int64_t iteration) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  static const std::regex iter_re(R"re("iter": (\d+))re");
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_search(line, m, iter_re) && std::stoll(m[1]) > iteration) continue;
+    kept += line + "\n";
+  }
+  in.close();
+  write_file_atomic(path, kept);
+}
 
 std::string eval_json(int64_t iteration, const CocoEvalResult& r) {
   std::string s = fmt::format("{{\"iter\": {}, \"type\": \"eval\"", iteration);
@@ -178,6 +195,7 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
       spdlog::warn("--resume: no checkpoint in {}; starting from scratch", ckpt_dir);
     } else {
       start_iter = load_checkpoint(last, *model, &optimizer).iteration;
+      truncate_metrics((fs::path(output_dir) / "metrics.jsonl").string(), start_iter);
       spdlog::info("resumed from {} at iteration {}", last, start_iter);
     }
   }
