@@ -1,6 +1,7 @@
 // One training step of the tiny Align-DETR (configs/align_dino_tiny.yaml's model: ResNet-18,
-// width 128, 2+2 layers, 100 queries) at batch 4 and 256 px, split into its parts so each is a
-// share of the step: model forward, matching + criterion, backward, optimizer step.
+// width 128, 2+2 layers, 100 queries) at 256x320 px and batch 1, 2 and 4 (the argument), split
+// into its parts so each is a share of the step: model forward, matching + criterion, and the
+// whole step with backward and the optimizer.
 //
 //   ./build/bench/bench_train_step [--benchmark_min_time=2]
 
@@ -31,14 +32,15 @@ model::DinoOptions tiny() {
 
 struct Step {
   model::Dino model{tiny()};
-  torch::Tensor images = torch::randn({4, 3, 256, 320});
-  torch::Tensor mask = torch::zeros({4, 256, 320}, torch::kBool);
+  torch::Tensor images, mask;
   std::vector<matching::Target> targets;
   torch::optim::AdamW optimizer{model->parameters(), torch::optim::AdamWOptions(1e-4)};
-  Step() {
+  explicit Step(int64_t batch)
+      : images(torch::randn({batch, 3, 256, 320})),
+        mask(torch::zeros({batch, 256, 320}, torch::kBool)) {
     torch::manual_seed(0);
-    for (int b = 0; b < 4; ++b) {
-      const int n = 3 + 2 * b;
+    for (int64_t b = 0; b < batch; ++b) {
+      const int64_t n = 3 + 2 * b;
       targets.push_back(
           {torch::randint(8, {n}, torch::kInt64),
            torch::cat({torch::rand({n, 2}) * 0.6 + 0.2, torch::rand({n, 2}) * 0.3 + 0.05}, 1)});
@@ -48,7 +50,7 @@ struct Step {
 };
 
 void BM_Forward(benchmark::State& state) {
-  Step s;
+  Step s(state.range(0));
   for (auto _ : state) {
     auto out = s.model->forward(s.images, s.mask, &s.targets);
     benchmark::DoNotOptimize(out.decoder.back().logits.data_ptr());
@@ -56,7 +58,7 @@ void BM_Forward(benchmark::State& state) {
 }
 
 void BM_ForwardCriterion(benchmark::State& state) {
-  Step s;
+  Step s(state.range(0));
   const auto criterion = loss::CriterionOptions::paper();
   for (auto _ : state) {
     auto out = s.model->forward(s.images, s.mask, &s.targets);
@@ -66,7 +68,7 @@ void BM_ForwardCriterion(benchmark::State& state) {
 }
 
 void BM_FullStep(benchmark::State& state) {
-  Step s;
+  Step s(state.range(0));
   const auto criterion = loss::CriterionOptions::paper();
   for (auto _ : state) {
     s.optimizer.zero_grad();
@@ -78,9 +80,25 @@ void BM_FullStep(benchmark::State& state) {
   }
 }
 
-BENCHMARK(BM_Forward)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_ForwardCriterion)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_FullStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Forward)
+    ->Arg(1)
+    ->Arg(4)
+    ->ArgName("batch")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_ForwardCriterion)
+    ->Arg(1)
+    ->Arg(4)
+    ->ArgName("batch")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_FullStep)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(4)
+    ->ArgName("batch")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 
