@@ -103,6 +103,7 @@ TEST(Loader, DeterministicAcrossWorkerCounts) {
   const auto b = all_batches(ds, 1, 3);
   const auto c = all_batches(ds, 3, 3);
   ASSERT_EQ(a.size(), 126u / 4);  // drop_last
+  EXPECT_EQ(DataLoader(ds, LoaderOptions{4, 0}).batches_per_epoch(), a.size());
   ASSERT_EQ(b.size(), a.size());
   ASSERT_EQ(c.size(), a.size());
   for (size_t i = 0; i < a.size(); ++i) {
@@ -133,6 +134,7 @@ TEST(Loader, RanksSplitTheEpochWithoutOverlap) {
     DataLoader loader(ds, o);
     const auto mine = loader.epoch_indices(0);
     EXPECT_EQ(mine.size(), 42u);
+    EXPECT_EQ(loader.batches_per_epoch(), 21u);  // 42 images in batches of 2
     seen.insert(seen.end(), mine.begin(), mine.end());
   }
   std::sort(seen.begin(), seen.end());

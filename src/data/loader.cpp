@@ -40,6 +40,13 @@ std::vector<size_t> DataLoader::epoch_indices(int64_t epoch) const {
   return mine;
 }
 
+size_t DataLoader::batches_per_epoch() const {
+  const size_t world = static_cast<size_t>(options_.world_size);
+  const size_t per_rank = (dataset_->size() + world - 1) / world;
+  const size_t bs = static_cast<size_t>(options_.batch_size);
+  return options_.drop_last ? per_rank / bs : (per_rank + bs - 1) / bs;
+}
+
 void DataLoader::start_epoch(int64_t epoch, size_t first_batch) {
   stop_workers();
   epoch_ = epoch;

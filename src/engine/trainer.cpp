@@ -207,7 +207,6 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   lo.rank = hooks.rank;
   lo.world_size = hooks.world_size;
   DataLoader loader(train_set, lo);
-  loader.start_epoch(0);
   const int64_t per_epoch = int64_t(loader.batches_per_epoch());
   if (per_epoch == 0) {
     throw InputError(fmt::format("the training set has {} images, fewer than one batch of {}",

@@ -44,7 +44,8 @@ class DataLoader {
   // The next batch of the epoch, or nothing at its end. Rethrows a worker's error.
   std::optional<Batch> next();
 
-  size_t batches_per_epoch() const { return batches_.size(); }
+  // Batches of this rank in every epoch (known before any epoch starts).
+  size_t batches_per_epoch() const;
   // This rank's dataset indices for an epoch, in order (exposed for tests and resuming).
   std::vector<size_t> epoch_indices(int64_t epoch) const;
 
