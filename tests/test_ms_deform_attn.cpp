@@ -1,4 +1,9 @@
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
 #include <torch/torch.h>
 
 #include "aligndetr/ops/ms_deform_attn.h"
@@ -26,31 +31,113 @@ Case random_case(int64_t seed) {
   return c;
 }
 
-TEST(MSDeformAttn, GridSampleMatchesExplicitLoops) {
-  for (int64_t seed = 0; seed < 3; ++seed) {
-    const auto c = random_case(seed);
-    const auto fast = ms_deform_attn(c.value, c.shapes, c.loc, c.weights);
-    const auto slow = ms_deform_attn_loop(c.value, c.shapes, c.loc, c.weights);
-    EXPECT_EQ(fast.sizes(), torch::IntArrayRef({2, 3, 8}));
-    EXPECT_TRUE(torch::allclose(fast, slow, 1e-10, 1e-12)) << (fast - slow).abs().max();
+using Kernel = torch::Tensor (*)(const torch::Tensor&, const SpatialShapes&, const torch::Tensor&,
+                                 const torch::Tensor&);
+
+struct NamedKernel {
+  const char* name;
+  Kernel fn;
+};
+
+const NamedKernel kKernels[] = {{"grid_sample", &ms_deform_attn_grid_sample},
+                                {"fused_cpu", &ms_deform_attn_cpu}};
+
+TEST(MSDeformAttn, KernelsMatchExplicitLoops) {
+  for (const auto& kernel : kKernels) {
+    for (int64_t seed = 0; seed < 3; ++seed) {
+      const auto c = random_case(seed);
+      const auto fast = kernel.fn(c.value, c.shapes, c.loc, c.weights);
+      const auto slow = ms_deform_attn_loop(c.value, c.shapes, c.loc, c.weights);
+      EXPECT_EQ(fast.sizes(), torch::IntArrayRef({2, 3, 8}));
+      EXPECT_TRUE(torch::allclose(fast, slow, 1e-10, 1e-12))
+          << kernel.name << ": " << (fast - slow).abs().max();
+    }
   }
 }
 
 TEST(MSDeformAttn, GradientsMatchExplicitLoops) {
-  auto c = random_case(7);
-  // Keep locations off integer pixel boundaries, where bilinear sampling is not differentiable.
-  for (auto* t : {&c.value, &c.loc, &c.weights}) t->requires_grad_(true);
-  const auto probe = torch::randn({2, 3, 8}, torch::kFloat64);
-  const auto g_fast =
-      torch::autograd::grad({(ms_deform_attn(c.value, c.shapes, c.loc, c.weights) * probe).sum()},
-                            {c.value, c.loc, c.weights});
-  const auto g_slow = torch::autograd::grad(
-      {(ms_deform_attn_loop(c.value, c.shapes, c.loc, c.weights) * probe).sum()},
-      {c.value, c.loc, c.weights});
-  for (size_t i = 0; i < 3; ++i) {
-    EXPECT_TRUE(torch::allclose(g_fast[i], g_slow[i], 1e-9, 1e-10))
-        << "input " << i << ": " << (g_fast[i] - g_slow[i]).abs().max();
+  for (const auto& kernel : kKernels) {
+    auto c = random_case(7);
+    for (auto* t : {&c.value, &c.loc, &c.weights}) t->requires_grad_(true);
+    const auto probe = torch::randn({2, 3, 8}, torch::kFloat64);
+    const auto g_fast =
+        torch::autograd::grad({(kernel.fn(c.value, c.shapes, c.loc, c.weights) * probe).sum()},
+                              {c.value, c.loc, c.weights});
+    const auto g_slow = torch::autograd::grad(
+        {(ms_deform_attn_loop(c.value, c.shapes, c.loc, c.weights) * probe).sum()},
+        {c.value, c.loc, c.weights});
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_TRUE(torch::allclose(g_fast[i], g_slow[i], 1e-9, 1e-10))
+          << kernel.name << " input " << i << ": " << (g_fast[i] - g_slow[i]).abs().max();
+    }
   }
+}
+
+TEST(MSDeformAttn, FusedGradientsMatchFiniteDifferences) {
+  // Independent of both other kernels: central differences of a random projection.
+  auto c = random_case(11);
+  const auto probe = torch::randn({2, 3, 8}, torch::kFloat64);
+  const auto f = [&](const torch::Tensor& v, const torch::Tensor& l, const torch::Tensor& w) {
+    return (ms_deform_attn_cpu(v, c.shapes, l, w) * probe).sum().item<double>();
+  };
+  for (auto* t : {&c.value, &c.loc, &c.weights}) t->requires_grad_(true);
+  const auto grads = torch::autograd::grad(
+      {(ms_deform_attn_cpu(c.value, c.shapes, c.loc, c.weights) * probe).sum()},
+      {c.value, c.loc, c.weights});
+  torch::NoGradGuard no_grad;
+  const double eps = 1e-6;
+  std::vector<torch::Tensor> inputs = {c.value.detach().clone(), c.loc.detach().clone(),
+                                       c.weights.detach().clone()};
+  for (size_t i = 0; i < 3; ++i) {
+    auto flat = inputs[i].view({-1});
+    for (int64_t k = 0; k < flat.numel(); k += 7) {
+      const double x = flat[k].item<double>();
+      flat[k] = x + eps;
+      const double up = f(inputs[0], inputs[1], inputs[2]);
+      flat[k] = x - eps;
+      const double down = f(inputs[0], inputs[1], inputs[2]);
+      flat[k] = x;
+      const double numeric = (up - down) / (2 * eps);
+      EXPECT_NEAR(grads[i].view({-1})[k].item<double>(), numeric, 1e-6)
+          << "input " << i << " element " << k;
+    }
+  }
+}
+
+TEST(MSDeformAttn, FusedMatchesGridSampleInFloatAtTheTinyEncoderShape) {
+  torch::manual_seed(3);
+  const SpatialShapes shapes = {{32, 40}, {16, 20}, {8, 10}, {4, 5}};
+  const int64_t B = 2, S = 1700, Q = 300, H = 4, D = 32, L = 4, P = 4;
+  const auto value = torch::randn({B, S, H, D}, torch::requires_grad());
+  const auto loc = (torch::rand({B, Q, H, L, P, 2}) * 1.1 - 0.05).requires_grad_(true);
+  const auto weights = torch::rand({B, Q, H, L, P}, torch::requires_grad());
+  const auto probe = torch::randn({B, Q, H * D});
+  const auto a = ms_deform_attn_cpu(value, shapes, loc, weights);
+  const auto b = ms_deform_attn_grid_sample(value, shapes, loc, weights);
+  EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5)) << (a - b).abs().max();
+  const auto ga = torch::autograd::grad({(a * probe).sum()}, {value, loc, weights});
+  const auto gb = torch::autograd::grad({(b * probe).sum()}, {value, loc, weights});
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(torch::allclose(ga[i], gb[i], 1e-3, 1e-3))
+        << "input " << i << ": " << (ga[i] - gb[i]).abs().max();
+  }
+}
+
+TEST(MSDeformAttn, CpuEntryPointUsesTheFusedKernelAndRejectsBadInputs) {
+  const auto c = random_case(1);
+  const auto out =
+      ms_deform_attn(c.value.detach().requires_grad_(true), c.shapes, c.loc, c.weights);
+  ASSERT_TRUE(out.grad_fn());
+  EXPECT_NE(out.grad_fn()->name().find("FusedMSDeformAttn"), std::string::npos)
+      << out.grad_fn()->name();
+  EXPECT_THROW(ms_deform_attn_cpu(c.value.to(torch::kFloat), c.shapes, c.loc, c.weights),
+               c10::Error);
+  EXPECT_THROW(ms_deform_attn_cpu(c.value.narrow(1, 0, 10), c.shapes, c.loc, c.weights),
+               c10::Error);
+  // A NaN location reads nothing rather than an arbitrary pixel.
+  auto loc = c.loc.clone();
+  loc.view({-1}).fill_(std::nan(""));
+  EXPECT_EQ(ms_deform_attn_cpu(c.value, c.shapes, loc, c.weights).abs().sum().item<double>(), 0.0);
 }
 
 TEST(MSDeformAttn, SamplingAtAPixelCentreReturnsThatPixel) {

@@ -31,6 +31,14 @@ model::DinoOptions dino_options(const Config& c) {
   t.ffn_dim = c.get_int("model.transformer.ffn_dim");
   t.num_queries = c.get_int("model.transformer.num_queries");
   t.look_forward_twice = c.get_bool("model.transformer.look_forward_twice", true);
+  const auto kernel = c.get_string("model.transformer.attention_kernel", "auto");
+  if (kernel != "auto" && kernel != "grid_sample") {
+    throw InputError(fmt::format(
+        "config '{}': model.transformer.attention_kernel '{}' is not one of auto, grid_sample",
+        c.source(), kernel));
+  }
+  t.attention_kernel =
+      kernel == "auto" ? ops::MSDeformAttnKernel::kAuto : ops::MSDeformAttnKernel::kGridSample;
   o.position.temperature(c.get_double("model.position.temperature", 10000));
   o.position.offset = c.get_double("model.position.offset", -0.5);
   o.denoising.dn_number = c.get_int("model.denoising.dn_number", 100);

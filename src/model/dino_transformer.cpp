@@ -26,8 +26,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
 }
 
 DeformableEncoderLayerImpl::DeformableEncoderLayerImpl(const DinoTransformerOptions& o) {
-  self_attn_ = ops::MSDeformAttn(
-      ops::MSDeformAttnOptions{o.embed_dim, o.num_heads, o.num_levels, o.num_points});
+  self_attn_ = ops::MSDeformAttn(ops::MSDeformAttnOptions{o.embed_dim, o.num_heads, o.num_levels,
+                                                          o.num_points, o.attention_kernel});
   ffn_ = FFN(o.embed_dim, o.ffn_dim);
   norm1_ = layer_norm(o.embed_dim);
   norm2_ = layer_norm(o.embed_dim);
@@ -46,8 +46,8 @@ torch::Tensor DeformableEncoderLayerImpl::forward(const torch::Tensor& x, const 
 
 DinoDecoderLayerImpl::DinoDecoderLayerImpl(const DinoTransformerOptions& o) {
   self_attn_ = SelfAttention(o.embed_dim, o.num_heads);
-  cross_attn_ = ops::MSDeformAttn(
-      ops::MSDeformAttnOptions{o.embed_dim, o.num_heads, o.num_levels, o.num_points});
+  cross_attn_ = ops::MSDeformAttn(ops::MSDeformAttnOptions{o.embed_dim, o.num_heads, o.num_levels,
+                                                           o.num_points, o.attention_kernel});
   ffn_ = FFN(o.embed_dim, o.ffn_dim);
   norm1_ = layer_norm(o.embed_dim);
   norm2_ = layer_norm(o.embed_dim);

@@ -4,14 +4,14 @@
 
 #include <torch/torch.h>
 
+#include "ms_deform_attn_check.h"
+
 namespace aligndetr::ops {
 
 namespace F = torch::nn::functional;
 
-namespace {
-
-void check_inputs(const torch::Tensor& value, const SpatialShapes& shapes, const torch::Tensor& loc,
-                  const torch::Tensor& weights) {
+void check_ms_deform_attn_inputs(const torch::Tensor& value, const SpatialShapes& shapes,
+                                 const torch::Tensor& loc, const torch::Tensor& weights) {
   TORCH_CHECK(value.dim() == 4, "ms_deform_attn: value must be [B, S, heads, Dh], got ",
               value.sizes());
   int64_t tokens = 0;
@@ -26,12 +26,22 @@ void check_inputs(const torch::Tensor& value, const SpatialShapes& shapes, const
               weights.sizes());
 }
 
-}  // namespace
-
 torch::Tensor ms_deform_attn(const torch::Tensor& value, const SpatialShapes& shapes,
                              const torch::Tensor& sampling_locations,
                              const torch::Tensor& attention_weights) {
-  check_inputs(value, shapes, sampling_locations, attention_weights);
+  const bool fused =
+      value.is_cpu() && sampling_locations.is_cpu() && attention_weights.is_cpu() &&
+      (value.scalar_type() == torch::kFloat || value.scalar_type() == torch::kDouble) &&
+      sampling_locations.scalar_type() == value.scalar_type() &&
+      attention_weights.scalar_type() == value.scalar_type();
+  return fused ? ms_deform_attn_cpu(value, shapes, sampling_locations, attention_weights)
+               : ms_deform_attn_grid_sample(value, shapes, sampling_locations, attention_weights);
+}
+
+torch::Tensor ms_deform_attn_grid_sample(const torch::Tensor& value, const SpatialShapes& shapes,
+                                         const torch::Tensor& sampling_locations,
+                                         const torch::Tensor& attention_weights) {
+  check_ms_deform_attn_inputs(value, shapes, sampling_locations, attention_weights);
   const int64_t B = value.size(0), heads = value.size(2), dh = value.size(3);
   const int64_t Q = sampling_locations.size(1), L = int64_t(shapes.size());
   const int64_t P = sampling_locations.size(4);
@@ -63,7 +73,7 @@ torch::Tensor ms_deform_attn(const torch::Tensor& value, const SpatialShapes& sh
 torch::Tensor ms_deform_attn_loop(const torch::Tensor& value, const SpatialShapes& shapes,
                                   const torch::Tensor& sampling_locations,
                                   const torch::Tensor& attention_weights) {
-  check_inputs(value, shapes, sampling_locations, attention_weights);
+  check_ms_deform_attn_inputs(value, shapes, sampling_locations, attention_weights);
   const int64_t B = value.size(0), heads = value.size(2), dh = value.size(3);
   const int64_t Q = sampling_locations.size(1), L = int64_t(shapes.size());
   const int64_t P = sampling_locations.size(4);
@@ -173,7 +183,10 @@ torch::Tensor MSDeformAttnImpl::forward(const torch::Tensor& query, const torch:
                 reference_points.sizes());
     locations = ref.narrow(-1, 0, 2) + offsets / double(P) * ref.narrow(-1, 2, 2) * 0.5;
   }
-  return output_proj(ms_deform_attn(v, shapes, locations, weights));
+  const auto sampled = options_.kernel == MSDeformAttnKernel::kGridSample
+                           ? ms_deform_attn_grid_sample(v, shapes, locations, weights)
+                           : ms_deform_attn(v, shapes, locations, weights);
+  return output_proj(sampled);
 }
 
 }  // namespace aligndetr::ops

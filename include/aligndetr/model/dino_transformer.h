@@ -28,6 +28,7 @@ struct DinoTransformerOptions {
   int64_t ffn_dim = 2048;
   int64_t num_queries = 900;
   bool look_forward_twice = true;
+  ops::MSDeformAttnKernel attention_kernel = ops::MSDeformAttnKernel::kAuto;
 };
 
 // Self-attention with detrex's wrapper name: `attn.in_proj_weight`, `attn.out_proj.weight`.

@@ -3,8 +3,8 @@
 // sampling with zero padding and align_corners=False, offsets normalized by each level's size,
 // attention weights softmaxed over levels x points per head.
 //
-// `ms_deform_attn` is the one entry point of the sampling kernel: today it is built from
-// grid_sample (autograd, any device); a fused kernel can replace it behind the same signature.
+// `ms_deform_attn` is the one entry point of the sampling kernel: on the CPU it runs a fused
+// kernel with its own backward pass, elsewhere (CUDA) the grid_sample formulation.
 
 #include <array>
 #include <cstdint>
@@ -26,16 +26,33 @@ torch::Tensor ms_deform_attn(const torch::Tensor& value, const SpatialShapes& sh
                              const torch::Tensor& sampling_locations,
                              const torch::Tensor& attention_weights);
 
+// Built from grid_sample, one call per level, differentiated by autograd: runs on any device.
+torch::Tensor ms_deform_attn_grid_sample(const torch::Tensor& value, const SpatialShapes& shapes,
+                                         const torch::Tensor& sampling_locations,
+                                         const torch::Tensor& attention_weights);
+
+// The fused CPU kernel (float or double; inputs on the CPU): one pass over the samples forward,
+// one backward, threads over queries (forward) and over batch x heads (backward, so no two
+// threads write the same value gradient). Gradients flow to all three tensor inputs.
+torch::Tensor ms_deform_attn_cpu(const torch::Tensor& value, const SpatialShapes& shapes,
+                                 const torch::Tensor& sampling_locations,
+                                 const torch::Tensor& attention_weights);
+
 // The same computation written as explicit loops over every sample (slow): the test oracle.
 torch::Tensor ms_deform_attn_loop(const torch::Tensor& value, const SpatialShapes& shapes,
                                   const torch::Tensor& sampling_locations,
                                   const torch::Tensor& attention_weights);
+
+// Which sampling kernel the module calls: kAuto is `ms_deform_attn` (fused on the CPU);
+// kGridSample forces the grid_sample formulation everywhere (a baseline, and a cross-check).
+enum class MSDeformAttnKernel { kAuto, kGridSample };
 
 struct MSDeformAttnOptions {
   int64_t embed_dim = 256;
   int64_t num_heads = 8;
   int64_t num_levels = 4;
   int64_t num_points = 4;
+  MSDeformAttnKernel kernel = MSDeformAttnKernel::kAuto;
 };
 
 // The attention module, parameter names as detrex's MultiScaleDeformableAttention:

@@ -1,0 +1,13 @@
+#pragma once
+// Thread count for the LibTorch benchmarks: ALIGNDETR_BENCH_THREADS if set, else every core.
+// On a shared machine a second busy process stalls OpenMP teams that expect every core, so a
+// single-thread run is the one to compare there.
+
+#include <cstdlib>
+
+#include "aligndetr/engine/runtime.h"
+
+inline int configure_bench_threads() {
+  const char* threads = std::getenv("ALIGNDETR_BENCH_THREADS");
+  return aligndetr::configure_runtime(threads ? std::atoi(threads) : 0);
+}

@@ -1,0 +1,12 @@
+#pragma once
+// Shape checks shared by the deformable attention kernels.
+
+#include "aligndetr/ops/ms_deform_attn.h"
+
+namespace aligndetr::ops {
+
+// Throws c10::Error naming the offending tensor and its shape.
+void check_ms_deform_attn_inputs(const torch::Tensor& value, const SpatialShapes& shapes,
+                                 const torch::Tensor& loc, const torch::Tensor& weights);
+
+}  // namespace aligndetr::ops
