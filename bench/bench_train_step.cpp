@@ -1,23 +1,26 @@
 // One training step of the tiny Align-DETR (configs/align_dino_tiny.yaml's model: ResNet-18,
 // width 128, 2+2 layers, 100 queries) at 256x320 px and batch 1, 2 and 4 (the argument), split
 // into its parts so each is a share of the step: model forward, matching + criterion, and the
-// whole step with backward and the optimizer.
+// whole step with backward and the optimizer; then the whole step again with deformable attention
+// built from grid_sample instead of the fused CPU kernel (the baseline).
 //
-//   ./build/bench/bench_train_step [--benchmark_min_time=2]
+//   ./build/bench/bench_train_step [--benchmark_min_time=2]   (ALIGNDETR_BENCH_THREADS=1: one
+//   thread)
 
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
-#include "aligndetr/engine/runtime.h"
 #include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/dino.h"
+#include "bench_threads.h"
 
 namespace {
 
 using namespace aligndetr;
 
-model::DinoOptions tiny() {
+model::DinoOptions tiny(ops::MSDeformAttnKernel kernel) {
   model::DinoOptions o;
+  o.transformer.attention_kernel = kernel;
   o.backbone.depth = 18;
   o.num_classes = 8;
   o.transformer.embed_dim = 128;
@@ -31,12 +34,13 @@ model::DinoOptions tiny() {
 }
 
 struct Step {
-  model::Dino model{tiny()};
+  model::Dino model;
   torch::Tensor images, mask;
   std::vector<matching::Target> targets;
   torch::optim::AdamW optimizer{model->parameters(), torch::optim::AdamWOptions(1e-4)};
-  explicit Step(int64_t batch)
-      : images(torch::randn({batch, 3, 256, 320})),
+  explicit Step(int64_t batch, ops::MSDeformAttnKernel kernel = ops::MSDeformAttnKernel::kAuto)
+      : model(tiny(kernel)),
+        images(torch::randn({batch, 3, 256, 320})),
         mask(torch::zeros({batch, 256, 320}, torch::kBool)) {
     torch::manual_seed(0);
     for (int64_t b = 0; b < batch; ++b) {
@@ -67,8 +71,8 @@ void BM_ForwardCriterion(benchmark::State& state) {
   }
 }
 
-void BM_FullStep(benchmark::State& state) {
-  Step s(state.range(0));
+void full_step(benchmark::State& state, ops::MSDeformAttnKernel kernel) {
+  Step s(state.range(0), kernel);
   const auto criterion = loss::CriterionOptions::paper();
   for (auto _ : state) {
     s.optimizer.zero_grad();
@@ -78,6 +82,15 @@ void BM_FullStep(benchmark::State& state) {
     torch::nn::utils::clip_grad_norm_(s.model->parameters(), 0.1);
     s.optimizer.step();
   }
+}
+
+void BM_FullStep(benchmark::State& state) {
+  full_step(state, ops::MSDeformAttnKernel::kAuto);
+}
+
+// The baseline: the same step with deformable attention built from grid_sample.
+void BM_FullStepGridSample(benchmark::State& state) {
+  full_step(state, ops::MSDeformAttnKernel::kGridSample);
 }
 
 BENCHMARK(BM_Forward)
@@ -99,11 +112,17 @@ BENCHMARK(BM_FullStep)
     ->ArgName("batch")
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+BENCHMARK(BM_FullStepGridSample)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("batch")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  configure_runtime(0);
+  configure_bench_threads();
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

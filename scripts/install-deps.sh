@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Installs every build and test dependency from Debian's packages.
-# Idempotent: when everything is present it only runs dpkg queries and exits.
+# Installs every build and test dependency from Debian's packages and selects the OpenMP build of
+# OpenBLAS. Idempotent: when everything is in place it only runs queries and exits.
 set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev libgloo-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-openmp
   libopencv-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang-format
@@ -20,13 +20,25 @@ for p in "${packages[@]}"; do
   fi
 done
 
-if ((${#missing[@]} == 0)); then
-  exit 0
-fi
-
-echo "install-deps: installing ${missing[*]}"
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# LibTorch runs its own threads with OpenMP. The pthread build of OpenBLAS (Debian's first choice
+# when several are installed) keeps a second pool that spins against OpenMP's on the same cores:
+# a tiny-model training step is 1.9x slower with it than with the OpenMP build, which shares
+# LibTorch's pool (build/bench/bench_train_step). Debian's reference BLAS is slower still.
+arch=$(gcc -print-multiarch)
+openmp_dir="/usr/lib/$arch/openblas-openmp"
+for lib in libblas.so.3 liblapack.so.3 libopenblas.so.0; do
+  name="$lib-$arch"
+  if [[ $(readlink -f "/etc/alternatives/$name" || true) != $(readlink -f "$openmp_dir/$lib") ]]; then
+    echo "install-deps: selecting $openmp_dir/$lib for $name"
+    $SUDO update-alternatives --quiet --set "$name" "$openmp_dir/$lib"
+  fi
+done
