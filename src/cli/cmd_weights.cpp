@@ -13,6 +13,7 @@
 
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/model/backbone.h"
+#include "aligndetr/model/detrex.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 #include "command.h"
@@ -62,6 +63,7 @@ void setup_import(CLI::App* weights) {
     std::vector<std::string> prefix_map, drop;
     int backbone = 0;
     bool detectron2 = false;
+    bool detrex = false;
     std::string config;
   };
   auto args = std::make_shared<Args>();
@@ -78,6 +80,11 @@ void setup_import(CLI::App* weights) {
   cmd->add_flag("--detectron2-resnet", args->detectron2,
                 "First rename detectron2 ResNet tensors (stem, res2..res5, shortcut, .norm; as "
                 "in detrex and Align-DETR checkpoints) to torchvision's names, which ours use");
+  cmd->add_flag("--detrex", args->detrex,
+                "The file is a detrex DINO or Align-DETR checkpoint: drop the decoder's copies of "
+                "the detector heads (each checked equal to its head) and rename the detectron2 "
+                "ResNet as --detectron2-resnet does")
+      ->excludes("--detectron2-resnet");
   cmd->add_option("--drop", args->drop, "Leave out tensors whose names start with this prefix");
   cmd->add_option("--backbone", args->backbone,
                   "ResNet depth (18, 34, 50, 101): report how the converted tensors load into "
@@ -98,8 +105,16 @@ void setup_import(CLI::App* weights) {
     }
     const TensorDict source = load_tensors(args->from);
     int detectron2_renamed = 0;
-    const TensorDict torchvision_named =
-        args->detectron2 ? detectron2_resnet_to_torchvision(source, &detectron2_renamed) : source;
+    TensorDict torchvision_named = source;
+    if (args->detrex) {
+      DetrexConversion converted = detrex_to_ours(source);
+      std::printf("%d decoder copies of the detector heads dropped (each equal to its head)\n",
+                  converted.aliases_dropped);
+      detectron2_renamed = converted.resnet_renamed;
+      torchvision_named = std::move(converted.tensors);
+    } else if (args->detectron2) {
+      torchvision_named = detectron2_resnet_to_torchvision(source, &detectron2_renamed);
+    }
     int renamed = 0;
     const TensorDict mapped = rename_prefixes(torchvision_named, rules, &renamed);
     TensorDict kept;
@@ -113,7 +128,7 @@ void setup_import(CLI::App* weights) {
         kept.insert(item.key(), item.value());
       }
     }
-    if (args->detectron2) {
+    if (args->detrex || args->detectron2) {
       std::printf("%d detectron2 ResNet names converted to torchvision's\n", detectron2_renamed);
     }
     std::printf("%zu tensors read, %d renamed, %d dropped, %zu written\n", source.size(), renamed,

@@ -1,0 +1,158 @@
+// detrex DINO checkpoints (and so Align-DETR's) into our DINO: a checkpoint written by Debian's
+// python3-torch from a module tree laid out like detrex's, with detrex's names and its decoder
+// sharing the detector heads, imports with `weights import --detrex` and loads completely.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "aligndetr/engine/experiment.h"
+#include "aligndetr/model/detrex.h"
+#include "aligndetr/model/weights.h"
+#include "aligndetr/util/error.h"
+#include "test_support.h"
+
+namespace aligndetr {
+namespace {
+
+using testing::run_cli;
+using testing::TempDir;
+
+constexpr int kInputError = 2;
+
+std::string tiny_config() {
+  return std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml";
+}
+
+// As in test_backbone_torchvision.cpp, but this script needs torch only.
+std::string python_with_torch() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("ALIGNDETR_PYTHON")) candidates.emplace_back(env);
+  candidates.emplace_back("/usr/bin/python3");
+  candidates.emplace_back("python3");
+  for (const auto& python : candidates) {
+    const std::string probe = python + " -c 'import torch' >/dev/null 2>&1";
+    if (std::system(probe.c_str()) == 0) return python;
+  }
+  return "";
+}
+
+// The script's defaults are configs/align_dino_tiny.yaml's sizes. It runs once for the suite.
+class DetrexImport : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    python_ = python_with_torch();
+    if (python_.empty()) return;
+    dir_ = std::make_unique<TempDir>();
+    const std::string cmd = python_ + " " + ALIGNDETR_SOURCE_DIR +
+                            "/tests/python/make_detrex_dino_checkpoint.py " + dir_->path().string();
+    script_ok_ = std::system(cmd.c_str()) == 0;
+  }
+  static void TearDownTestSuite() { dir_.reset(); }
+  void SetUp() override {
+    if (python_.empty()) {
+      GTEST_SKIP() << "no python3 with torch (install python3-torch: scripts/install-deps.sh, or "
+                      "set ALIGNDETR_PYTHON)";
+    }
+    ASSERT_TRUE(script_ok_) << "tests/python/make_detrex_dino_checkpoint.py failed";
+  }
+  static std::string file(const std::string& name) { return (dir_->path() / name).string(); }
+
+  static inline std::string python_;
+  static inline std::unique_ptr<TempDir> dir_;
+  static inline bool script_ok_ = false;
+};
+
+TEST_F(DetrexImport, LoadsCompletelyIntoTheTinyDino) {
+  const std::string out = file("ours.pt");
+  const auto result = run_cli("weights import --detrex --from " + file("detrex_dino.pth") +
+                              " --config " + tiny_config() + " --out " + out);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  // ResNet-18 in detectron2's names: the stem's conv and norm (5 tensors), 8 blocks of two convs
+  // with norms (80) and the shortcuts of res3..res5 (15). Heads: 3 class heads of 2 tensors and
+  // 3 box heads of 6, each once more under transformer.decoder.
+  EXPECT_NE(result.output.find("24 decoder copies of the detector heads dropped"),
+            std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("100 detectron2 ResNet names converted"), std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("missing 0, unexpected 0, shape mismatches 0"), std::string::npos)
+      << result.output;
+
+  const auto model = model_spec(Config::load(tiny_config())).build();
+  const LoadReport report = load_module(out, *model, /*strict=*/true);
+  EXPECT_TRUE(report.complete());
+  EXPECT_TRUE(report.ignored.empty());
+
+  const TensorDict source = load_tensors(file("detrex_dino.pth"));
+  const TensorDict ours = module_state(*model);
+  const std::vector<std::pair<std::string, std::string>> same = {
+      {"backbone.stem.conv1.weight", "backbone.conv1.weight"},
+      {"backbone.stem.conv1.norm.running_var", "backbone.bn1.running_var"},
+      {"backbone.res3.0.shortcut.weight", "backbone.layer2.0.downsample.0.weight"},
+      {"backbone.res5.1.conv2.norm.bias", "backbone.layer4.1.bn2.bias"},
+      {"neck.convs.1.norm.weight", "neck.convs.1.norm.weight"},
+      {"neck.extra_convs.0.conv.weight", "neck.extra_convs.0.conv.weight"},
+      {"transformer.decoder.layers.1.attentions.0.attn.in_proj_weight",
+       "transformer.decoder.layers.1.attentions.0.attn.in_proj_weight"},
+      {"transformer.level_embeds", "transformer.level_embeds"},
+      {"class_embed.2.weight", "class_embed.2.weight"},
+      {"bbox_embed.1.layers.2.bias", "bbox_embed.1.layers.2.bias"},
+      {"label_enc.weight", "label_enc.weight"},
+  };
+  for (const auto& [detrex_name, our_name] : same) {
+    ASSERT_TRUE(source.contains(detrex_name)) << detrex_name;
+    ASSERT_TRUE(ours.contains(our_name)) << our_name;
+    EXPECT_TRUE(torch::equal(source[detrex_name], ours[our_name])) << our_name;
+  }
+}
+
+TEST_F(DetrexImport, RefusesADecoderHeadThatDiffersFromTheDetectorHead) {
+  const std::string out = file("refused.pt");
+  const auto result = run_cli("weights import --detrex --from " + file("bad_alias.pth") +
+                              " --config " + tiny_config() + " --out " + out);
+  EXPECT_EQ(result.exit_code, kInputError) << result.output;
+  EXPECT_NE(result.output.find("transformer.decoder.bbox_embed.1.layers.2.bias"), std::string::npos)
+      << result.output;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST(Detrex, DropsOnlyDecoderCopiesEqualToTheirHeads) {
+  const torch::Tensor head = torch::arange(4.0);
+  TensorDict tensors;
+  tensors.insert("transformer.decoder.class_embed.0.bias", head.clone());
+  tensors.insert("class_embed.0.bias", head);
+  tensors.insert("transformer.decoder.norm.weight", torch::ones({2}));
+  tensors.insert("backbone.res2.0.conv1.norm.weight", torch::ones({2}));
+  const DetrexConversion converted = detrex_to_ours(tensors);
+  EXPECT_EQ(converted.aliases_dropped, 1);
+  EXPECT_EQ(converted.resnet_renamed, 1);
+  std::vector<std::string> names;
+  for (const auto& item : converted.tensors) names.push_back(item.key());
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"class_embed.0.bias", "transformer.decoder.norm.weight",
+                                      "backbone.layer1.0.bn1.weight"}));
+
+  TensorDict orphan;
+  orphan.insert("transformer.decoder.bbox_embed.3.layers.0.weight", torch::ones({2, 2}));
+  try {
+    detrex_to_ours(orphan);
+    FAIL() << "a decoder head copy without its head was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("bbox_embed.3.layers.0.weight"), std::string::npos);
+  }
+
+  TensorDict reshaped;
+  reshaped.insert("class_embed.0.bias", head);
+  reshaped.insert("transformer.decoder.class_embed.0.bias", head.view({2, 2}));
+  EXPECT_THROW(detrex_to_ours(reshaped), InputError);
+}
+
+}  // namespace
+}  // namespace aligndetr
