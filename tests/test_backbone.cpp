@@ -188,6 +188,47 @@ TEST(ResNet, FrozenPartsStayFrozenAfterAnOptimizerStep) {
   }
 }
 
+TEST(ResNet, LearnedNormsForTrainingFromScratch) {
+  torch::manual_seed(0);
+  ResNetOptions o{18, 2, false, {3, 4}};
+  o.norm = BackboneNorm::kBatchNorm;
+  ResNet bn(o);
+  const auto params = bn->named_parameters(true);
+  const auto buffers = bn->named_buffers(true);
+  // Trainable stages: torch BatchNorm2d under torchvision's names; frozen ones (stem, layer1)
+  // keep frozen batch norms, whose affine terms are buffers.
+  EXPECT_TRUE(params.contains("layer2.0.bn1.weight"));
+  EXPECT_TRUE(params.contains("layer2.0.downsample.1.bias"));
+  EXPECT_TRUE(buffers.contains("layer2.0.bn1.num_batches_tracked"));
+  EXPECT_FALSE(params.contains("bn1.weight"));
+  EXPECT_FALSE(params.contains("layer1.0.bn1.weight"));
+  EXPECT_TRUE(buffers.contains("layer1.0.bn1.running_var"));
+  // Training normalises with batch statistics and updates the running ones.
+  bn->train();
+  const auto before = buffers["layer3.1.bn2.running_mean"].clone();
+  bn->forward(torch::randn({2, 3, 64, 64}) * 3 + 1);
+  EXPECT_FALSE(torch::equal(before, buffers["layer3.1.bn2.running_mean"]));
+  EXPECT_EQ(buffers["layer3.1.bn2.num_batches_tracked"].item<int64_t>(), 1);
+
+  o.norm = BackboneNorm::kGroupNorm;
+  o.freeze_at = 1;
+  ResNet gn(o);
+  const auto gn_params = gn->named_parameters(true);
+  EXPECT_TRUE(gn_params.contains("layer1.0.bn2.weight"));
+  EXPECT_EQ(gn_params["layer1.0.bn2.weight"].numel(), 64);
+  // Group norms of a frozen stem freeze with its conv.
+  ASSERT_TRUE(gn_params.contains("bn1.weight"));
+  EXPECT_FALSE(gn_params["bn1.weight"].requires_grad());
+  EXPECT_TRUE(gn_params["layer1.0.bn2.weight"].requires_grad());
+  EXPECT_TRUE(gn->named_buffers(true).is_empty());
+  // Each group of 2 channels comes out with zero mean and unit variance at init.
+  const auto x = torch::randn({1, 64, 8, 8}) * 5 + 2;
+  const auto stem_norm = gn->named_modules()["layer1.0.bn1"];
+  const auto y = stem_norm->as<torch::nn::GroupNorm>()->forward(x).view({1, 32, -1});
+  EXPECT_LT(y.mean(-1).abs().max().item<double>(), 1e-5);
+  EXPECT_NEAR(y.var(-1, false).mean().item<double>(), 1.0, 1e-3);
+}
+
 TEST(ChannelMapper, LevelsNamesAndInit) {
   ChannelMapper neck(ChannelMapperOptions{{512, 1024, 2048}, 64, 2, 32});
   const auto params = neck->named_parameters(true);

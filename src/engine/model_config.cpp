@@ -6,6 +6,20 @@
 
 namespace aligndetr {
 
+namespace {
+
+// detectron2's spelling of the backbone norms.
+BackboneNorm backbone_norm(const Config& c) {
+  const auto norm = c.get_string("model.backbone.norm", "FrozenBN");
+  if (norm == "FrozenBN") return BackboneNorm::kFrozenBatchNorm;
+  if (norm == "BN") return BackboneNorm::kBatchNorm;
+  if (norm == "GN") return BackboneNorm::kGroupNorm;
+  throw InputError(fmt::format(
+      "config '{}': model.backbone.norm '{}' is not one of FrozenBN, BN, GN", c.source(), norm));
+}
+
+}  // namespace
+
 model::DinoOptions dino_options(const Config& c) {
   const auto type = c.get_string("model.type");
   if (type != "dino") {
@@ -17,6 +31,7 @@ model::DinoOptions dino_options(const Config& c) {
   o.backbone.depth = static_cast<int>(c.get_int("model.backbone.depth"));
   o.backbone.freeze_at = static_cast<int>(c.get_int("model.backbone.freeze_at", 1));
   o.backbone.dc5 = c.get_bool("model.backbone.dc5", false);
+  o.backbone.norm = backbone_norm(c);
   o.backbone.out_stages.clear();
   for (const auto s : c.get_int_list("model.backbone.out_stages")) {
     o.backbone.out_stages.push_back(static_cast<int>(s));
@@ -72,6 +87,7 @@ model::DabDetrOptions dab_detr_options(const Config& c) {
   o.backbone.depth = static_cast<int>(c.get_int("model.backbone.depth"));
   o.backbone.freeze_at = static_cast<int>(c.get_int("model.backbone.freeze_at", 1));
   o.backbone.dc5 = c.get_bool("model.backbone.dc5", false);
+  o.backbone.norm = backbone_norm(c);
   auto& t = o.transformer;
   t.embed_dim = c.get_int("model.transformer.embed_dim");
   t.num_heads = c.get_int("model.transformer.num_heads");

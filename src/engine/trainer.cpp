@@ -31,7 +31,8 @@ std::vector<torch::optim::OptimizerParamGroup> param_groups(torch::nn::Module& m
                                                             const SolverOptions& s) {
   std::unordered_set<const void*> norm_params;
   for (const auto& m : model.modules()) {
-    if (m->as<torch::nn::LayerNorm>() || m->as<torch::nn::GroupNorm>()) {
+    if (m->as<torch::nn::LayerNorm>() || m->as<torch::nn::GroupNorm>() ||
+        m->as<torch::nn::BatchNorm2d>()) {
       for (const auto& p : m->parameters()) norm_params.insert(p.unsafeGetTensorImpl());
     }
   }

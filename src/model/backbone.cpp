@@ -7,6 +7,8 @@
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/init.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/normalization.h>
 
 #include "aligndetr/util/error.h"
 
@@ -27,6 +29,18 @@ torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t str
                              .bias(false));
   torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
   return conv;
+}
+
+torch::nn::AnyModule make_norm(BackboneNorm norm, int64_t channels) {
+  switch (norm) {
+    case BackboneNorm::kBatchNorm:
+      return torch::nn::AnyModule(torch::nn::BatchNorm2d(channels));
+    case BackboneNorm::kGroupNorm:
+      return torch::nn::AnyModule(torch::nn::GroupNorm(32, channels));
+    case BackboneNorm::kFrozenBatchNorm:
+      break;
+  }
+  return torch::nn::AnyModule(FrozenBatchNorm2d(channels));
 }
 
 struct DepthSpec {
@@ -67,33 +81,39 @@ torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
 }
 
 ResidualBlockImpl::ResidualBlockImpl(int64_t in_channels, int64_t planes, int64_t stride,
-                                     int64_t dilation, bool bottleneck)
+                                     int64_t dilation, bool bottleneck, BackboneNorm norm)
     : bottleneck_(bottleneck) {
   const int64_t out_channels = bottleneck ? planes * 4 : planes;
+  const auto add_norm = [&](const char* name, int64_t channels) {
+    torch::nn::AnyModule m = make_norm(norm, channels);
+    register_module(name, m.ptr());
+    return m;
+  };
   if (bottleneck) {
     conv1_ = register_module("conv1", make_conv(in_channels, planes, 1, 1));
-    bn1_ = register_module("bn1", FrozenBatchNorm2d(planes));
+    bn1_ = add_norm("bn1", planes);
     conv2_ = register_module("conv2", make_conv(planes, planes, 3, stride, dilation));
-    bn2_ = register_module("bn2", FrozenBatchNorm2d(planes));
+    bn2_ = add_norm("bn2", planes);
     conv3_ = register_module("conv3", make_conv(planes, out_channels, 1, 1));
-    bn3_ = register_module("bn3", FrozenBatchNorm2d(out_channels));
+    bn3_ = add_norm("bn3", out_channels);
   } else {
     conv1_ = register_module("conv1", make_conv(in_channels, planes, 3, stride, dilation));
-    bn1_ = register_module("bn1", FrozenBatchNorm2d(planes));
+    bn1_ = add_norm("bn1", planes);
     conv2_ = register_module("conv2", make_conv(planes, planes, 3, 1, dilation));
-    bn2_ = register_module("bn2", FrozenBatchNorm2d(planes));
+    bn2_ = add_norm("bn2", planes);
   }
   if (stride != 1 || in_channels != out_channels) {
-    downsample_ = register_module(
-        "downsample", torch::nn::Sequential(make_conv(in_channels, out_channels, 1, stride),
-                                            FrozenBatchNorm2d(out_channels)));
+    torch::nn::Sequential downsample;
+    downsample->push_back(make_conv(in_channels, out_channels, 1, stride));
+    downsample->push_back(make_norm(norm, out_channels));
+    downsample_ = register_module("downsample", downsample);
   }
 }
 
 torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
-  torch::Tensor out = F::relu(bn1_(conv1_(x)));
-  out = bn2_(conv2_(out));
-  if (bottleneck_) out = bn3_(conv3_(F::relu(out)));
+  torch::Tensor out = F::relu(bn1_.forward(conv1_(x)));
+  out = bn2_.forward(conv2_(out));
+  if (bottleneck_) out = bn3_.forward(conv3_(F::relu(out)));
   const torch::Tensor identity = downsample_ ? downsample_->forward(x) : x;
   return F::relu(out + identity);
 }
@@ -111,8 +131,15 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
     }
   }
 
+  // Frozen parts keep frozen batch norms: batch statistics of a stage that does not train would
+  // only drift.
+  const auto norm_of = [&](bool frozen) {
+    return frozen && options_.norm == BackboneNorm::kBatchNorm ? BackboneNorm::kFrozenBatchNorm
+                                                               : options_.norm;
+  };
   conv1_ = register_module("conv1", make_conv(3, 64, 7, 2));
-  bn1_ = register_module("bn1", FrozenBatchNorm2d(64));
+  bn1_ = make_norm(norm_of(options_.freeze_at >= 1), 64);
+  register_module("bn1", bn1_.ptr());
   int64_t in_channels = 64;
   int64_t stride_so_far = 4;  // conv1 and the max pool
   for (int stage = 0; stage < 4; ++stage) {
@@ -122,8 +149,8 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
     const int64_t dilation = dilated ? 2 : 1;
     torch::nn::Sequential layer;
     for (int64_t b = 0; b < spec.blocks[stage]; ++b) {
-      layer->push_back(
-          ResidualBlock(in_channels, planes, b == 0 ? first_stride : 1, dilation, spec.bottleneck));
+      layer->push_back(ResidualBlock(in_channels, planes, b == 0 ? first_stride : 1, dilation,
+                                     spec.bottleneck, norm_of(stage + 2 <= options_.freeze_at)));
       in_channels = spec.bottleneck ? planes * 4 : planes;
     }
     stride_so_far *= first_stride;
@@ -133,9 +160,10 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
   }
 
   // detectron2's freeze_at: 1 freezes the stem, k >= 2 also stages res2..res(k), i.e. layer1..
-  // layer(k-1). Frozen batch norms have no parameters, so only the convs need this.
+  // layer(k-1). Frozen batch norms have no parameters; group norms do and freeze with the convs.
   if (options_.freeze_at >= 1) {
     for (auto& p : conv1_->parameters()) p.set_requires_grad(false);
+    for (auto& p : bn1_.ptr()->parameters()) p.set_requires_grad(false);
   }
   for (int stage = 0; stage + 2 <= options_.freeze_at && stage < 4; ++stage) {
     for (auto& p : layers_[stage]->parameters()) p.set_requires_grad(false);
@@ -143,7 +171,7 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
 }
 
 std::vector<torch::Tensor> ResNetImpl::forward(torch::Tensor images) {
-  torch::Tensor x = F::relu(bn1_(conv1_(images)));
+  torch::Tensor x = F::relu(bn1_.forward(conv1_(images)));
   x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   std::vector<torch::Tensor> outputs;
   const int last = options_.out_stages.back();

@@ -1,13 +1,16 @@
 #pragma once
 // ResNet backbones with torchvision's module layout and parameter names (conv1, bn1,
 // layer1..layer4, blocks with conv1/bn1/conv2/bn2[/conv3/bn3] and downsample.0/.1), so that
-// torchvision state_dicts load by name. Every batch norm is a FrozenBatchNorm2d, as in the
-// reference detectors: its statistics and affine terms are buffers, never trained.
+// torchvision state_dicts load by name. By default every batch norm is a FrozenBatchNorm2d, as in
+// the reference detectors: its statistics and affine terms are buffers, never trained. A backbone
+// trained from scratch needs a norm that learns (detectron2's norm "BN" or "GN"): `norm` selects
+// it for the stages that are not frozen.
 
 #include <cstdint>
 #include <vector>
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
@@ -30,16 +33,21 @@ TORCH_MODULE(FrozenBatchNorm2d);
 // One residual block. A Bottleneck (ResNet-50/101) has conv1 1x1, conv2 3x3 carrying the stride
 // and the dilation (torchvision v1.5, detectron2 stride_in_1x1=False), conv3 1x1 with 4x
 // expansion; a BasicBlock (ResNet-18/34) has two 3x3 convs, the first carrying the stride.
+// The backbone's normalization layers. kBatchNorm: torch BatchNorm2d (batch statistics in
+// training, torchvision's names, so torchvision checkpoints still load); kGroupNorm: 32 groups
+// (weight and bias only).
+enum class BackboneNorm { kFrozenBatchNorm, kBatchNorm, kGroupNorm };
+
 class ResidualBlockImpl : public torch::nn::Module {
  public:
   ResidualBlockImpl(int64_t in_channels, int64_t planes, int64_t stride, int64_t dilation,
-                    bool bottleneck);
+                    bool bottleneck, BackboneNorm norm = BackboneNorm::kFrozenBatchNorm);
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
   bool bottleneck_;
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
-  FrozenBatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
+  torch::nn::AnyModule bn1_, bn2_, bn3_;
   torch::nn::Sequential downsample_{nullptr};
 };
 TORCH_MODULE(ResidualBlock);
@@ -52,6 +60,9 @@ struct ResNetOptions {
   // res5_dilation=2: torchvision leaves the first block of the stage undilated).
   bool dc5 = false;
   std::vector<int> out_stages = {2, 3, 4};  // 1..4 = layer1..layer4, i.e. res2..res5
+  // Norm of the trainable stages; frozen ones (freeze_at) keep FrozenBatchNorm2d under kBatchNorm,
+  // as detectron2 converts them, so their statistics cannot drift.
+  BackboneNorm norm = BackboneNorm::kFrozenBatchNorm;
 };
 
 class ResNetImpl : public torch::nn::Module {
@@ -66,7 +77,7 @@ class ResNetImpl : public torch::nn::Module {
  private:
   ResNetOptions options_;
   torch::nn::Conv2d conv1_{nullptr};
-  FrozenBatchNorm2d bn1_{nullptr};
+  torch::nn::AnyModule bn1_;
   std::vector<torch::nn::Sequential> layers_;
   std::vector<int64_t> stage_channels_, stage_strides_;
 };
