@@ -14,6 +14,7 @@
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/trainer.h"
+#include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 #include "test_support.h"
 
@@ -159,6 +160,31 @@ TEST(Trainer, KilledCheckpointWriteLeavesThePreviousOneLoadable) {
     testing::write_text(broken, bytes.substr(0, bytes.size() / 2));
   }
   EXPECT_THROW(load_checkpoint(broken, *model), InputError);
+}
+
+TEST(Checkpoint, RandomStatesOfTheCpuAndEveryCudaDeviceRoundTrip) {
+  testing::TempDir dir;
+  torch::nn::Linear model(3, 2);
+  torch::optim::AdamW optimizer(model->parameters());
+  const auto path = (dir / "ckpt.pt").string();
+  torch::manual_seed(11);
+  save_checkpoint(path, *model, optimizer, 5, "a: 1\n");
+  const auto expected = torch::rand({4});
+  const TensorDict saved = load_tensors(path);
+  EXPECT_TRUE(saved.contains("trainer.rng_cpu"));
+  const int64_t gpus = torch::cuda::is_available() ? int64_t(torch::cuda::device_count()) : 0;
+  for (int64_t i = 0; i < gpus + 1; ++i) {
+    EXPECT_EQ(saved.contains(fmt::format("trainer.rng_cuda.{}", i)), i < gpus) << i;
+  }
+  torch::manual_seed(99);
+  EXPECT_EQ(load_checkpoint(path, *model, &optimizer).iteration, 5);
+  EXPECT_TRUE(torch::equal(torch::rand({4}), expected));
+  // A checkpoint from a machine with one more GPU than this one still resumes (with a warning).
+  TensorDict more = saved;
+  more.insert(fmt::format("trainer.rng_cuda.{}", gpus), saved["trainer.rng_cpu"]);
+  const auto other = (dir / "more_gpus.pt").string();
+  save_tensors(other, more);
+  EXPECT_EQ(load_checkpoint(other, *model, &optimizer).iteration, 5);
 }
 
 TEST(Trainer, MismatchedWeightsAreRejectedWithNames) {

@@ -6,6 +6,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "aligndetr/model/weights.h"
@@ -30,6 +31,35 @@ torch::Tensor string_tensor(const std::string& s) {
 std::string tensor_string(const torch::Tensor& t) {
   const auto c = t.contiguous();
   return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), size_t(c.numel()));
+}
+
+int64_t cuda_devices() {
+  return torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+}
+
+// Through the device-generic context, so the code builds against CPU-only LibTorch too.
+at::Generator cuda_generator(int64_t index) {
+  return at::globalContext().defaultGenerator(
+      at::Device(at::kCUDA, static_cast<at::DeviceIndex>(index)));
+}
+
+// Every CUDA generator saved and present is restored. A run moved to a machine with fewer (or no)
+// GPUs resumes, but its random draws there differ from the original run's: say so.
+void restore_cuda_rng(const std::string& path, const TensorDict& dict) {
+  int64_t saved = 0;
+  while (dict.contains(fmt::format("trainer.rng_cuda.{}", saved))) ++saved;
+  const int64_t present = cuda_devices();
+  for (int64_t i = 0; i < std::min(saved, present); ++i) {
+    auto gen = cuda_generator(i);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(dict[fmt::format("trainer.rng_cuda.{}", i)]);
+  }
+  if (saved != present) {
+    spdlog::warn(
+        "'{}' holds the random state of {} CUDA device(s), this machine has {}: random draws on "
+        "the GPU will not repeat those of the original run",
+        path, saved, present);
+  }
 }
 
 }  // namespace
@@ -57,6 +87,11 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     dict.insert("trainer.rng_cpu", gen.get_state());
+  }
+  for (int64_t i = 0; i < cuda_devices(); ++i) {
+    auto gen = cuda_generator(i);
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    dict.insert(fmt::format("trainer.rng_cuda.{}", i), gen.get_state());
   }
   dict.insert("trainer.config", string_tensor(config_yaml));
   save_tensors(path, dict);
@@ -97,9 +132,12 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
         optimizer->state()[param_key(params[i])] = std::move(st);
       }
     }
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(dict["trainer.rng_cpu"]);
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(dict["trainer.rng_cpu"]);
+    }
+    restore_cuda_rng(path, dict);
   }
   return info;
 }

@@ -1,8 +1,9 @@
 #pragma once
 // Training checkpoints: one file in torch.save's format holding the model ("model.*"), the
-// optimizer state ("optimizer.<group>.<index>.*"), the iteration, the RNG state and the resolved
-// config, written atomically (a killed run leaves the previous checkpoint intact). Model-only
-// weight files (save_module) load the same way, so eval and predict accept either.
+// optimizer state ("optimizer.<group>.<index>.*"), the iteration, the RNG states (CPU and each
+// CUDA device) and the resolved config, written atomically (a killed run leaves the previous
+// checkpoint intact). Model-only weight files (save_module) load the same way, so eval and
+// predict accept either.
 
 #include <cstdint>
 #include <string>
