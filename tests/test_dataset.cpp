@@ -171,6 +171,30 @@ TEST(Loader, WorkerErrorsReachTheCaller) {
   }
 }
 
+TEST(Synth, MinObjectSizeSetsTheSmallestObjects) {
+  const auto share_at_least = [](int min_object_size, double side) {
+    testing::TempDir dir;
+    SynthOptions o;
+    o.train_images = 30;
+    o.val_images = 0;
+    o.size = 128;
+    o.min_object_size = min_object_size;
+    o.out_dir = dir.path().string();
+    write_synthetic_dataset(o);
+    const auto ds = read_coco((dir / "annotations/instances_train.json").string());
+    int n = 0;
+    for (const auto& a : ds.annotations) n += std::max(a.bbox[2], a.bbox[3]) >= side;
+    return double(n) / double(ds.annotations.size());
+  };
+  // Objects cut by the image border or hidden behind others may still show a small box.
+  EXPECT_GT(share_at_least(32, 20), 0.85);
+  EXPECT_LT(share_at_least(8, 20), 0.75);
+  SynthOptions bad;
+  bad.out_dir = "unused";
+  bad.min_object_size = 2;
+  EXPECT_THROW(write_synthetic_dataset(bad), InputError);
+}
+
 TEST(Synth, DeterministicAndARealProblem) {
   testing::TempDir a, b;
   SynthOptions o;

@@ -32,6 +32,11 @@ void setup_synth(CLI::App& app) {
   cmd->add_option("--max-objects", options->max_objects, "Most objects per image")
       ->check(CLI::Range(2, 64))
       ->capture_default_str();
+  cmd->add_option("--min-object-size", options->min_object_size,
+                  "Smallest object diameter in pixels (sizes are log-uniform up to 60% of the "
+                  "shorter image side)")
+      ->check(CLI::Range(4, 4096))
+      ->capture_default_str();
   cmd->callback([options] {
     write_synthetic_dataset(*options);
     spdlog::info("wrote {} training and {} validation images to {}", options->train_images,

@@ -173,8 +173,8 @@ Rendered render(int size, const SynthOptions& o, std::mt19937_64& rng) {
   for (int i = 0; i < n; ++i) {
     Placement p;
     p.shape = static_cast<Shape>(std::uniform_int_distribution<int>(0, kNumShapes - 1)(rng));
-    // Log-uniform sizes: from a few pixels to half the image.
-    const double min_r = 4.0, max_r = 0.3 * std::min(h, w);
+    // Log-uniform sizes, from the smallest diameter asked for to 60% of the shorter side.
+    const double max_r = 0.3 * std::min(h, w), min_r = std::min(0.5 * o.min_object_size, max_r);
     p.radius = min_r * std::pow(max_r / min_r, u(rng));
     p.aspect = 0.7 + 0.6 * u(rng);
     p.angle = (u(rng) - 0.5) * (p.shape == kCircle || p.shape == kRing ? M_PI : M_PI / 5);
@@ -306,6 +306,10 @@ void write_synthetic_dataset(const SynthOptions& o) {
   if (o.train_images < 0 || o.val_images < 0) throw InputError("synth: negative image count");
   if (o.min_objects < 1 || o.max_objects < o.min_objects) {
     throw InputError("synth: need 1 <= min objects <= max objects");
+  }
+  if (o.min_object_size < 4) {
+    throw InputError(
+        fmt::format("synth: --min-object-size {} is below 4 pixels", o.min_object_size));
   }
   write_split(o, "train", o.train_images, 1);
   write_split(o, "val", o.val_images, 2);

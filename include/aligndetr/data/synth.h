@@ -18,6 +18,8 @@ struct SynthOptions {
   uint64_t seed = 0;
   int min_objects = 3;
   int max_objects = 8;
+  // Smallest object diameter in pixels; sizes are log-uniform from it to 60% of the shorter side.
+  int min_object_size = 8;
   int threads = 0;  // 0: all cores
 };
 
