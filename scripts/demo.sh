@@ -13,8 +13,12 @@ paths=(--set "data.train.ann=$data/annotations/instances_train.json"
        --set "data.val.ann=$data/annotations/instances_val.json"
        --set "data.val.images=$data/images/val")
 
-if [[ ! -f "$data/annotations/instances_val.json" ]]; then
-  "$bin" synth --out "$data" --train 800 --val 100 --size 256 --seed 0
+# Generated again whenever the settings change (a stamp file records them).
+synth_args=(--train 800 --val 100 --size 256 --min-object-size 16 --seed 0)
+if [[ ! -f "$data/annotations/instances_val.json" || "$(cat "$data/.settings" 2>/dev/null)" != "${synth_args[*]}" ]]; then
+  rm -rf "$data"
+  "$bin" synth --out "$data" "${synth_args[@]}"
+  echo "${synth_args[*]}" > "$data/.settings"
 fi
 "$bin" dataset show --ann "$data/annotations/instances_train.json" --images "$data/images/train" \
   --out "$out/ground_truth" --limit 8 --augment
