@@ -187,6 +187,26 @@ TEST(Checkpoint, RandomStatesOfTheCpuAndEveryCudaDeviceRoundTrip) {
   EXPECT_EQ(load_checkpoint(other, *model, &optimizer).iteration, 5);
 }
 
+TEST(Trainer, ANewRunInAnOldDirectoryReplacesItsLogAndCheckpoints) {
+  REQUIRE_SHARED_DATA();
+  testing::TempDir dir;
+  const auto run = (dir / "run").string();
+  const auto lines = [&] {
+    std::ifstream in(run + "/metrics.jsonl");
+    int n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
+  };
+  train(make_experiment(tiny_config(dir.path(), 2, 4)), run, false);
+  const int first = lines();
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(latest_checkpoint(run + "/checkpoints"), checkpoint_path(run + "/checkpoints", 4));
+  train(make_experiment(tiny_config(dir.path(), 2, 2)), run, false);
+  // Only the second run's lines (2 steps instead of 4) and its own checkpoint remain.
+  EXPECT_LT(lines(), first);
+  EXPECT_EQ(latest_checkpoint(run + "/checkpoints"), checkpoint_path(run + "/checkpoints", 2));
+}
+
 TEST(Trainer, MismatchedWeightsAreRejectedWithNames) {
   REQUIRE_SHARED_DATA();
   testing::TempDir dir;

@@ -173,4 +173,13 @@ void prune_checkpoints(const std::string& dir, int64_t keep) {
   }
 }
 
+int remove_checkpoints(const std::string& dir) {
+  int removed = 0;
+  for (const auto& path : list_checkpoints(dir)) {
+    std::error_code ec;
+    removed += fs::remove(path, ec) ? 1 : 0;
+  }
+  return removed;
+}
+
 }  // namespace aligndetr

@@ -189,6 +189,7 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   model->train();
   torch::optim::AdamW optimizer(param_groups(*model, e.solver));
 
+  const std::string metrics_path = (fs::path(output_dir) / "metrics.jsonl").string();
   int64_t start_iter = 0;
   if (resume) {
     const auto last = latest_checkpoint(ckpt_dir);
@@ -196,9 +197,21 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
       spdlog::warn("--resume: no checkpoint in {}; starting from scratch", ckpt_dir);
     } else {
       start_iter = load_checkpoint(last, *model, &optimizer).iteration;
-      truncate_metrics((fs::path(output_dir) / "metrics.jsonl").string(), start_iter);
+      truncate_metrics(metrics_path, start_iter);
       spdlog::info("resumed from {} at iteration {}", last, start_iter);
     }
+  }
+  if (start_iter == 0) {
+    // A new run in a directory that held one: leftovers would mix two runs in the log and plots
+    // and let a later --resume pick up the old run's checkpoints.
+    const int removed = remove_checkpoints(ckpt_dir);
+    if (removed > 0 || fs::exists(metrics_path)) {
+      spdlog::warn(
+          "{} holds an earlier run: its metrics.jsonl and {} checkpoint(s) are replaced by this "
+          "run's (--resume continues a run instead)",
+          output_dir, removed);
+    }
+    write_file_atomic(metrics_path, "");
   }
 
   LoaderOptions lo;
@@ -219,7 +232,7 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
 
   auto criterion = e.criterion;
   if (hooks.reduce_num_boxes) criterion.reduce_num_boxes = hooks.reduce_num_boxes;
-  MetricsLog metrics((fs::path(output_dir) / "metrics.jsonl").string());
+  MetricsLog metrics(metrics_path);
   TrainResult result;
   ProgressBar progress(e.solver.max_iter - start_iter, "train", "it");
   std::map<std::string, double> running;
@@ -326,8 +339,7 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   const auto r = evaluate_model(*model, val_set, device, e);
   metrics.write(eval_json(e.solver.max_iter, r));
   write_file_atomic((fs::path(output_dir) / "eval_final.json").string(), r.stats_json() + "\n");
-  analysis::write_training_plots(analysis::read_metrics_log(fs::path(output_dir) / "metrics.jsonl"),
-                                 output_dir);
+  analysis::write_training_plots(analysis::read_metrics_log(metrics_path), output_dir);
   result.final_eval = r;
   return result;
 }

@@ -34,4 +34,7 @@ std::string latest_checkpoint(const std::string& dir);
 // Deletes all but the newest `keep` checkpoints.
 void prune_checkpoints(const std::string& dir, int64_t keep);
 
+// Deletes every checkpoint in dir (a new run replacing an old one); returns how many.
+int remove_checkpoints(const std::string& dir);
+
 }  // namespace aligndetr
