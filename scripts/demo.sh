@@ -33,4 +33,5 @@ ap=$(field AP "$out/eval/eval.json")
 ap50=$(field AP50 "$out/eval/eval.json")
 recall=$(field br_recall_top_n "$out/eval/alignment.json")
 pearson=$(field pearson "$out/eval/alignment.json")
-echo "demo: AP=$ap AP50=$ap50 BR_recall_N=$recall pearson=$pearson out=$out"
+fmt4() { if [[ $1 == null || -z $1 ]]; then echo "$1"; else printf '%.4f' "$1"; fi; }
+echo "demo: AP=$(fmt4 "$ap") AP50=$(fmt4 "$ap50") BR_recall_N=$(fmt4 "$recall") pearson=$(fmt4 "$pearson") out=$out"
