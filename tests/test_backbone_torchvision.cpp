@@ -4,59 +4,26 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
-#include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
+#include "python_fixture.h"
 #include "test_support.h"
 
 namespace aligndetr {
 namespace {
 
-using testing::TempDir;
-
-// A Python with torch and torchvision: $ALIGNDETR_PYTHON, else Debian's /usr/bin/python3 (a
-// python3 earlier on PATH, e.g. from pyenv, usually lacks the Debian packages), else python3.
-std::string python_with_torch() {
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("ALIGNDETR_PYTHON")) candidates.emplace_back(env);
-  candidates.emplace_back("/usr/bin/python3");
-  candidates.emplace_back("python3");
-  for (const auto& python : candidates) {
-    const std::string probe = python + " -c 'import torch, torchvision' >/dev/null 2>&1";
-    if (std::system(probe.c_str()) == 0) return python;
-  }
-  return "";
-}
-
 // The checkpoints are written once for the suite: the script takes a few seconds.
-class TorchvisionResNet : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    python_ = python_with_torch();
-    if (python_.empty()) return;
-    dir_ = std::make_unique<TempDir>();
-    const std::string cmd = python_ + " " + ALIGNDETR_SOURCE_DIR +
-                            "/tests/python/make_resnet_checkpoint.py " + dir_->path().string();
-    script_ok_ = std::system(cmd.c_str()) == 0;
-  }
-  static void TearDownTestSuite() { dir_.reset(); }
-  void SetUp() override {
-    if (python_.empty()) {
-      GTEST_SKIP() << "no python3 with torch and torchvision (install python3-torch and "
-                      "python3-torchvision: scripts/install-deps.sh, or set ALIGNDETR_PYTHON)";
-    }
-    ASSERT_TRUE(script_ok_) << "tests/python/make_resnet_checkpoint.py failed";
-  }
-  static std::string file(const std::string& name) { return (dir_->path() / name).string(); }
-
-  static inline std::string python_;
-  static inline std::unique_ptr<TempDir> dir_;
-  static inline bool script_ok_ = false;
+class TorchvisionResNet : public testing::PythonScriptTest<TorchvisionResNet> {
+ public:
+  static constexpr const char* kScript = "make_resnet_checkpoint.py";
+  static constexpr const char* kModules = "torch, torchvision";
+  static constexpr const char* kPackages = "python3-torch and python3-torchvision";
 };
 
 TEST_F(TorchvisionResNet, FeaturesMatchTheReference) {

@@ -4,9 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,13 +14,13 @@
 #include "aligndetr/model/detrex.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
+#include "python_fixture.h"
 #include "test_support.h"
 
 namespace aligndetr {
 namespace {
 
 using testing::run_cli;
-using testing::TempDir;
 
 constexpr int kInputError = 2;
 
@@ -30,43 +28,12 @@ std::string tiny_config() {
   return std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml";
 }
 
-// As in test_backbone_torchvision.cpp, but this script needs torch only.
-std::string python_with_torch() {
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("ALIGNDETR_PYTHON")) candidates.emplace_back(env);
-  candidates.emplace_back("/usr/bin/python3");
-  candidates.emplace_back("python3");
-  for (const auto& python : candidates) {
-    const std::string probe = python + " -c 'import torch' >/dev/null 2>&1";
-    if (std::system(probe.c_str()) == 0) return python;
-  }
-  return "";
-}
-
 // The script's defaults are configs/align_dino_tiny.yaml's sizes. It runs once for the suite.
-class DetrexImport : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    python_ = python_with_torch();
-    if (python_.empty()) return;
-    dir_ = std::make_unique<TempDir>();
-    const std::string cmd = python_ + " " + ALIGNDETR_SOURCE_DIR +
-                            "/tests/python/make_detrex_dino_checkpoint.py " + dir_->path().string();
-    script_ok_ = std::system(cmd.c_str()) == 0;
-  }
-  static void TearDownTestSuite() { dir_.reset(); }
-  void SetUp() override {
-    if (python_.empty()) {
-      GTEST_SKIP() << "no python3 with torch (install python3-torch: scripts/install-deps.sh, or "
-                      "set ALIGNDETR_PYTHON)";
-    }
-    ASSERT_TRUE(script_ok_) << "tests/python/make_detrex_dino_checkpoint.py failed";
-  }
-  static std::string file(const std::string& name) { return (dir_->path() / name).string(); }
-
-  static inline std::string python_;
-  static inline std::unique_ptr<TempDir> dir_;
-  static inline bool script_ok_ = false;
+class DetrexImport : public testing::PythonScriptTest<DetrexImport> {
+ public:
+  static constexpr const char* kScript = "make_detrex_dino_checkpoint.py";
+  static constexpr const char* kModules = "torch";
+  static constexpr const char* kPackages = "python3-torch";
 };
 
 TEST_F(DetrexImport, LoadsCompletelyIntoTheTinyDino) {
