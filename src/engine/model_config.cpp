@@ -18,6 +18,16 @@ BackboneNorm backbone_norm(const Config& c) {
       "config '{}': model.backbone.norm '{}' is not one of FrozenBN, BN, GN", c.source(), norm));
 }
 
+// The backbone keys both detectors share; out_stages is the DINO's own (DAB-DETR takes res5).
+ResNetOptions resnet_options(const Config& c) {
+  ResNetOptions o;
+  o.depth = static_cast<int>(c.get_int("model.backbone.depth"));
+  o.freeze_at = static_cast<int>(c.get_int("model.backbone.freeze_at", 1));
+  o.dc5 = c.get_bool("model.backbone.dc5", false);
+  o.norm = backbone_norm(c);
+  return o;
+}
+
 }  // namespace
 
 model::DinoOptions dino_options(const Config& c) {
@@ -28,10 +38,7 @@ model::DinoOptions dino_options(const Config& c) {
   }
   model::DinoOptions o;
   o.num_classes = c.get_int("model.num_classes");
-  o.backbone.depth = static_cast<int>(c.get_int("model.backbone.depth"));
-  o.backbone.freeze_at = static_cast<int>(c.get_int("model.backbone.freeze_at", 1));
-  o.backbone.dc5 = c.get_bool("model.backbone.dc5", false);
-  o.backbone.norm = backbone_norm(c);
+  o.backbone = resnet_options(c);
   o.backbone.out_stages.clear();
   for (const auto s : c.get_int_list("model.backbone.out_stages")) {
     o.backbone.out_stages.push_back(static_cast<int>(s));
@@ -84,10 +91,7 @@ model::DabDetrOptions dab_detr_options(const Config& c) {
   }
   model::DabDetrOptions o;
   o.num_classes = c.get_int("model.num_classes");
-  o.backbone.depth = static_cast<int>(c.get_int("model.backbone.depth"));
-  o.backbone.freeze_at = static_cast<int>(c.get_int("model.backbone.freeze_at", 1));
-  o.backbone.dc5 = c.get_bool("model.backbone.dc5", false);
-  o.backbone.norm = backbone_norm(c);
+  o.backbone = resnet_options(c);
   auto& t = o.transformer;
   t.embed_dim = c.get_int("model.transformer.embed_dim");
   t.num_heads = c.get_int("model.transformer.num_heads");
