@@ -33,6 +33,10 @@ std::string tensor_string(const torch::Tensor& t) {
   return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), size_t(c.numel()));
 }
 
+std::string cuda_rng_key(int64_t device) {
+  return fmt::format("trainer.rng_cuda.{}", device);
+}
+
 int64_t cuda_devices() {
   return torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
 }
@@ -47,12 +51,12 @@ at::Generator cuda_generator(int64_t index) {
 // GPUs resumes, but its random draws there differ from the original run's: say so.
 void restore_cuda_rng(const std::string& path, const TensorDict& dict) {
   int64_t saved = 0;
-  while (dict.contains(fmt::format("trainer.rng_cuda.{}", saved))) ++saved;
+  while (dict.contains(cuda_rng_key(saved))) ++saved;
   const int64_t present = cuda_devices();
   for (int64_t i = 0; i < std::min(saved, present); ++i) {
     auto gen = cuda_generator(i);
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(dict[fmt::format("trainer.rng_cuda.{}", i)]);
+    gen.set_state(dict[cuda_rng_key(i)]);
   }
   if (saved != present) {
     spdlog::warn(
@@ -91,7 +95,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   for (int64_t i = 0; i < cuda_devices(); ++i) {
     auto gen = cuda_generator(i);
     std::lock_guard<std::mutex> lock(gen.mutex());
-    dict.insert(fmt::format("trainer.rng_cuda.{}", i), gen.get_state());
+    dict.insert(cuda_rng_key(i), gen.get_state());
   }
   dict.insert("trainer.config", string_tensor(config_yaml));
   save_tensors(path, dict);
