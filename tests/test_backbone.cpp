@@ -282,6 +282,19 @@ TEST(MaskDownsample, NearestAsDetrex) {
   EXPECT_TRUE(torch::equal(masks[1][0], torch::tensor({false, false, true}).view({1, 3})));
 }
 
+TEST(MaskDownsample, BoxesOnThePaddedCanvasBecomeRelativeToTheValidRegion) {
+  // Image 0: 4 of 8 columns and 2 of 4 rows valid, so x and width double and so do y and
+  // height; image 1: all valid, unchanged.
+  torch::Tensor mask = torch::ones({2, 4, 8}, torch::kBool);
+  mask[0].index_put_({torch::indexing::Slice(0, 2), torch::indexing::Slice(0, 4)}, false);
+  mask[1].fill_(false);
+  const auto boxes =
+      torch::tensor({0.25f, 0.2f, 0.1f, 0.3f, 0.5f, 0.5f, 0.2f, 0.4f}).view({2, 1, 4});
+  const auto out = boxes_relative_to_valid_region(boxes, mask);
+  EXPECT_TRUE(torch::allclose(out[0][0], torch::tensor({0.5f, 0.4f, 0.2f, 0.6f})));
+  EXPECT_TRUE(torch::equal(out[1], boxes[1]));
+}
+
 TEST(PositionEmbeddingSine, ValuesByHand) {
   // One image of 2x3 with the last column padded: valid widths 2, heights 2.
   torch::Tensor mask = torch::zeros({1, 2, 3}, torch::kBool);

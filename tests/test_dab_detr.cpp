@@ -234,11 +234,23 @@ TEST(DabDetr, ShapesAndPaddingMask) {
   // The padding of image 1 changes its own outputs only.
   EXPECT_TRUE(torch::allclose(a.decoder[1].logits[0], b.decoder[1].logits[0], 1e-5, 1e-6));
   EXPECT_FALSE(torch::allclose(a.decoder[1].logits[1], b.decoder[1].logits[1], 1e-3, 1e-4));
-  // In evaluation the mask is ignored (detrex's inference uses an all-valid mask).
+  // Evaluation uses the real mask too, unless told to ignore it as detrex's inference does; then
+  // image 1's boxes are still reported relative to its valid 128 x 96 part.
   model->eval();
   const auto c = model->forward(images, no_pad);
   const auto d = model->forward(images, pad);
-  EXPECT_TRUE(torch::equal(c.decoder[1].logits, d.decoder[1].logits));
+  EXPECT_FALSE(torch::allclose(c.decoder[1].logits[1], d.decoder[1].logits[1], 1e-3, 1e-4));
+  auto options = tiny_dab();
+  options.eval_ignores_padding_mask = true;
+  torch::manual_seed(2);
+  DabDetr all_valid(options);
+  all_valid->eval();
+  const auto e = all_valid->forward(images, no_pad);
+  const auto f = all_valid->forward(images, pad);
+  EXPECT_TRUE(torch::equal(e.decoder[1].logits, f.decoder[1].logits));
+  EXPECT_TRUE(torch::equal(e.decoder[1].boxes[0], f.decoder[1].boxes[0]));
+  const auto scale = torch::tensor({160.0f / 96, 1.0f, 160.0f / 96, 1.0f});
+  EXPECT_TRUE(torch::allclose(f.decoder[1].boxes[1], e.decoder[1].boxes[1] * scale));
 }
 
 TEST(DabDetr, TinyPresetTrainsThroughTheCriterion) {
@@ -336,7 +348,7 @@ TEST(DabDetrConfig, PaperPresetIsUnderstoodCompletely) {
   EXPECT_EQ(o.position.temperature_h, 20.0);
   EXPECT_EQ(o.position.temperature_w, 20.0);
   EXPECT_EQ(o.position.offset, 0.0);
-  EXPECT_TRUE(o.eval_ignores_padding_mask);
+  EXPECT_FALSE(o.eval_ignores_padding_mask);
   const auto c = criterion_options(config);
   EXPECT_EQ(c.class_loss, loss::ClassLoss::kIaBce);
   EXPECT_EQ(c.layer_k(6), (std::vector<int64_t>{2, 2, 2, 2, 2, 1}));

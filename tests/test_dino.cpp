@@ -40,7 +40,8 @@ TEST(Denoising, AttentionMaskBlocks) {
       {0, 0, 1, 1, 0, 0, 0}, {0, 0, 1, 1, 0, 0, 0}, {1, 1, 0, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0, 0},
       {1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 0, 0, 0}};
   for (int i = 0; i < 7; ++i) {
-    for (int j = 0; j < 7; ++j) EXPECT_EQ(m[i][j].item<bool>(), bool(expected[i][j])) << i << "," << j;
+    for (int j = 0; j < 7; ++j)
+      EXPECT_EQ(m[i][j].item<bool>(), bool(expected[i][j])) << i << "," << j;
   }
 }
 
@@ -68,7 +69,8 @@ TEST(Denoising, GroupsSlotsAndNoise) {
   const auto gt = torch::tensor({0.5f, 0.5f, 0.5f, 0.5f});
   const auto pos_box = dn->queries.boxes_unact[1][0].sigmoid();
   const auto corner = [](const torch::Tensor& b) {
-    return torch::cat({b.narrow(0, 0, 2) - b.narrow(0, 2, 2) / 2, b.narrow(0, 0, 2) + b.narrow(0, 2, 2) / 2});
+    return torch::cat(
+        {b.narrow(0, 0, 2) - b.narrow(0, 2, 2) / 2, b.narrow(0, 0, 2) + b.narrow(0, 2, 2) / 2});
   };
   EXPECT_TRUE(((corner(pos_box) - corner(gt)).abs() <= 0.25 + 1e-4).all().item<bool>());
   // Negatives (slots 2, 6, 10 of image 1) move each corner by 0.25 to 0.5, unless clamped to the
@@ -79,7 +81,8 @@ TEST(Denoising, GroupsSlotsAndNoise) {
     if ((neg_box.narrow(0, 2, 2) <= 2e-3).any().item<bool>()) continue;
     const auto c = corner(neg_box);
     const auto shift = (c - corner(gt)).abs();
-    EXPECT_TRUE(((shift >= 0.25 - 1e-4) | (c <= 1e-3) | (c >= 1 - 1e-3)).all().item<bool>()) << neg_box;
+    EXPECT_TRUE(((shift >= 0.25 - 1e-4) | (c <= 1e-3) | (c >= 1 - 1e-3)).all().item<bool>())
+        << neg_box;
     EXPECT_TRUE((shift <= 0.5 + 1e-4).all().item<bool>()) << neg_box;
     ++checked;
   }
@@ -99,8 +102,9 @@ TEST(Denoising, NothingWithoutBoxes) {
 TEST(Dino, ParameterNamesAndIndependentHeads) {
   Dino model(tiny_dino());
   const auto params = model->named_parameters();
-  for (const char* name : {"backbone.conv1.weight", "neck.convs.0.conv.weight", "transformer.level_embeds",
-                           "class_embed.2.weight", "bbox_embed.2.layers.2.bias", "label_enc.weight"}) {
+  for (const char* name :
+       {"backbone.conv1.weight", "neck.convs.0.conv.weight", "transformer.level_embeds",
+        "class_embed.2.weight", "bbox_embed.2.layers.2.bias", "label_enc.weight"}) {
     EXPECT_TRUE(params.contains(name)) << name;
   }
   // Same start, separate tensors.
@@ -127,7 +131,8 @@ TEST(Dino, TrainingForwardBackwardThroughTheCriterion) {
   EXPECT_EQ(out.denoising->layers[0].boxes.sizes(), torch::IntArrayRef({2, 12, 4}));
 
   const auto losses = loss::compute_criterion(out, t, loss::CriterionOptions::paper());
-  for (const char* name : {"loss_class", "loss_bbox_0", "loss_giou_enc", "loss_class_dn", "loss_bbox_dn_0"}) {
+  for (const char* name :
+       {"loss_class", "loss_bbox_0", "loss_giou_enc", "loss_class_dn", "loss_bbox_dn_0"}) {
     EXPECT_TRUE(losses.weighted.count(name)) << name;
   }
   ASSERT_TRUE(torch::isfinite(losses.total).item<bool>());
@@ -165,10 +170,47 @@ TEST(Dino, DeterministicForASeedAndNoDenoisingInEval) {
   EXPECT_TRUE(torch::equal(oa.decoder[1].boxes, ob.decoder[1].boxes));
 }
 
+// Two images of different sizes in one padded batch, as evaluation batches them. With detrex's
+// all-valid mask the model sees the smaller image's padding as part of it; its boxes must still
+// be reported relative to the image itself (as with the real mask, and as post-processing scales
+// them): the boxes of the padded image run alone, scaled by canvas / valid size.
+TEST(Dino, EvaluationOnAPaddedBatchReportsBoxesRelativeToEachImage) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  auto images = torch::randn({2, 3, 96, 128});
+  auto mask = torch::zeros({2, 96, 128}, torch::kBool);
+  // Image 1 is 64 x 96 (h x w), zero-padded as the loader pads.
+  mask[1].index_put_({torch::indexing::Slice(64, torch::indexing::None)}, true);
+  mask[1].index_put_({torch::indexing::Slice(), torch::indexing::Slice(96, torch::indexing::None)},
+                     true);
+  images[1].masked_fill_(mask[1].unsqueeze(0), 0.0);
+
+  auto options = tiny_dino();
+  options.eval_ignores_padding_mask = true;
+  torch::manual_seed(3);
+  Dino model(options);
+  model->eval();
+  const auto batched = model->forward(images, mask);
+  const auto alone =
+      model->forward(images.narrow(0, 1, 1), torch::zeros({1, 96, 128}, torch::kBool));
+  const auto scale = torch::tensor({128.0f / 96, 96.0f / 64, 128.0f / 96, 96.0f / 64});
+  for (size_t l = 0; l < batched.decoder.size(); ++l) {
+    EXPECT_TRUE(
+        torch::allclose(batched.decoder[l].logits[1], alone.decoder[l].logits[0], 1e-4, 1e-5))
+        << "layer " << l;
+    EXPECT_TRUE(
+        torch::allclose(batched.decoder[l].boxes[1], alone.decoder[l].boxes[0] * scale, 1e-4, 1e-5))
+        << "layer " << l;
+  }
+  EXPECT_TRUE(
+      torch::allclose(batched.encoder->boxes[1], alone.encoder->boxes[0] * scale, 1e-4, 1e-5));
+}
+
 TEST(Postprocess, TopKOverQueriesAndClassesScaledAndClipped) {
   // 2 queries x 3 classes; the best three entries: (q1, c2), (q0, c0), (q1, c0).
   const auto logits = torch::tensor({2.0f, -5.0f, -4.0f, 1.0f, -6.0f, 3.0f}).view({1, 2, 3});
-  const auto boxes = torch::tensor({0.5f, 0.5f, 0.2f, 0.4f, 0.9f, 0.5f, 0.4f, 0.2f}).view({1, 2, 4});
+  const auto boxes =
+      torch::tensor({0.5f, 0.5f, 0.2f, 0.4f, 0.9f, 0.5f, 0.4f, 0.2f}).view({1, 2, 4});
   const auto d = postprocess(logits, boxes, {{{100, 200}}}, 3);
   ASSERT_EQ(d.size(), 1u);
   EXPECT_TRUE(torch::equal(d[0].labels, torch::tensor({2, 0, 0}, torch::kInt64)));
@@ -186,7 +228,8 @@ TEST(Postprocess, TopKOverQueriesAndClassesScaledAndClipped) {
 
 TEST(Postprocess, DropsBoxesEmptyAfterClipping) {
   const auto logits = torch::zeros({1, 2, 1});
-  const auto boxes = torch::tensor({1.5f, 0.5f, 0.2f, 0.2f, 0.5f, 0.5f, 0.2f, 0.2f}).view({1, 2, 4});
+  const auto boxes =
+      torch::tensor({1.5f, 0.5f, 0.2f, 0.2f, 0.5f, 0.5f, 0.2f, 0.2f}).view({1, 2, 4});
   const auto d = postprocess(logits, boxes, {{{10, 10}}}, 2);
   EXPECT_EQ(d[0].boxes.size(0), 1);
 }

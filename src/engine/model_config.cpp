@@ -66,7 +66,7 @@ model::DinoOptions dino_options(const Config& c) {
   o.denoising.dn_number = c.get_int("model.denoising.dn_number", 100);
   o.denoising.label_noise_ratio = c.get_double("model.denoising.label_noise_ratio", 0.5);
   o.denoising.box_noise_scale = c.get_double("model.denoising.box_noise_scale", 1.0);
-  o.eval_ignores_padding_mask = c.get_bool("model.eval_ignores_padding_mask", true);
+  o.eval_ignores_padding_mask = c.get_bool("model.eval_ignores_padding_mask", false);
   if (t.embed_dim % t.num_heads != 0) {
     throw InputError(
         fmt::format("config '{}': model.transformer.embed_dim {} is not divisible by "
@@ -102,7 +102,7 @@ model::DabDetrOptions dab_detr_options(const Config& c) {
   o.num_queries = c.get_int("model.transformer.num_queries");
   o.position.temperature(c.get_double("model.position.temperature", 20));
   o.position.offset = c.get_double("model.position.offset", 0.0);
-  o.eval_ignores_padding_mask = c.get_bool("model.eval_ignores_padding_mask", true);
+  o.eval_ignores_padding_mask = c.get_bool("model.eval_ignores_padding_mask", false);
   if (t.embed_dim % t.num_heads != 0 || t.embed_dim % 4 != 0) {
     throw InputError(
         fmt::format("config '{}': model.transformer.embed_dim {} must be a multiple "

@@ -37,8 +37,8 @@ DabDetrImpl::DabDetrImpl(DabDetrOptions options) : options_(std::move(options)) 
 
 loss::CriterionInputs DabDetrImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
                                            const std::vector<matching::Target>* /*targets*/) {
-  const auto image_mask =
-      (!is_training() && options_.eval_ignores_padding_mask) ? torch::zeros_like(mask) : mask;
+  const bool all_valid = !is_training() && options_.eval_ignores_padding_mask;
+  const auto image_mask = all_valid ? torch::zeros_like(mask) : mask;
   const auto feat = input_proj_(backbone_(images).back());
   const auto feat_mask = downsample_mask(image_mask, feat.size(2), feat.size(3));
   const auto pos = position_(feat_mask).to(feat.dtype());
@@ -47,7 +47,8 @@ loss::CriterionInputs DabDetrImpl::forward(const torch::Tensor& images, const to
   loss::CriterionInputs result;
   for (size_t l = 0; l < out.hidden.size(); ++l) {
     const auto boxes = (bbox_embed_(out.hidden[l]) + inverse_sigmoid(out.references[l])).sigmoid();
-    result.decoder.push_back({class_embed_(out.hidden[l]), boxes});
+    result.decoder.push_back({class_embed_(out.hidden[l]),
+                              all_valid ? boxes_relative_to_valid_region(boxes, mask) : boxes});
   }
   return result;
 }

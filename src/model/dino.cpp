@@ -52,8 +52,8 @@ DinoImpl::DinoImpl(DinoOptions options) : options_(std::move(options)) {
 loss::CriterionInputs DinoImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
                                         const std::vector<matching::Target>* targets) {
   const auto& o = options_;
-  const auto image_mask =
-      (!is_training() && o.eval_ignores_padding_mask) ? torch::zeros_like(mask) : mask;
+  const bool all_valid = !is_training() && o.eval_ignores_padding_mask;
+  const auto image_mask = all_valid ? torch::zeros_like(mask) : mask;
   const auto feats = neck_(backbone_(images));
   const auto masks = downsample_masks(image_mask, feats);
   std::vector<torch::Tensor> pos;
@@ -73,6 +73,10 @@ loss::CriterionInputs DinoImpl::forward(const torch::Tensor& images, const torch
     result.decoder.push_back({out.logits[l].narrow(1, pad, Q), out.boxes[l].narrow(1, pad, Q)});
   }
   result.encoder = loss::OutputSet{out.enc_logits, out.enc_boxes};
+  if (all_valid) {
+    for (auto& set : result.decoder) set.boxes = boxes_relative_to_valid_region(set.boxes, mask);
+    result.encoder->boxes = boxes_relative_to_valid_region(result.encoder->boxes, mask);
+  }
   if (dn) {
     loss::DenoisingOutputs d;
     for (size_t l = 0; l < out.logits.size(); ++l) {

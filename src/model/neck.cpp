@@ -79,4 +79,16 @@ std::vector<torch::Tensor> downsample_masks(const torch::Tensor& mask,
   return masks;
 }
 
+torch::Tensor boxes_relative_to_valid_region(const torch::Tensor& boxes,
+                                             const torch::Tensor& mask) {
+  const auto valid = mask.logical_not();
+  const auto height = static_cast<double>(mask.size(1));
+  const auto width = static_cast<double>(mask.size(2));
+  const auto valid_w = valid.select(1, 0).sum(1).to(boxes.dtype()).clamp_min(1);
+  const auto valid_h = valid.select(2, 0).sum(1).to(boxes.dtype()).clamp_min(1);
+  const auto sx = width / valid_w;
+  const auto sy = height / valid_h;
+  return boxes * torch::stack({sx, sy, sx, sy}, 1).unsqueeze(1);
+}
+
 }  // namespace aligndetr

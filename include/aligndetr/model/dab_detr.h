@@ -35,8 +35,12 @@ struct DabDetrOptions {
   // num_pos_feats is set to embed_dim / 2.
   PositionEmbeddingSineOptions position = default_position();
   double prior_prob = 0.01;  // initial class probability (the classification bias)
-  // detrex runs inference with an all-valid mask (the original DAB-DETR keeps the real one).
-  bool eval_ignores_padding_mask = true;
+  // detrex runs inference with an all-valid mask (the original DAB-DETR keeps the real one). With
+  // one image per batch, as detrex evaluates, nothing is padded and both agree. On a padded batch
+  // the all-valid mask makes the padding part of the image: boxes are still reported relative to
+  // each image's valid region, but they depend on what else is in the batch, so the real mask is
+  // the default.
+  bool eval_ignores_padding_mask = false;
 
   static PositionEmbeddingSineOptions default_position() {
     PositionEmbeddingSineOptions p;

@@ -55,5 +55,9 @@ torch::Tensor downsample_mask(const torch::Tensor& mask, int64_t height, int64_t
 // One mask per feature ([B, C, h, w]).
 std::vector<torch::Tensor> downsample_masks(const torch::Tensor& mask,
                                             const std::vector<torch::Tensor>& features);
+// Boxes [B, N, 4] (cx, cy, w, h) normalized to the whole padded canvas, re-expressed relative to
+// each image's valid region (mask [B, H, W], true on padding), the frame every detector reports in.
+// Needed when a model ran with an all-valid mask on a padded batch.
+torch::Tensor boxes_relative_to_valid_region(const torch::Tensor& boxes, const torch::Tensor& mask);
 
 }  // namespace aligndetr
