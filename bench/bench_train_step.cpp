@@ -1,8 +1,8 @@
-// One training step of the tiny Align-DETR (configs/align_dino_tiny.yaml's model: ResNet-18,
-// width 128, 2+2 layers, 100 queries) at 256x320 px and batch 1, 2 and 4 (the argument), split
-// into its parts so each is a share of the step: model forward, matching + criterion, and the
-// whole step with backward and the optimizer; then the whole step again with deformable attention
-// built from grid_sample instead of the fused CPU kernel (the baseline).
+// One training step of the tiny Align-DETR (configs/align_dino_tiny.yaml: ResNet-18, width 128,
+// 2+2 layers, 100 queries, the paper's criterion) at 256x320 px and batch 1, 2 and 4 (the
+// argument), split into its parts so each is a share of the step: model forward, matching +
+// criterion, and the whole step with backward and the optimizer; then the whole step again with
+// deformable attention built from grid_sample instead of the fused CPU kernel (the baseline).
 //
 //   ./build/bench/bench_train_step [--benchmark_min_time=2]   (ALIGNDETR_BENCH_THREADS=1: one
 //   thread)
@@ -10,26 +10,22 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
-#include "aligndetr/loss/criterion.h"
-#include "aligndetr/model/dino.h"
+#include "aligndetr/engine/config.h"
+#include "aligndetr/engine/model_config.h"
 #include "bench_threads.h"
 
 namespace {
 
 using namespace aligndetr;
 
+// The model and criterion of configs/align_dino_tiny.yaml.
+Config tiny_config() {
+  return Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml");
+}
+
 model::DinoOptions tiny(ops::MSDeformAttnKernel kernel) {
-  model::DinoOptions o;
+  auto o = dino_options(tiny_config());
   o.transformer.attention_kernel = kernel;
-  o.backbone.depth = 18;
-  o.num_classes = 8;
-  o.transformer.embed_dim = 128;
-  o.transformer.num_heads = 4;
-  o.transformer.encoder_layers = 2;
-  o.transformer.decoder_layers = 2;
-  o.transformer.ffn_dim = 512;
-  o.transformer.num_queries = 100;
-  o.denoising.dn_number = 20;
   return o;
 }
 
@@ -63,7 +59,7 @@ void BM_Forward(benchmark::State& state) {
 
 void BM_ForwardCriterion(benchmark::State& state) {
   Step s(state.range(0));
-  const auto criterion = loss::CriterionOptions::paper();
+  const auto criterion = criterion_options(tiny_config());
   for (auto _ : state) {
     auto out = s.model->forward(s.images, s.mask, &s.targets);
     auto losses = loss::compute_criterion(out, s.targets, criterion);
@@ -73,7 +69,7 @@ void BM_ForwardCriterion(benchmark::State& state) {
 
 void full_step(benchmark::State& state, ops::MSDeformAttnKernel kernel) {
   Step s(state.range(0), kernel);
-  const auto criterion = loss::CriterionOptions::paper();
+  const auto criterion = criterion_options(tiny_config());
   for (auto _ : state) {
     s.optimizer.zero_grad();
     auto out = s.model->forward(s.images, s.mask, &s.targets);
