@@ -4,11 +4,30 @@
 #include <numeric>
 #include <random>
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "aligndetr/data/dataset.h"
 
 namespace aligndetr {
+
+namespace {
+
+// Each thread that runs LibTorch operators gets its own OpenMP team, as large as the main one, so
+// workers would add threads that spin against the training step's on the same cores. A worker's
+// share of the work is small: its operators run on the worker alone. The lazy initialisation
+// comes first because it would otherwise reset the thread count at the first operator.
+void keep_torch_operators_on_this_thread() {
+  at::internal::lazy_init_num_threads();
+#ifdef _OPENMP
+  omp_set_num_threads(1);
+#endif
+}
+
+}  // namespace
 
 DataLoader::DataLoader(std::shared_ptr<const CocoDetection> dataset, LoaderOptions options)
     : dataset_(std::move(dataset)), options_(options) {
@@ -75,6 +94,7 @@ Batch DataLoader::load_batch(size_t b) const {
 }
 
 void DataLoader::worker_loop() {
+  keep_torch_operators_on_this_thread();
   const size_t window = static_cast<size_t>(options_.prefetch * std::max(1, options_.workers));
   for (;;) {
     size_t b = 0;
