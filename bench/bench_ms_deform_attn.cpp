@@ -88,9 +88,5 @@ BENCHMARK(BM_ResNet18ForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTim
 }  // namespace
 
 int main(int argc, char** argv) {
-  configure_bench_threads();
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_torch_benchmarks(argc, argv);
 }

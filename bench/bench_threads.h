@@ -5,9 +5,20 @@
 
 #include <cstdlib>
 
+#include <benchmark/benchmark.h>
+
 #include "aligndetr/engine/runtime.h"
 
 inline int configure_bench_threads() {
   const char* threads = std::getenv("ALIGNDETR_BENCH_THREADS");
   return aligndetr::configure_runtime(threads ? std::atoi(threads) : 0);
+}
+
+// main() of a LibTorch benchmark: the thread count above, then Google Benchmark as usual.
+inline int run_torch_benchmarks(int argc, char** argv) {
+  configure_bench_threads();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
 }

@@ -118,9 +118,5 @@ BENCHMARK(BM_FullStepGridSample)
 }  // namespace
 
 int main(int argc, char** argv) {
-  configure_bench_threads();
-  benchmark::Initialize(&argc, argv);
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return run_torch_benchmarks(argc, argv);
 }
