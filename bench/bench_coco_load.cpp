@@ -14,7 +14,7 @@
 
 #include <fmt/format.h>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
 
 namespace {
 
@@ -66,7 +66,7 @@ void BM_ReadTrain2017Sized(benchmark::State& state) {
   const long rss_before = peak_rss_kb();
   size_t annotations = 0;
   for (auto _ : state) {
-    const auto ds = aligndetr::read_coco(path);
+    const auto ds = aligndetr::coco::read_coco(path);
     annotations = ds.annotations.size();
   }
   const double peak_mb = static_cast<double>(peak_rss_kb()) / 1024;

@@ -21,9 +21,9 @@
 
 #include <fmt/format.h>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
+#include "aligndetr/coco/results.h"
 #include "aligndetr/eval/coco_eval.h"
-#include "aligndetr/eval/results_json.h"
 #include "aligndetr/util/atomic_file.h"
 
 namespace fs = std::filesystem;
@@ -124,7 +124,7 @@ void write_case(const CaseFiles& files) {
     }
   }
   gt += "],\n\"categories\": " + simdjson::minify(root["categories"].value()) + "}\n";
-  write_file_atomic(files.gt, gt);
+  util::write_file_atomic(files.gt, gt);
 
   // Detections: per image, 60 jittered copies of its GT boxes (a tenth with a wrong category)
   // and the rest random boxes of random categories with lower scores.
@@ -161,13 +161,13 @@ void write_case(const CaseFiles& files) {
     }
   }
   dt += "]\n";
-  write_file_atomic(files.dt, dt);
+  util::write_file_atomic(files.dt, dt);
 }
 
 struct Case {
   CaseFiles files;
-  CocoDataset gt;
-  std::vector<Detection> dts;
+  coco::CocoDataset gt;
+  std::vector<coco::Detection> dts;
 };
 
 fs::path g_case_dir;
@@ -180,8 +180,8 @@ Case& bench_case() {
     out.files = {(g_case_dir / "instances_tiled40.json").string(),
                  (g_case_dir / "detections_tiled40.json").string()};
     if (!fs::exists(out.files.gt) || !fs::exists(out.files.dt)) write_case(out.files);
-    out.gt = read_coco(out.files.gt);
-    out.dts = read_coco_results(out.files.dt);
+    out.gt = coco::read_coco(out.files.gt);
+    out.dts = coco::read_coco_results(out.files.dt);
     std::fprintf(stderr, "case: %s (%zu images, %zu GT), %s (%zu detections)\n",
                  out.files.gt.c_str(), out.gt.images.size(), out.gt.annotations.size(),
                  out.files.dt.c_str(), out.dts.size());
@@ -192,30 +192,30 @@ Case& bench_case() {
 
 void BM_LoadGroundTruth(benchmark::State& state) {
   const auto& c = bench_case();
-  for (auto _ : state) benchmark::DoNotOptimize(read_coco(c.files.gt));
+  for (auto _ : state) benchmark::DoNotOptimize(coco::read_coco(c.files.gt));
 }
 
 void BM_LoadDetections(benchmark::State& state) {
   const auto& c = bench_case();
   const int threads = static_cast<int>(state.range(0));
-  for (auto _ : state) benchmark::DoNotOptimize(read_coco_results(c.files.dt, threads));
+  for (auto _ : state) benchmark::DoNotOptimize(coco::read_coco_results(c.files.dt, threads));
 }
 
 void BM_Evaluate(benchmark::State& state) {
   const auto& c = bench_case();
-  CocoEvalOptions options;
+  eval::CocoEvalOptions options;
   options.threads = static_cast<int>(state.range(0));
   for (auto _ : state) {
-    CocoEvaluator ev(c.gt, options);
+    eval::CocoEvaluator ev(c.gt, options);
     ev.evaluate(c.dts);
   }
 }
 
 void BM_Accumulate(benchmark::State& state) {
   const auto& c = bench_case();
-  CocoEvalOptions options;
+  eval::CocoEvalOptions options;
   options.threads = static_cast<int>(state.range(0));
-  CocoEvaluator ev(c.gt, options);
+  eval::CocoEvaluator ev(c.gt, options);
   ev.evaluate(c.dts);
   double ap = 0;
   for (auto _ : state) ap = ev.accumulate().stats[0];
@@ -226,14 +226,14 @@ void BM_Accumulate(benchmark::State& state) {
 // evaluate and accumulate.
 void BM_EndToEnd(benchmark::State& state) {
   const auto& c = bench_case();
-  CocoEvalOptions options;
+  eval::CocoEvalOptions options;
   options.threads = static_cast<int>(state.range(0));
   for (auto _ : state) {
     auto gt_future = std::async(options.threads == 1 ? std::launch::deferred : std::launch::async,
-                                [&] { return read_coco(c.files.gt); });
-    const auto dts = read_coco_results(c.files.dt, options.threads);
-    const CocoDataset gt = gt_future.get();
-    CocoEvaluator ev(gt, options);
+                                [&] { return coco::read_coco(c.files.gt); });
+    const auto dts = coco::read_coco_results(c.files.dt, options.threads);
+    const coco::CocoDataset gt = gt_future.get();
+    eval::CocoEvaluator ev(gt, options);
     ev.evaluate(dts);
     benchmark::DoNotOptimize(ev.accumulate());
   }

@@ -12,15 +12,15 @@
 
 namespace {
 
-using aligndetr::loss::CriterionInputs;
+using aligndetr::boxes::Target;
 using aligndetr::loss::CriterionOptions;
-using aligndetr::loss::OutputSet;
-using aligndetr::matching::Target;
+using aligndetr::model::DetectorOutputs;
+using aligndetr::model::OutputSet;
 
 constexpr int64_t kBatch = 2, kQueries = 900, kClasses = 80, kGts = 20, kLayers = 6;
 
 struct Batch {
-  CriterionInputs inputs;
+  DetectorOutputs inputs;
   std::vector<Target> targets;
 };
 

@@ -21,12 +21,12 @@ namespace {
 
 using namespace aligndetr;
 
-std::shared_ptr<const CocoDetection> coco128() {
-  static std::shared_ptr<const CocoDetection> ds = [] {
-    DatasetOptions o;
+std::shared_ptr<const data::CocoDetection> coco128() {
+  static std::shared_ptr<const data::CocoDetection> ds = [] {
+    data::DatasetOptions o;
     o.ann_file = std::string(ALIGNDETR_SHARED_DATA) + "/coco128/annotations/instances.json";
     o.images_dir = std::string(ALIGNDETR_SHARED_DATA) + "/coco128/images";
-    return std::make_shared<const CocoDetection>(o);
+    return std::make_shared<const data::CocoDetection>(o);
   }();
   return ds;
 }
@@ -38,7 +38,7 @@ void BM_DecodeOnly(benchmark::State& state) {
     for (size_t i = 0; i < ds->size(); ++i) {
       const auto path =
           std::filesystem::path(ds->options().images_dir) / ds->image_info(i).file_name;
-      benchmark::DoNotOptimize(read_image_rgb(path.string()).data);
+      benchmark::DoNotOptimize(data::read_image_rgb(path.string()).data);
       ++images;
     }
   }
@@ -47,10 +47,10 @@ void BM_DecodeOnly(benchmark::State& state) {
 
 void BM_Loader(benchmark::State& state) {
   const auto ds = coco128();
-  LoaderOptions o;
+  data::LoaderOptions o;
   o.batch_size = 2;
   o.workers = static_cast<int>(state.range(0));
-  DataLoader loader(ds, o);
+  data::DataLoader loader(ds, o);
   int64_t images = 0, epoch = 0;
   for (auto _ : state) {
     loader.start_epoch(epoch++);
@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Workers are the parallelism here: one thread for each image operation.
-  configure_runtime(1);
+  engine::configure_runtime(1);
   cv::setNumThreads(1);
   benchmark::Initialize(&argc, argv);
   RatioReporter reporter;

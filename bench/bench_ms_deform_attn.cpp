@@ -61,16 +61,21 @@ void BM_GridSampleForwardBackward(benchmark::State& s) {
 
 void BM_AttentionModuleForwardBackward(benchmark::State& state) {
   torch::manual_seed(0);
-  ops::MSDeformAttn attn(ops::MSDeformAttnOptions{kHeads * kHeadDim, kHeads, kLevels, kPoints});
+  ops::MSDeformAttnOptions o;
+  o.embed_dim = kHeads * kHeadDim;
+  o.num_heads = kHeads;
+  o.num_levels = kLevels;
+  o.num_points = kPoints;
+  ops::MSDeformAttn attn(o);
   const auto q = torch::randn({1, kTokens, kHeads * kHeadDim}, torch::requires_grad());
   const auto ref = torch::rand({1, kTokens, kLevels, 2});
   for (auto _ : state) attn->forward(q, q, ref, kShapes).sum().backward();
 }
 
 void BM_ResNet18ForwardBackward(benchmark::State& state) {
-  ResNetOptions o;
+  model::ResNetOptions o;
   o.depth = 18;
-  ResNet net(o);
+  model::ResNet net(o);
   const auto x = torch::randn({1, 3, 256, 320});
   for (auto _ : state) {
     const auto f = net->forward(x);

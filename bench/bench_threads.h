@@ -11,7 +11,7 @@
 
 inline int configure_bench_threads() {
   const char* threads = std::getenv("ALIGNDETR_BENCH_THREADS");
-  return aligndetr::configure_runtime(threads ? std::atoi(threads) : 0);
+  return aligndetr::engine::configure_runtime(threads ? std::atoi(threads) : 0);
 }
 
 // main() of a LibTorch benchmark: the thread count above, then Google Benchmark as usual.

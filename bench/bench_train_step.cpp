@@ -19,12 +19,12 @@ namespace {
 using namespace aligndetr;
 
 // The model and criterion of configs/align_dino_tiny.yaml.
-Config tiny_config() {
-  return Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml");
+engine::Config tiny_config() {
+  return engine::Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml");
 }
 
 model::DinoOptions tiny(ops::MSDeformAttnKernel kernel) {
-  auto o = dino_options(tiny_config());
+  auto o = engine::dino_options(tiny_config());
   o.transformer.attention_kernel = kernel;
   return o;
 }
@@ -32,7 +32,7 @@ model::DinoOptions tiny(ops::MSDeformAttnKernel kernel) {
 struct Step {
   model::Dino model;
   torch::Tensor images, mask;
-  std::vector<matching::Target> targets;
+  std::vector<boxes::Target> targets;
   torch::optim::AdamW optimizer{model->parameters(), torch::optim::AdamWOptions(1e-4)};
   explicit Step(int64_t batch, ops::MSDeformAttnKernel kernel = ops::MSDeformAttnKernel::kAuto)
       : model(tiny(kernel)),
@@ -59,7 +59,7 @@ void BM_Forward(benchmark::State& state) {
 
 void BM_ForwardCriterion(benchmark::State& state) {
   Step s(state.range(0));
-  const auto criterion = criterion_options(tiny_config());
+  const auto criterion = engine::criterion_options(tiny_config());
   for (auto _ : state) {
     auto out = s.model->forward(s.images, s.mask, &s.targets);
     auto losses = loss::compute_criterion(out, s.targets, criterion);
@@ -69,7 +69,7 @@ void BM_ForwardCriterion(benchmark::State& state) {
 
 void full_step(benchmark::State& state, ops::MSDeformAttnKernel kernel) {
   Step s(state.range(0), kernel);
-  const auto criterion = criterion_options(tiny_config());
+  const auto criterion = engine::criterion_options(tiny_config());
   for (auto _ : state) {
     s.optimizer.zero_grad();
     auto out = s.model->forward(s.images, s.mask, &s.targets);

@@ -6,6 +6,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "aligndetr/analysis/alignment.h"
+#include "aligndetr/util/error.h"
 #include "test_support.h"
 
 namespace aligndetr::analysis {
@@ -208,11 +209,12 @@ TEST(Alignment, RejectsBadShapesAndLabels) {
   AlignmentAccumulator acc;
   EXPECT_THROW(acc.add_image(e.logits, e.boxes.narrow(0, 0, 5), e.gt_labels, e.gt_boxes),
                c10::Error);
+  // Ground truth is user input, checked by boxes::check_targets as everywhere else.
   EXPECT_THROW(acc.add_image(e.logits, e.boxes, e.gt_labels.narrow(0, 0, 2), e.gt_boxes),
-               c10::Error);
+               util::InputError);
   EXPECT_THROW(
       acc.add_image(e.logits, e.boxes, torch::tensor({0, 2, 0}, torch::kInt64), e.gt_boxes),
-      c10::Error);
+      util::InputError);
   EXPECT_THROW(acc.add_image(torch::empty({0, 2}), torch::empty({0, 4}), e.gt_labels, e.gt_boxes),
                c10::Error);
   EXPECT_EQ(acc.report().images, 0);

@@ -14,6 +14,7 @@
 #include "aligndetr/model/neck.h"
 #include "aligndetr/model/position_encoding.h"
 #include "aligndetr/util/error.h"
+#include "support/model_options.h"
 
 namespace aligndetr {
 namespace {
@@ -38,7 +39,7 @@ int64_t frozen_bn_affine(const torch::nn::Module& m) {
 }
 
 TEST(FrozenBatchNorm, MatchesTheFormulaByHand) {
-  FrozenBatchNorm2d bn(2);
+  model::FrozenBatchNorm2d bn(2);
   bn->weight.copy_(torch::tensor({2.0f, 0.5f}));
   bn->bias.copy_(torch::tensor({1.0f, -1.0f}));
   bn->running_mean.copy_(torch::tensor({3.0f, -2.0f}));
@@ -59,11 +60,16 @@ struct DepthCase {
   int64_t bn_affine;   // torchvision's BatchNorm weight + bias, buffers here
 };
 
+// How GoogleTest (and so ctest's test list) prints a case.
+void PrintTo(const DepthCase& c, std::ostream* os) {
+  *os << "ResNet-" << c.depth;
+}
+
 class ResNetDepths : public ::testing::TestWithParam<DepthCase> {};
 
 TEST_P(ResNetDepths, ShapesStridesAndParameterCounts) {
   const DepthCase& c = GetParam();
-  ResNet net(ResNetOptions{c.depth, 1, false, {1, 2, 3, 4}});
+  model::ResNet net(testing::resnet_options(c.depth, 1, false, {1, 2, 3, 4}));
   EXPECT_EQ(net->out_channels(), c.channels);
   EXPECT_EQ(net->out_strides(), (std::vector<int64_t>{4, 8, 16, 32}));
   EXPECT_EQ(count(net->parameters(), false), c.parameters);
@@ -91,7 +97,7 @@ INSTANTIATE_TEST_SUITE_P(All, ResNetDepths,
                          [](const auto& info) { return "R" + std::to_string(info.param.depth); });
 
 TEST(ResNet, TorchvisionNames) {
-  ResNet net(ResNetOptions{50, 1, false, {4}});
+  model::ResNet net(testing::resnet_options(50, 1, false, {4}));
   const auto params = net->named_parameters(true);
   const auto buffers = net->named_buffers(true);
   for (const char* name : {"conv1.weight", "layer1.0.conv1.weight", "layer1.0.conv3.weight",
@@ -113,7 +119,7 @@ TEST(ResNet, TorchvisionNames) {
 
 TEST(ResNet, Dc5DilatesTheLastStage) {
   for (int depth : {18, 50}) {
-    ResNet net(ResNetOptions{depth, 1, true, {3, 4}});
+    model::ResNet net(testing::resnet_options(depth, 1, true, {3, 4}));
     EXPECT_EQ(net->out_strides(), (std::vector<int64_t>{16, 16})) << depth;
     torch::NoGradGuard no_grad;
     const auto features = net->forward(torch::randn({1, 3, 64, 64}));
@@ -129,19 +135,19 @@ TEST(ResNet, Dc5DilatesTheLastStage) {
 }
 
 TEST(ResNet, OutStagesSelectAndOrder) {
-  ResNet net(ResNetOptions{18, 0, false, {2, 4}});
+  model::ResNet net(testing::resnet_options(18, 0, false, {2, 4}));
   EXPECT_EQ(net->out_channels(), (std::vector<int64_t>{128, 512}));
   EXPECT_EQ(net->out_strides(), (std::vector<int64_t>{8, 32}));
   torch::NoGradGuard no_grad;
   EXPECT_EQ(net->forward(torch::randn({1, 3, 32, 32})).size(), 2u);
-  EXPECT_THROW(ResNet(ResNetOptions{18, 1, false, {3, 2}}), InputError);
-  EXPECT_THROW(ResNet(ResNetOptions{18, 1, false, {5}}), InputError);
-  EXPECT_THROW(ResNet(ResNetOptions{26, 1, false, {4}}), InputError);
+  EXPECT_THROW(model::ResNet(testing::resnet_options(18, 1, false, {3, 2})), util::InputError);
+  EXPECT_THROW(model::ResNet(testing::resnet_options(18, 1, false, {5})), util::InputError);
+  EXPECT_THROW(model::ResNet(testing::resnet_options(26, 1, false, {4})), util::InputError);
 }
 
 TEST(ResNet, FreezeAtLevels) {
   const auto frozen_names = [](int freeze_at) {
-    ResNet net(ResNetOptions{18, freeze_at, false, {4}});
+    model::ResNet net(testing::resnet_options(18, freeze_at, false, {4}));
     std::set<std::string> prefixes;
     for (const auto& item : net->named_parameters(true)) {
       if (!item.value().requires_grad()) {
@@ -160,7 +166,7 @@ TEST(ResNet, FreezeAtLevels) {
 
 TEST(ResNet, FrozenPartsStayFrozenAfterAnOptimizerStep) {
   torch::manual_seed(0);
-  ResNet net(ResNetOptions{18, 2, false, {3, 4}});
+  model::ResNet net(testing::resnet_options(18, 2, false, {3, 4}));
   net->train();
   std::map<std::string, torch::Tensor> before;
   for (const auto& item : net->named_parameters(true)) before[item.key()] = item.value().clone();
@@ -190,9 +196,9 @@ TEST(ResNet, FrozenPartsStayFrozenAfterAnOptimizerStep) {
 
 TEST(ResNet, LearnedNormsForTrainingFromScratch) {
   torch::manual_seed(0);
-  ResNetOptions o{18, 2, false, {3, 4}};
-  o.norm = BackboneNorm::kBatchNorm;
-  ResNet bn(o);
+  model::ResNetOptions o{18, 2, false, {3, 4}};
+  o.norm = model::BackboneNorm::kBatchNorm;
+  model::ResNet bn(o);
   const auto params = bn->named_parameters(true);
   const auto buffers = bn->named_buffers(true);
   // Trainable stages: torch BatchNorm2d under torchvision's names; frozen ones (stem, layer1)
@@ -210,9 +216,9 @@ TEST(ResNet, LearnedNormsForTrainingFromScratch) {
   EXPECT_FALSE(torch::equal(before, buffers["layer3.1.bn2.running_mean"]));
   EXPECT_EQ(buffers["layer3.1.bn2.num_batches_tracked"].item<int64_t>(), 1);
 
-  o.norm = BackboneNorm::kGroupNorm;
+  o.norm = model::BackboneNorm::kGroupNorm;
   o.freeze_at = 1;
-  ResNet gn(o);
+  model::ResNet gn(o);
   const auto gn_params = gn->named_parameters(true);
   EXPECT_TRUE(gn_params.contains("layer1.0.bn2.weight"));
   EXPECT_EQ(gn_params["layer1.0.bn2.weight"].numel(), 64);
@@ -230,7 +236,7 @@ TEST(ResNet, LearnedNormsForTrainingFromScratch) {
 }
 
 TEST(ChannelMapper, LevelsNamesAndInit) {
-  ChannelMapper neck(ChannelMapperOptions{{512, 1024, 2048}, 64, 2, 32});
+  model::ChannelMapper neck(testing::channel_mapper_options({512, 1024, 2048}, 64, 2, 32));
   const auto params = neck->named_parameters(true);
   for (const char* name :
        {"convs.0.conv.weight", "convs.0.conv.bias", "convs.0.norm.weight", "convs.2.norm.bias",
@@ -258,8 +264,9 @@ TEST(ChannelMapper, LevelsNamesAndInit) {
   const torch::Tensor group_means = out[0].view({2, 32, -1}).mean(-1);
   EXPECT_LT(group_means.abs().max().item<double>(), 1e-4);
 
-  EXPECT_THROW(neck->forward({torch::randn({2, 512, 16, 20})}), InputError);
-  EXPECT_THROW(ChannelMapper(ChannelMapperOptions{{512}, 100, 1, 32}), InputError);
+  EXPECT_THROW(neck->forward({torch::randn({2, 512, 16, 20})}), util::InputError);
+  EXPECT_THROW(model::ChannelMapper(testing::channel_mapper_options({512}, 100, 1, 32)),
+               util::InputError);
 }
 
 TEST(MaskDownsample, NearestAsDetrex) {
@@ -267,7 +274,7 @@ TEST(MaskDownsample, NearestAsDetrex) {
   torch::Tensor mask = torch::ones({2, 4, 8}, torch::kBool);
   mask[0].index_put_({torch::indexing::Slice(0, 3), torch::indexing::Slice(0, 5)}, false);
   mask[1].fill_(false);
-  const torch::Tensor m = downsample_mask(mask, 2, 4);
+  const torch::Tensor m = model::downsample_mask(mask, 2, 4);
   // Nearest picks source rows 0, 2 and columns 0, 2, 4, 6.
   const torch::Tensor expected =
       torch::tensor({false, false, false, true, false, false, false, true}).view({2, 4});
@@ -275,7 +282,7 @@ TEST(MaskDownsample, NearestAsDetrex) {
   EXPECT_TRUE(torch::equal(m[0], expected));
   EXPECT_FALSE(m[1].any().item<bool>());
   const auto masks =
-      downsample_masks(mask, {torch::zeros({2, 7, 4, 8}), torch::zeros({2, 7, 1, 3})});
+      model::downsample_masks(mask, {torch::zeros({2, 7, 4, 8}), torch::zeros({2, 7, 1, 3})});
   ASSERT_EQ(masks.size(), 2u);
   EXPECT_TRUE(torch::equal(masks[0], mask));
   // Size 1x3 from 4x8: row 0, columns floor(0 * 8/3), floor(1 * 8/3) = 2, floor(2 * 8/3) = 5.
@@ -290,7 +297,7 @@ TEST(MaskDownsample, BoxesOnThePaddedCanvasBecomeRelativeToTheValidRegion) {
   mask[1].fill_(false);
   const auto boxes =
       torch::tensor({0.25f, 0.2f, 0.1f, 0.3f, 0.5f, 0.5f, 0.2f, 0.4f}).view({2, 1, 4});
-  const auto out = boxes_relative_to_valid_region(boxes, mask);
+  const auto out = model::boxes_relative_to_valid_region(boxes, mask);
   EXPECT_TRUE(torch::allclose(out[0][0], torch::tensor({0.5f, 0.4f, 0.2f, 0.6f})));
   EXPECT_TRUE(torch::equal(out[1], boxes[1]));
 }
@@ -300,8 +307,13 @@ TEST(PositionEmbeddingSine, ValuesByHand) {
   torch::Tensor mask = torch::zeros({1, 2, 3}, torch::kBool);
   mask[0][0][2] = true;
   mask[0][1][2] = true;
-  PositionEmbeddingSine pe(
-      PositionEmbeddingSineOptions{4, 10000.0, 20.0, true, 2 * M_PI, -0.5, 1e-6});
+  model::PositionEmbeddingSine pe([] {
+    model::PositionEmbeddingSineOptions o;
+    o.num_pos_feats = 4;
+    o.temperature_h = 10000.0;
+    o.temperature_w = 20.0;
+    return o;
+  }());
   const torch::Tensor pos = pe(mask);
   ASSERT_EQ(pos.sizes(), (std::vector<int64_t>{1, 8, 2, 3}));
   const auto expect_at = [&](int64_t row, int64_t col, double y, double x, int first_channel) {
@@ -325,7 +337,11 @@ TEST(PositionEmbeddingSine, ValuesByHand) {
   expect_at(1, 2, 0.0, 1.5 / (2 + eps) * s, 4);
 
   // No offset (DAB-DETR, official DINO): the last valid position is at 2 pi.
-  PositionEmbeddingSine dab(PositionEmbeddingSineOptions{4, 20.0, 20.0, true, 2 * M_PI, 0.0, 1e-6});
+  model::PositionEmbeddingSineOptions dab_options;
+  dab_options.num_pos_feats = 4;
+  dab_options.temperature_h = dab_options.temperature_w = 20.0;
+  dab_options.offset = 0.0;
+  model::PositionEmbeddingSine dab(dab_options);
   const torch::Tensor p2 = dab(mask);
   EXPECT_NEAR(p2[0][4][1][1].item<double>(), std::sin(2.0 / (2 + eps) * s), 1e-5);
   EXPECT_NEAR(p2[0][2][1][0].item<double>(), std::sin(2.0 / (2 + eps) * s / std::sqrt(20.0)), 1e-5);
@@ -333,22 +349,25 @@ TEST(PositionEmbeddingSine, ValuesByHand) {
 }
 
 TEST(PositionEmbeddingSine, DefaultsAndUnnormalized) {
-  const PositionEmbeddingSineOptions defaults;
+  const model::PositionEmbeddingSineOptions defaults;
   EXPECT_EQ(defaults.num_pos_feats, 128);
   EXPECT_EQ(defaults.temperature_h, 10000.0);
   EXPECT_EQ(defaults.offset, -0.5);
   EXPECT_TRUE(defaults.normalize);
-  PositionEmbeddingSineOptions raw;
+  model::PositionEmbeddingSineOptions raw;
   raw.num_pos_feats = 2;
   raw.normalize = false;
-  raw.temperature(20.0);
-  PositionEmbeddingSine pe(raw);
+  raw.temperature_h = 20.0;
+  raw.temperature_w = 20.0;
+  model::PositionEmbeddingSine pe(raw);
   const torch::Tensor pos = pe(torch::zeros({1, 3, 2}, torch::kBool));
   // Unnormalized: the raw counts, y = 3 at the last row, x = 2 at the last column.
   EXPECT_NEAR(pos[0][0][2][1].item<double>(), std::sin(3.0), 1e-6);
   EXPECT_NEAR(pos[0][1][2][1].item<double>(), std::cos(3.0), 1e-6);
   EXPECT_NEAR(pos[0][2][2][1].item<double>(), std::sin(2.0), 1e-6);
-  EXPECT_THROW(PositionEmbeddingSine(PositionEmbeddingSineOptions{3}), InputError);
+  model::PositionEmbeddingSineOptions odd;
+  odd.num_pos_feats = 3;
+  EXPECT_THROW(model::PositionEmbeddingSine{odd}, util::InputError);
 }
 
 }  // namespace

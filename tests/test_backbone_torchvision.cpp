@@ -13,6 +13,7 @@
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 #include "python_fixture.h"
+#include "support/model_options.h"
 #include "test_support.h"
 
 namespace aligndetr {
@@ -27,21 +28,21 @@ class TorchvisionResNet : public testing::PythonScriptTest<TorchvisionResNet> {
 };
 
 TEST_F(TorchvisionResNet, FeaturesMatchTheReference) {
-  const TensorDict state = load_tensors(file("resnet18.pth"));
+  const model::TensorDict state = model::load_tensors(file("resnet18.pth"));
   // 20 convs, 20 batch norms with 5 tensors each (num_batches_tracked included), fc.
   EXPECT_EQ(state.size(), 20u + 20u * 5u + 2u);
 
-  ResNet net(ResNetOptions{18, 1, false, {2, 3, 4}});
-  const LoadReport report = load_state_dict(*net, state, /*strict=*/false);
+  model::ResNet net(testing::resnet_options(18, 1, false, {2, 3, 4}));
+  const model::LoadReport report = model::load_state_dict(*net, state, /*strict=*/false);
   EXPECT_TRUE(report.missing.empty()) << report.to_text();
   EXPECT_TRUE(report.mismatched.empty()) << report.to_text();
   EXPECT_EQ(report.unexpected, (std::vector<std::string>{"fc.weight", "fc.bias"}));
   EXPECT_EQ(report.ignored.size(), 20u);
   EXPECT_EQ(report.loaded.size(), 20u + 20u * 4u);
   // fc is not part of a backbone: strict loading must refuse the file as it is.
-  EXPECT_THROW(load_state_dict(*net, state, /*strict=*/true), InputError);
+  EXPECT_THROW(model::load_state_dict(*net, state, /*strict=*/true), util::InputError);
 
-  const TensorDict reference = load_tensors(file("features.pth"));
+  const model::TensorDict reference = model::load_tensors(file("features.pth"));
   torch::NoGradGuard no_grad;
   const std::vector<torch::Tensor> features = net->forward(reference["input"]);
   ASSERT_EQ(features.size(), 3u);
@@ -63,11 +64,12 @@ TEST_F(TorchvisionResNet, FeaturesMatchTheReference) {
 // grow to thousands over 16 blocks, so the bound is relative to the largest feature: float32
 // rounding alone gives about 1e-7 of it per operation.
 TEST_F(TorchvisionResNet, Bottleneck50FeaturesMatchTheReference) {
-  ResNet net(ResNetOptions{50, 1, false, {2, 3, 4}});
-  const LoadReport report = load_state_dict(*net, load_tensors(file("resnet50.pth")), false);
+  model::ResNet net(testing::resnet_options(50, 1, false, {2, 3, 4}));
+  const model::LoadReport report =
+      model::load_state_dict(*net, model::load_tensors(file("resnet50.pth")), false);
   EXPECT_TRUE(report.missing.empty() && report.mismatched.empty()) << report.to_text();
   EXPECT_EQ(report.unexpected, (std::vector<std::string>{"fc.weight", "fc.bias"}));
-  const TensorDict reference = load_tensors(file("features50.pth"));
+  const model::TensorDict reference = model::load_tensors(file("features50.pth"));
   torch::NoGradGuard no_grad;
   const std::vector<torch::Tensor> features = net->forward(reference["input"]);
   ASSERT_EQ(features.size(), 3u);
@@ -84,15 +86,15 @@ TEST_F(TorchvisionResNet, Bottleneck50FeaturesMatchTheReference) {
 }
 
 TEST_F(TorchvisionResNet, CheckpointDictWithModelKey) {
-  const TensorDict plain = load_tensors(file("resnet18.pth"));
-  const TensorDict nested = load_tensors(file("checkpoint.pth"));
+  const model::TensorDict plain = model::load_tensors(file("resnet18.pth"));
+  const model::TensorDict nested = model::load_tensors(file("checkpoint.pth"));
   ASSERT_EQ(nested.size(), plain.size());
   EXPECT_TRUE(torch::equal(nested["layer3.1.conv2.weight"], plain["layer3.1.conv2.weight"]));
 }
 
 TEST_F(TorchvisionResNet, Protocol4SharedStoragesAndDtypes) {
-  const TensorDict full = load_tensors(file("resnet18.pth"));
-  const TensorDict p4 = load_tensors(file("protocol4.pth"));
+  const model::TensorDict full = model::load_tensors(file("resnet18.pth"));
+  const model::TensorDict p4 = model::load_tensors(file("protocol4.pth"));
   EXPECT_TRUE(torch::equal(p4["0.conv1.weight"], full["layer1.0.conv1.weight"]));
   EXPECT_TRUE(torch::equal(p4["1.bn2.running_var"], full["layer1.1.bn2.running_var"]));
   const torch::Tensor base = torch::arange(12, torch::kDouble).view({3, 4});
@@ -105,8 +107,8 @@ TEST_F(TorchvisionResNet, Protocol4SharedStoragesAndDtypes) {
 }
 
 TEST_F(TorchvisionResNet, OurCheckpointReadsBackInPython) {
-  ResNet net(ResNetOptions{18, 1, false, {4}});
-  save_module(file("ours.pt"), *net);
+  model::ResNet net(testing::resnet_options(18, 1, false, {4}));
+  model::save_module(file("ours.pt"), *net);
   const std::string script =
       "import sys, torch; d = torch.load(sys.argv[1]); "
       "assert len(d) == 20 + 20 * 4, len(d); "

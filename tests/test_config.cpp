@@ -16,7 +16,7 @@ TEST(Config, BaseChainMergesMapsAndReplacesValues) {
              "model:\n  width: 256\n  layers: [6, 6]\nsolver:\n  lr: 1.0e-4\n  steps: 100\n");
   write_text(dir / "mid.yaml", "_base_: base.yaml\nsolver:\n  lr: 2.0e-4\n");
   write_text(dir / "top.yaml", "_base_: [mid.yaml]\nmodel:\n  layers: [2, 2]\nname: tiny\n");
-  const auto c = Config::load((dir / "top.yaml").string());
+  const auto c = engine::Config::load((dir / "top.yaml").string());
   EXPECT_EQ(c.get_int("model.width"), 256);
   EXPECT_EQ(c.get_int_list("model.layers"), (std::vector<int64_t>{2, 2}));
   EXPECT_DOUBLE_EQ(c.get_double("solver.lr"), 2e-4);
@@ -26,7 +26,7 @@ TEST(Config, BaseChainMergesMapsAndReplacesValues) {
 }
 
 TEST(Config, OverridesChangeExistingKeysOnly) {
-  auto c = Config::parse("solver:\n  lr: 1.0e-4\n  milestones: [10]\nuse_dn: true\n");
+  auto c = engine::Config::parse("solver:\n  lr: 1.0e-4\n  milestones: [10]\nuse_dn: true\n");
   c.set("solver.lr=2e-4");
   c.set("solver.milestones=[5, 8]");
   c.set("use_dn=false");
@@ -36,21 +36,21 @@ TEST(Config, OverridesChangeExistingKeysOnly) {
   try {
     c.set("solver.lrr=1");
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("unknown config key 'solver.lrr'"), std::string::npos)
         << e.what();
   }
-  EXPECT_THROW(c.set("solver.lr"), InputError);
+  EXPECT_THROW(c.set("solver.lr"), util::InputError);
 }
 
 TEST(Config, ErrorsNameFileAndKey) {
   TempDir dir;
   write_text(dir / "c.yaml", "model:\n  width: wide\n");
-  const auto c = Config::load((dir / "c.yaml").string());
+  const auto c = engine::Config::load((dir / "c.yaml").string());
   try {
     c.get_int("model.width");
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("c.yaml"), std::string::npos) << msg;
     EXPECT_NE(msg.find("'model.width' must be an integer, got 'wide'"), std::string::npos) << msg;
@@ -58,7 +58,7 @@ TEST(Config, ErrorsNameFileAndKey) {
   try {
     c.get_int("model.depth");
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("missing key 'model.depth'"), std::string::npos)
         << e.what();
   }
@@ -67,41 +67,41 @@ TEST(Config, ErrorsNameFileAndKey) {
 
 TEST(Config, MissingFileBadYamlAndCycles) {
   TempDir dir;
-  EXPECT_THROW(Config::load((dir / "nope.yaml").string()), InputError);
+  EXPECT_THROW(engine::Config::load((dir / "nope.yaml").string()), util::InputError);
   write_text(dir / "bad.yaml", "a: [1, 2\n");
   try {
-    Config::load((dir / "bad.yaml").string());
+    engine::Config::load((dir / "bad.yaml").string());
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("invalid YAML"), std::string::npos) << e.what();
   }
   write_text(dir / "a.yaml", "_base_: b.yaml\nx: 1\n");
   write_text(dir / "b.yaml", "_base_: a.yaml\ny: 1\n");
   try {
-    Config::load((dir / "a.yaml").string());
+    engine::Config::load((dir / "a.yaml").string());
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("loops back"), std::string::npos) << e.what();
   }
 }
 
 TEST(Config, UnusedKeysAreReported) {
-  const auto c = Config::parse("model:\n  width: 1\n  widht: 2\nsolver:\n  lr: 1\n");
+  const auto c = engine::Config::parse("model:\n  width: 1\n  widht: 2\nsolver:\n  lr: 1\n");
   c.get_int("model.width");
   EXPECT_EQ(c.unused_keys("model"), std::vector<std::string>{"model.widht"});
   try {
     c.require_all_used("model");
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("unknown key(s) model.widht"), std::string::npos)
         << e.what();
   }
 }
 
 TEST(Config, DumpRoundTrips) {
-  auto c = Config::parse("a:\n  b: 3\n  c: [1, 2]\n");
+  auto c = engine::Config::parse("a:\n  b: 3\n  c: [1, 2]\n");
   c.set("a.b=4");
-  const auto back = Config::parse(c.dump());
+  const auto back = engine::Config::parse(c.dump());
   EXPECT_EQ(back.get_int("a.b"), 4);
   EXPECT_EQ(back.get_int_list("a.c"), (std::vector<int64_t>{1, 2}));
 }

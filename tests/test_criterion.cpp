@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 #include <regex>
 #include <string>
 #include <vector>
@@ -20,10 +21,10 @@
 namespace aligndetr {
 namespace {
 
+using boxes::Target;
 using loss::CriterionOptions;
-using loss::OutputSet;
 using matching::ImageMatch;
-using matching::Target;
+using model::OutputSet;
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
 
@@ -36,10 +37,12 @@ torch::Tensor longs(std::vector<int64_t> v) {
 // GT box exactly with logit 2 (s = 0.8808); query 2 is shifted by 0.05 in x with logit 0
 // (s = 0.5, IoU = 0.14 / 0.18). The four negative entries have logits 0.5, -1, -2, -3.
 struct WorkedExample {
-  OutputSet out{torch::tensor({-1.0, 2.0, 0.5, -3.0, -2.0, 0.0}, kF64).view({1, 3, 2}),
-                torch::tensor({0.5, 0.5, 0.4, 0.4, 0.2, 0.2, 0.1, 0.1, 0.55, 0.5, 0.4, 0.4}, kF64)
-                    .view({1, 3, 4})};
-  std::vector<Target> targets{{longs({1}), torch::tensor({0.5, 0.5, 0.4, 0.4}, kF64).view({1, 4})}};
+  model::OutputSet out{
+      torch::tensor({-1.0, 2.0, 0.5, -3.0, -2.0, 0.0}, kF64).view({1, 3, 2}),
+      torch::tensor({0.5, 0.5, 0.4, 0.4, 0.2, 0.2, 0.1, 0.1, 0.55, 0.5, 0.4, 0.4}, kF64)
+          .view({1, 3, 4})};
+  std::vector<boxes::Target> targets{
+      {longs({1}), torch::tensor({0.5, 0.5, 0.4, 0.4}, kF64).view({1, 4})}};
   std::vector<ImageMatch> matches{{longs({0, 2}), longs({0, 0}), 2}};
 };
 
@@ -81,8 +84,8 @@ TEST(Criterion, KCapPerImage) {
   torch::manual_seed(0);
   const auto logits = torch::randn({2, 10, 3});
   const auto boxes = torch::rand({2, 10, 4}) * 0.5 + 0.25;
-  std::vector<Target> targets{{longs({0, 1, 2, 0}), torch::rand({4, 4}) * 0.5 + 0.25},
-                              {longs({2}), torch::rand({1, 4}) * 0.5 + 0.25}};
+  std::vector<boxes::Target> targets{{longs({0, 1, 2, 0}), torch::rand({4, 4}) * 0.5 + 0.25},
+                                     {longs({2}), torch::rand({1, 4}) * 0.5 + 0.25}};
   const auto m = matching::match(logits, boxes, targets, 3, {});
   ASSERT_EQ(m.size(), 2u);
   EXPECT_EQ(m[0].k, 1);
@@ -145,11 +148,11 @@ TEST(Criterion, ImagesWithoutGroundTruth) {
   torch::manual_seed(1);
   const auto logits = torch::randn({2, 8, 3}, kF64);
   const auto boxes = torch::rand({2, 8, 4}, kF64) * 0.5 + 0.25;
-  const Target empty{torch::empty({0}, torch::kLong), torch::empty({0, 4}, kF64)};
+  const boxes::Target empty{torch::empty({0}, torch::kLong), torch::empty({0, 4}, kF64)};
   const double negatives = (logits.sigmoid().pow(2) * torch::softplus(logits)).sum().item<double>();
 
   // No GT anywhere: num_boxes clamps to 1, only the negative term remains.
-  loss::CriterionInputs inputs;
+  model::DetectorOutputs inputs;
   inputs.decoder = {{logits, boxes}, {logits, boxes}};
   auto terms = loss::compute_criterion(inputs, {empty, empty}, CriterionOptions{});
   EXPECT_EQ(terms.num_boxes, 1.0);
@@ -158,7 +161,7 @@ TEST(Criterion, ImagesWithoutGroundTruth) {
   EXPECT_EQ(terms.unweighted.at("loss_giou_0").item<double>(), 0.0);
 
   // One image with GT, one without: finite, and the empty image adds only negatives.
-  const Target one{longs({1}), torch::tensor({0.5, 0.5, 0.3, 0.3}, kF64).view({1, 4})};
+  const boxes::Target one{longs({1}), torch::tensor({0.5, 0.5, 0.3, 0.3}, kF64).view({1, 4})};
   terms = loss::compute_criterion(inputs, {one, empty}, CriterionOptions{});
   EXPECT_TRUE(std::isfinite(terms.total.item<double>()));
   EXPECT_GT(terms.unweighted.at("loss_bbox").item<double>(), 0.0);
@@ -167,16 +170,16 @@ TEST(Criterion, ImagesWithoutGroundTruth) {
 TEST(Criterion, TermNamesWeightsAndNormalization) {
   torch::manual_seed(2);
   const auto set = [](int64_t q) {
-    return OutputSet{torch::randn({2, q, 4}, kF64).requires_grad_(),
-                     (torch::rand({2, q, 4}, kF64) * 0.4 + 0.3).requires_grad_()};
+    return model::OutputSet{torch::randn({2, q, 4}, kF64).requires_grad_(),
+                            (torch::rand({2, q, 4}, kF64) * 0.4 + 0.3).requires_grad_()};
   };
-  const std::vector<Target> targets{
+  const std::vector<boxes::Target> targets{
       {longs({0, 3}), torch::tensor({0.4, 0.4, 0.2, 0.3, 0.6, 0.6, 0.3, 0.2}, kF64).view({2, 4})},
       {longs({2}), torch::tensor({0.5, 0.5, 0.4, 0.4}, kF64).view({1, 4})}};
-  loss::CriterionInputs inputs;
+  model::DetectorOutputs inputs;
   inputs.decoder = {set(20), set(20), set(20)};
   inputs.encoder = set(20);
-  loss::DenoisingOutputs dn;
+  model::DenoisingOutputs dn;
   dn.layers = {set(6), set(6)};
   // Two groups, 2 * max_gt = 4 slots each: GT j of group g sits at slot 4 g + j.
   dn.pairs = {{longs({0, 1, 4, 5}), longs({0, 1, 0, 1}), 1}, {longs({0, 4}), longs({0, 0}), 1}};
@@ -222,12 +225,12 @@ TEST(Criterion, DefaultAndReleasedK) {
   CriterionOptions o;
   o.decoder_k = {2, 1};
   EXPECT_EQ(o.layer_k(2), (std::vector<int64_t>{2, 1}));
-  EXPECT_THROW(o.layer_k(3), InputError);
+  EXPECT_THROW(o.layer_k(3), util::InputError);
 }
 
 TEST(Criterion, NonFiniteInputsNameTensorAndLayer) {
   const WorkedExample ex;
-  loss::CriterionInputs inputs;
+  model::DetectorOutputs inputs;
   auto bad = ex.out.logits.clone();
   bad[0][1][0] = std::nan("");
   inputs.decoder = {ex.out, {bad, ex.out.boxes}};
@@ -241,7 +244,7 @@ TEST(Criterion, NonFiniteInputsNameTensorAndLayer) {
   auto bad_boxes = ex.out.boxes.clone();
   bad_boxes[0][0][2] = INFINITY;
   inputs.decoder = {ex.out};
-  inputs.encoder = OutputSet{ex.out.logits, bad_boxes};
+  inputs.encoder = model::OutputSet{ex.out.logits, bad_boxes};
   try {
     loss::compute_criterion(inputs, ex.targets, CriterionOptions{});
     FAIL() << "expected an error";
@@ -250,17 +253,32 @@ TEST(Criterion, NonFiniteInputsNameTensorAndLayer) {
   }
 }
 
+TEST(Criterion, NonFiniteOutputsAreADivergenceNotAnInputError) {
+  const WorkedExample ex;
+  model::DetectorOutputs inputs;
+  inputs.decoder = {ex.out};
+  inputs.decoder[0].boxes = ex.out.boxes.clone();
+  inputs.decoder[0].boxes[0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  try {
+    loss::compute_criterion(inputs, ex.targets, CriterionOptions{});
+    FAIL();
+  } catch (const loss::NonFiniteOutputs& e) {
+    EXPECT_NE(std::string(e.what()).find("boxes of decoder layer 0"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Criterion, RejectsBadTargets) {
   const WorkedExample ex;
-  loss::CriterionInputs inputs;
+  model::DetectorOutputs inputs;
   inputs.decoder = {ex.out};
   const auto boxes = ex.targets[0].boxes;
   EXPECT_THROW(loss::compute_criterion(inputs, {{longs({2}), boxes}}, CriterionOptions{}),
-               InputError);  // 2 classes only
+               util::InputError);  // 2 classes only
   EXPECT_THROW(loss::compute_criterion(inputs, {{longs({1, 0}), boxes}}, CriterionOptions{}),
-               InputError);  // two labels, one box
+               util::InputError);  // two labels, one box
   EXPECT_THROW(loss::compute_criterion(inputs, {ex.targets[0], ex.targets[0]}, CriterionOptions{}),
-               InputError);  // two targets for one image
+               util::InputError);  // two targets for one image
 }
 
 TEST(Criterion, ClassLossNames) {
@@ -268,7 +286,7 @@ TEST(Criterion, ClassLossNames) {
                            "table_b_one", "table_b_t", "table_b_square", "table_b_square_neg"}) {
     EXPECT_EQ(loss::to_string(loss::parse_class_loss(name)), name);
   }
-  EXPECT_THROW(loss::parse_class_loss("bce"), InputError);
+  EXPECT_THROW(loss::parse_class_loss("bce"), util::InputError);
 }
 
 TEST(Criterion, FocalAndTableBByHand) {
@@ -374,12 +392,12 @@ std::vector<std::map<std::string, double>> parse_layers(const std::string& json)
 }
 
 TEST(Criterion, GoldenCaseFromCli) {
-  REQUIRE_SHARED_DATA();
+  REQUIRE_SHARED_DATA("the golden criterion case of the reference implementation");
   const auto path = testing::shared_data() / "criterion-cases" / "example_small.json";
   const auto result = testing::run_cli("debug criterion --case " + path.string());
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const auto got = parse_layers(result.stdout_only);
-  const CriterionCase c = read_criterion_case(path.string());
+  const engine::CriterionCase c = engine::read_criterion_case(path.string());
   ASSERT_EQ(c.expected.size(), 2u);
   ASSERT_EQ(got.size(), c.expected.size()) << result.stdout_only;
   for (size_t l = 0; l < got.size(); ++l) {
@@ -397,7 +415,7 @@ TEST(Criterion, ProjectCasesAgreeWithIndependentImplementation) {
   const auto dir =
       std::filesystem::path(ALIGNDETR_SOURCE_DIR) / "tests" / "data" / "criterion-cases";
   for (const char* name : {"cap_and_empty.json", "more_gt_than_queries.json"}) {
-    const CriterionCase c = read_criterion_case((dir / name).string());
+    const engine::CriterionCase c = engine::read_criterion_case((dir / name).string());
     const auto terms = loss::compute_criterion(c.inputs, c.targets, c.options);
     ASSERT_EQ(c.expected.size(), c.inputs.decoder.size()) << name;
     for (size_t l = 0; l < c.expected.size(); ++l) {
@@ -414,7 +432,7 @@ TEST(Criterion, CaseReaderRejectsBadFiles) {
   testing::TempDir dir;
   testing::write_text(dir / "bad.json", R"({"num_classes": 3, "alpha": 0.25})");
   const auto result = testing::run_cli("debug criterion --case " + (dir / "bad.json").string());
-  EXPECT_EQ(result.exit_code, kExitInput) << result.output;
+  EXPECT_EQ(result.exit_code, util::kExitInput) << result.output;
   EXPECT_NE(result.output.find("bad.json"), std::string::npos) << result.output;
 }
 

@@ -13,8 +13,8 @@
 namespace aligndetr::model {
 namespace {
 
-DabDetrOptions tiny_dab() {
-  DabDetrOptions o;
+model::DabDetrOptions tiny_dab() {
+  model::DabDetrOptions o;
   o.backbone.depth = 18;
   o.num_classes = 5;
   o.num_queries = 20;
@@ -26,12 +26,12 @@ DabDetrOptions tiny_dab() {
   return o;
 }
 
-Config preset(const std::string& name) {
-  return Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/" + name);
+engine::Config preset(const std::string& name) {
+  return engine::Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/" + name);
 }
 
-std::vector<matching::Target> targets() {
-  std::vector<matching::Target> t(2);
+std::vector<boxes::Target> targets() {
+  std::vector<boxes::Target> t(2);
   t[0].labels = torch::tensor({1, 3}, torch::kInt64);
   t[0].boxes = torch::tensor({0.3f, 0.3f, 0.2f, 0.2f, 0.6f, 0.7f, 0.3f, 0.4f}).view({2, 4});
   t[1].labels = torch::tensor({4}, torch::kInt64);
@@ -61,11 +61,12 @@ void identity_projections(torch::nn::Module& m) {
 
 TEST(DabAttention, ConditionalSelfAttentionByHand) {
   // One head, D = 2, identity projections: q = k = x + pos, v = x, scale 1 / sqrt(2).
-  ConditionalSelfAttention attn(2, 1);
+  model::ConditionalSelfAttention attn(2, 1);
   identity_projections(*attn);
   const auto x = torch::tensor({1.0f, 0.0f, 0.0f, 0.0f}).view({1, 2, 2});
   const auto pos = torch::tensor({0.0f, 1.0f, 0.0f, 0.0f}).view({1, 2, 2});
-  const auto out = attn(x, pos);
+  // The layer adds the residual; the sublayer returns the attention alone.
+  const auto out = x + attn(x, pos);
   // Query 1 = (1, 1): logits (2, 0) / sqrt(2) -> weight sigmoid(sqrt(2)) on value (1, 0).
   // Query 2 = (0, 0): uniform weights -> (0.5, 0). Plus the residual.
   const float w = 1 / (1 + std::exp(-std::sqrt(2.0f)));
@@ -83,24 +84,24 @@ TEST(DabAttention, ConditionalCrossAttentionByHand) {
   const auto key_pos = torch::tensor({0.0f, 1.0f, 0.0f, 0.0f}).view({1, 2, 2});
   const auto sigmoid = [](float v) { return 1 / (1 + std::exp(-v)); };
   // Later layers: q = [(1, 0), (0, 1)], k1 = [(1, 0), (0, 1)] -> logit 2 / 2 = 1.
-  ConditionalCrossAttention later(2, 1, false);
+  model::ConditionalCrossAttention later(2, 1, false);
   identity_projections(*later);
-  const auto out = later(query, query_pos, sine, memory, key_pos);
+  const auto out = query + later(query, query_pos, sine, memory, key_pos);
   EXPECT_TRUE(
       torch::allclose(out, torch::tensor({1 + sigmoid(1.0f), 0.0f}).view({1, 1, 2}), 1e-5, 1e-6))
       << out;
   // First layer: the content parts also carry the positions: q = [(1, 1), (0, 1)],
   // k1 = [(1, 1), (0, 1)] -> logit 3 / 2 (without either position it would be 2 / 2).
-  ConditionalCrossAttention first(2, 1, true);
+  model::ConditionalCrossAttention first(2, 1, true);
   identity_projections(*first);
-  const auto out_first = first(query, query_pos, sine, memory, key_pos);
+  const auto out_first = query + first(query, query_pos, sine, memory, key_pos);
   EXPECT_TRUE(torch::allclose(out_first, torch::tensor({1 + sigmoid(1.5f), 0.0f}).view({1, 1, 2}),
                               1e-5, 1e-6))
       << out_first;
 }
 
 TEST(DabDetr, DetrexParameterNamesAndShapes) {
-  DabDetr model(tiny_dab());
+  model::DabDetr model(tiny_dab());
   const auto params = model->named_parameters();
   const std::vector<std::pair<std::string, std::vector<int64_t>>> expected = {
       {"backbone.conv1.weight", {64, 3, 7, 7}},
@@ -152,7 +153,7 @@ TEST(DabDetr, DetrexParameterNamesAndShapes) {
   // Without width/height modulation there is no ref_anchor_head.
   auto plain = tiny_dab();
   plain.transformer.modulate_hw_attn = false;
-  EXPECT_FALSE(DabDetr(plain)->named_parameters().contains(
+  EXPECT_FALSE(model::DabDetr(plain)->named_parameters().contains(
       "transformer.decoder.ref_anchor_head.layers.0.weight"));
   // One shared class head and one shared box head, registered once.
   int class_params = 0, box_params = 0;
@@ -168,7 +169,7 @@ TEST(DabDetr, InitialisationAsDetrex) {
   torch::manual_seed(0);
   auto o = tiny_dab();
   o.num_queries = 300;
-  DabDetr model(o);
+  model::DabDetr model(o);
   const auto params = model->named_parameters();
   EXPECT_NEAR(params["class_embed.bias"][3].item<float>(), -std::log(99.0f), 1e-5);
   EXPECT_EQ(params["bbox_embed.layers.2.weight"].abs().sum().item<float>(), 0.0f);
@@ -196,7 +197,7 @@ TEST(DabDetr, AtInitialisationEveryLayerPredictsItsAnchor) {
   // The last box layer starts at zero, so every decoder layer's box is its reference, which is
   // the anchor itself for every layer (refinement adds zero too).
   torch::manual_seed(1);
-  DabDetr model(tiny_dab());
+  model::DabDetr model(tiny_dab());
   model->eval();
   torch::NoGradGuard no_grad;
   const auto out =
@@ -213,7 +214,7 @@ TEST(DabDetr, AtInitialisationEveryLayerPredictsItsAnchor) {
 
 TEST(DabDetr, ShapesAndPaddingMask) {
   torch::manual_seed(2);
-  DabDetr model(tiny_dab());
+  model::DabDetr model(tiny_dab());
   model->train();
   torch::NoGradGuard no_grad;
   const auto images = torch::randn({2, 3, 128, 160});
@@ -243,7 +244,7 @@ TEST(DabDetr, ShapesAndPaddingMask) {
   auto options = tiny_dab();
   options.eval_ignores_padding_mask = true;
   torch::manual_seed(2);
-  DabDetr all_valid(options);
+  model::DabDetr all_valid(options);
   all_valid->eval();
   const auto e = all_valid->forward(images, no_pad);
   const auto f = all_valid->forward(images, pad);
@@ -255,13 +256,13 @@ TEST(DabDetr, ShapesAndPaddingMask) {
 
 TEST(DabDetr, TinyPresetTrainsThroughTheCriterion) {
   const auto config = preset("align_dab_detr_tiny.yaml");
-  auto options = dab_detr_options(config);
+  auto options = engine::dab_detr_options(config);
   // The preset trains from scratch, stem included; freeze the stem here to check freezing.
   EXPECT_EQ(options.backbone.freeze_at, 0);
   options.backbone.freeze_at = 1;
-  const auto criterion = criterion_options(config);
+  const auto criterion = engine::criterion_options(config);
   torch::manual_seed(0);
-  DabDetr model(options);
+  model::DabDetr model(options);
   model->train();
   const auto images = torch::randn({2, 3, 128, 160});
   auto mask = torch::zeros({2, 128, 160}, torch::kBool);
@@ -314,9 +315,9 @@ TEST(DabDetr, TinyPresetTrainsThroughTheCriterion) {
 
 TEST(DabDetr, DeterministicForASeed) {
   torch::manual_seed(3);
-  DabDetr a(tiny_dab());
+  model::DabDetr a(tiny_dab());
   torch::manual_seed(3);
-  DabDetr b(tiny_dab());
+  model::DabDetr b(tiny_dab());
   const auto pa = a->named_parameters();
   const auto pb = b->named_parameters();
   for (const auto& p : pa) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
@@ -333,7 +334,7 @@ TEST(DabDetr, DeterministicForASeed) {
 
 TEST(DabDetrConfig, PaperPresetIsUnderstoodCompletely) {
   const auto config = preset("align_dab_detr_r50_50ep.yaml");
-  const auto o = dab_detr_options(config);  // throws on any key it does not read
+  const auto o = engine::dab_detr_options(config);  // throws on any key it does not read
   EXPECT_EQ(o.backbone.depth, 50);
   EXPECT_EQ(o.backbone.freeze_at, 1);
   EXPECT_FALSE(o.backbone.dc5);
@@ -349,12 +350,12 @@ TEST(DabDetrConfig, PaperPresetIsUnderstoodCompletely) {
   EXPECT_EQ(o.position.temperature_w, 20.0);
   EXPECT_EQ(o.position.offset, 0.0);
   EXPECT_FALSE(o.eval_ignores_padding_mask);
-  const auto c = criterion_options(config);
+  const auto c = engine::criterion_options(config);
   EXPECT_EQ(c.class_loss, loss::ClassLoss::kIaBce);
   EXPECT_EQ(c.layer_k(6), (std::vector<int64_t>{2, 2, 2, 2, 2, 1}));
   EXPECT_EQ(c.tau, 1.5);
 
-  const auto tiny = dab_detr_options(preset("align_dab_detr_tiny.yaml"));
+  const auto tiny = engine::dab_detr_options(preset("align_dab_detr_tiny.yaml"));
   EXPECT_EQ(tiny.backbone.depth, 18);
   EXPECT_EQ(tiny.num_classes, 8);
   EXPECT_EQ(tiny.num_queries, 100);
@@ -364,19 +365,20 @@ TEST(DabDetrConfig, PaperPresetIsUnderstoodCompletely) {
 }
 
 TEST(DabDetrConfig, RejectsStrayKeysAndOtherModels) {
-  EXPECT_THROW(dino_options(preset("align_dab_detr_tiny.yaml")), InputError);
-  const auto stray = Config::parse(
+  EXPECT_THROW(engine::dino_options(preset("align_dab_detr_tiny.yaml")), util::InputError);
+  const auto stray = engine::Config::parse(
       "model:\n  type: dab_detr\n  num_classes: 3\n  backbone: {depth: 18, out_stages: [4]}\n"
       "  transformer: {embed_dim: 64, num_heads: 4, encoder_layers: 1, decoder_layers: 1,\n"
       "                ffn_dim: 64, num_queries: 10}\n");
   try {
-    dab_detr_options(stray);
+    engine::dab_detr_options(stray);
     FAIL() << "a stray key was accepted";
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("model.backbone.out_stages"), std::string::npos)
         << e.what();
   }
-  EXPECT_THROW(dab_detr_options(Config::parse("model:\n  type: dino\n")), InputError);
+  EXPECT_THROW(engine::dab_detr_options(engine::Config::parse("model:\n  type: dino\n")),
+               util::InputError);
 }
 
 TEST(DabDetr, ParameterCountOfTheR50Preset) {
@@ -389,8 +391,8 @@ TEST(DabDetr, ParameterCountOfTheR50Preset) {
   //            5 x 1,841,921 (12 linears), query_scale 131,584, ref_point_head 197,120,
   //            ref_anchor_head 66,306, post-norm 512  11,512,840
   //   anchors 1,200; class head 20,560; box head 132,612  154,372
-  const auto o = dab_detr_options(preset("align_dab_detr_r50_50ep.yaml"));
-  DabDetr model(o);
+  const auto o = engine::dab_detr_options(preset("align_dab_detr_r50_50ep.yaml"));
+  model::DabDetr model(o);
   EXPECT_EQ(trainable_parameters(*model), 43'659'282);
 }
 

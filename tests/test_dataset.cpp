@@ -15,8 +15,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-DatasetOptions coco128_options(bool train) {
-  DatasetOptions o;
+data::DatasetOptions coco128_options(bool train) {
+  data::DatasetOptions o;
   o.ann_file = (testing::shared_data() / "coco128/annotations/instances.json").string();
   o.images_dir = (testing::shared_data() / "coco128/images").string();
   o.train = train;
@@ -32,8 +32,8 @@ DatasetOptions coco128_options(bool train) {
 }
 
 TEST(Dataset, Coco128TrainingSetDropsEmptyImagesAndCrowd) {
-  REQUIRE_SHARED_DATA();
-  const CocoDetection train(coco128_options(true));
+  REQUIRE_SHARED_DATA("COCO128's image, crowd and box counts");
+  const data::CocoDetection train(coco128_options(true));
   EXPECT_EQ(train.size(), 126u);  // 2 images have no annotation at all
   EXPECT_EQ(train.categories().num_classes(), 80);
   int64_t boxes = 0;
@@ -43,13 +43,13 @@ TEST(Dataset, Coco128TrainingSetDropsEmptyImagesAndCrowd) {
 
   auto keep_empty = coco128_options(true);
   keep_empty.drop_empty = false;
-  EXPECT_EQ(CocoDetection(keep_empty).size(), 128u);
-  EXPECT_EQ(CocoDetection(coco128_options(false)).size(), 128u);
+  EXPECT_EQ(data::CocoDetection(keep_empty).size(), 128u);
+  EXPECT_EQ(data::CocoDetection(coco128_options(false)).size(), 128u);
 }
 
 TEST(Dataset, LoadedBoxesAreTheFileBoxesInXyxy) {
-  REQUIRE_SHARED_DATA();
-  const CocoDetection val(coco128_options(false));
+  REQUIRE_SHARED_DATA("a known COCO128 annotation read back");
+  const data::CocoDetection val(coco128_options(false));
   // Image 74 holds annotation 1774: bbox [61.87, 276.25, 296.42, 103.18], category 18 (dog).
   const int64_t index = [&] {
     for (size_t i = 0; i < val.size(); ++i) {
@@ -73,9 +73,9 @@ TEST(Dataset, LoadedBoxesAreTheFileBoxesInXyxy) {
 }
 
 TEST(Dataset, EvalSampleHasTheConfiguredSizeAndNormalizedTargets) {
-  REQUIRE_SHARED_DATA();
-  const CocoDetection val(coco128_options(false));
-  const Sample s = val.get(0, 0, 0);  // image 9, 640x480 -> 160 short edge -> 160x213
+  REQUIRE_SHARED_DATA("a known COCO128 image size");
+  const data::CocoDetection val(coco128_options(false));
+  const data::Sample s = val.get(0, 0, 0);  // image 9, 640x480 -> 160 short edge -> 160x213
   EXPECT_EQ(s.target.orig_size, (std::array<int64_t, 2>{480, 640}));
   EXPECT_EQ(s.target.size, (std::array<int64_t, 2>{160, 213}));
   EXPECT_EQ(s.image.sizes(), torch::IntArrayRef({3, 160, 213}));
@@ -83,27 +83,52 @@ TEST(Dataset, EvalSampleHasTheConfiguredSizeAndNormalizedTargets) {
   EXPECT_TRUE((s.target.boxes <= 1).all().item<bool>());
 }
 
-std::vector<Batch> all_batches(std::shared_ptr<const CocoDetection> ds, int workers,
-                               int64_t epoch) {
-  LoaderOptions o;
+// 126 synthetic training images of 96 px (as many as COCO128 keeps for training).
+std::shared_ptr<const data::CocoDetection> synth_training_set(const fs::path& dir) {
+  data::SynthOptions so;
+  so.out_dir = dir.string();
+  so.train_images = 126;
+  so.val_images = 0;
+  so.size = 96;
+  so.min_object_size = 16;
+  so.seed = 5;
+  data::write_synthetic_dataset(so);
+  data::DatasetOptions o;
+  o.ann_file = (dir / "annotations/instances_train.json").string();
+  o.images_dir = (dir / "images/train").string();
+  o.transforms.train_short_sizes = {64, 80, 96};
+  o.transforms.train_max_size = 160;
+  o.transforms.crop_resize_sizes = {48, 64};
+  o.transforms.crop_min = 40;
+  o.transforms.crop_max = 64;
+  return std::make_shared<const data::CocoDetection>(o);
+}
+
+std::vector<data::Batch> all_batches(std::shared_ptr<const data::CocoDetection> ds, int workers,
+                                     int64_t epoch) {
+  data::LoaderOptions o;
   o.batch_size = 4;
   o.workers = workers;
   o.seed = 7;
-  DataLoader loader(ds, o);
+  data::DataLoader loader(ds, o);
   loader.start_epoch(epoch);
-  std::vector<Batch> out;
+  std::vector<data::Batch> out;
   while (auto b = loader.next()) out.push_back(std::move(*b));
   return out;
 }
 
 TEST(Loader, DeterministicAcrossWorkerCounts) {
-  REQUIRE_SHARED_DATA();
-  auto ds = std::make_shared<const CocoDetection>(coco128_options(true));
+  testing::TempDir dir;
+  const auto ds = synth_training_set(dir.path());
+  ASSERT_EQ(ds->size(), 126u);
   const auto a = all_batches(ds, 0, 3);
   const auto b = all_batches(ds, 1, 3);
   const auto c = all_batches(ds, 3, 3);
   ASSERT_EQ(a.size(), 126u / 4);  // drop_last
-  EXPECT_EQ(DataLoader(ds, LoaderOptions{4, 0}).batches_per_epoch(), a.size());
+  data::LoaderOptions lo;
+  lo.batch_size = 4;
+  lo.workers = 0;
+  EXPECT_EQ(data::DataLoader(ds, lo).batches_per_epoch(), a.size());
   ASSERT_EQ(b.size(), a.size());
   ASSERT_EQ(c.size(), a.size());
   for (size_t i = 0; i < a.size(); ++i) {
@@ -123,15 +148,16 @@ TEST(Loader, DeterministicAcrossWorkerCounts) {
 }
 
 TEST(Loader, RanksSplitTheEpochWithoutOverlap) {
-  REQUIRE_SHARED_DATA();
-  auto ds = std::make_shared<const CocoDetection>(coco128_options(true));
+  testing::TempDir dir;
+  const auto ds = synth_training_set(dir.path());
+  ASSERT_EQ(ds->size(), 126u);
   std::vector<size_t> seen;
   for (int rank = 0; rank < 3; ++rank) {
-    LoaderOptions o;
+    data::LoaderOptions o;
     o.rank = rank;
     o.world_size = 3;
     o.seed = 1;
-    DataLoader loader(ds, o);
+    data::DataLoader loader(ds, o);
     const auto mine = loader.epoch_indices(0);
     EXPECT_EQ(mine.size(), 42u);
     EXPECT_EQ(loader.batches_per_epoch(), 21u);  // 42 images in batches of 2
@@ -143,29 +169,29 @@ TEST(Loader, RanksSplitTheEpochWithoutOverlap) {
 
 TEST(Loader, WorkerErrorsReachTheCaller) {
   testing::TempDir dir;
-  SynthOptions so;
+  data::SynthOptions so;
   so.out_dir = dir.path().string();
   so.train_images = 6;
   so.val_images = 0;
   so.size = 96;
-  write_synthetic_dataset(so);
-  DatasetOptions o;
+  data::write_synthetic_dataset(so);
+  data::DatasetOptions o;
   o.ann_file = (dir / "annotations/instances_train.json").string();
   o.images_dir = (dir / "images/train").string();
-  auto ds = std::make_shared<const CocoDetection>(o);
+  auto ds = std::make_shared<const data::CocoDetection>(o);
   // Corrupt an image after validation: decoding fails inside a worker.
   testing::write_text(dir / "images/train" / ds->image_info(0).file_name,
                       "\xff\xd8\xff garbage \xff\xd9");
-  LoaderOptions lo;
+  data::LoaderOptions lo;
   lo.batch_size = 6;
   lo.workers = 2;
   lo.shuffle = false;
-  DataLoader loader(ds, lo);
+  data::DataLoader loader(ds, lo);
   loader.start_epoch(0);
   try {
     loader.next();
     FAIL() << "expected InputError";
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find(ds->image_info(0).file_name), std::string::npos)
         << e.what();
   }
@@ -174,14 +200,14 @@ TEST(Loader, WorkerErrorsReachTheCaller) {
 TEST(Synth, MinObjectSizeSetsTheSmallestObjects) {
   const auto share_at_least = [](int min_object_size, double side) {
     testing::TempDir dir;
-    SynthOptions o;
+    data::SynthOptions o;
     o.train_images = 30;
     o.val_images = 0;
     o.size = 128;
     o.min_object_size = min_object_size;
     o.out_dir = dir.path().string();
-    write_synthetic_dataset(o);
-    const auto ds = read_coco((dir / "annotations/instances_train.json").string());
+    data::write_synthetic_dataset(o);
+    const auto ds = coco::read_coco((dir / "annotations/instances_train.json").string());
     int n = 0;
     for (const auto& a : ds.annotations) n += std::max(a.bbox[2], a.bbox[3]) >= side;
     return double(n) / double(ds.annotations.size());
@@ -189,25 +215,25 @@ TEST(Synth, MinObjectSizeSetsTheSmallestObjects) {
   // Objects cut by the image border or hidden behind others may still show a small box.
   EXPECT_GT(share_at_least(32, 20), 0.85);
   EXPECT_LT(share_at_least(8, 20), 0.75);
-  SynthOptions bad;
+  data::SynthOptions bad;
   bad.out_dir = "unused";
   bad.min_object_size = 2;
-  EXPECT_THROW(write_synthetic_dataset(bad), InputError);
+  EXPECT_THROW(data::write_synthetic_dataset(bad), util::InputError);
 }
 
 TEST(Synth, DeterministicAndARealProblem) {
   testing::TempDir a, b;
-  SynthOptions o;
+  data::SynthOptions o;
   o.train_images = 12;
   o.val_images = 3;
   o.size = 128;
   o.seed = 5;
   o.out_dir = a.path().string();
-  write_synthetic_dataset(o);
+  data::write_synthetic_dataset(o);
   o.out_dir = b.path().string();
-  write_synthetic_dataset(o);
-  const auto ja = read_coco((a / "annotations/instances_train.json").string());
-  const auto jb = read_coco((b / "annotations/instances_train.json").string());
+  data::write_synthetic_dataset(o);
+  const auto ja = coco::read_coco((a / "annotations/instances_train.json").string());
+  const auto jb = coco::read_coco((b / "annotations/instances_train.json").string());
   ASSERT_EQ(ja.annotations.size(), jb.annotations.size());
   for (size_t i = 0; i < ja.annotations.size(); ++i) {
     EXPECT_EQ(ja.annotations[i].bbox, jb.annotations[i].bbox);
@@ -236,8 +262,8 @@ TEST(Synth, DeterministicAndARealProblem) {
   testing::TempDir c;
   o.seed = 6;
   o.out_dir = c.path().string();
-  write_synthetic_dataset(o);
-  const auto jc = read_coco((c / "annotations/instances_train.json").string());
+  data::write_synthetic_dataset(o);
+  const auto jc = coco::read_coco((c / "annotations/instances_train.json").string());
   EXPECT_NE(jc.annotations[0].bbox, ja.annotations[0].bbox);
 }
 

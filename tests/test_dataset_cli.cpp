@@ -21,7 +21,7 @@ constexpr int kInputError = 2;
 constexpr int kUsageError = 3;
 
 TEST(DatasetCli, StatsOnCoco128) {
-  REQUIRE_SHARED_DATA();
+  REQUIRE_SHARED_DATA("COCO128's statistics");
   const auto root = testing::shared_data() / "coco128";
   const auto r = run_cli(fmt::format("dataset stats --ann {} --images {} --json",
                                      (root / "annotations/instances.json").string(),

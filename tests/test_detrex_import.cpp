@@ -52,13 +52,13 @@ TEST_F(DetrexImport, LoadsCompletelyIntoTheTinyDino) {
   EXPECT_NE(result.output.find("missing 0, unexpected 0, shape mismatches 0"), std::string::npos)
       << result.output;
 
-  const auto model = model_spec(Config::load(tiny_config())).build();
-  const LoadReport report = load_module(out, *model, /*strict=*/true);
+  const auto model = engine::model_spec(engine::Config::load(tiny_config())).build();
+  const model::LoadReport report = model::load_module(out, *model, /*strict=*/true);
   EXPECT_TRUE(report.complete());
   EXPECT_TRUE(report.ignored.empty());
 
-  const TensorDict source = load_tensors(file("detrex_dino.pth"));
-  const TensorDict ours = module_state(*model);
+  const model::TensorDict source = model::load_tensors(file("detrex_dino.pth"));
+  const model::TensorDict ours = model::module_state(*model);
   const std::vector<std::pair<std::string, std::string>> same = {
       {"backbone.stem.conv1.weight", "backbone.conv1.weight"},
       {"backbone.stem.conv1.norm.running_var", "backbone.bn1.running_var"},
@@ -92,12 +92,12 @@ TEST_F(DetrexImport, RefusesADecoderHeadThatDiffersFromTheDetectorHead) {
 
 TEST(Detrex, DropsOnlyDecoderCopiesEqualToTheirHeads) {
   const torch::Tensor head = torch::arange(4.0);
-  TensorDict tensors;
+  model::TensorDict tensors;
   tensors.insert("transformer.decoder.class_embed.0.bias", head.clone());
   tensors.insert("class_embed.0.bias", head);
   tensors.insert("transformer.decoder.norm.weight", torch::ones({2}));
   tensors.insert("backbone.res2.0.conv1.norm.weight", torch::ones({2}));
-  const DetrexConversion converted = detrex_to_ours(tensors);
+  const model::DetrexConversion converted = model::detrex_to_ours(tensors);
   EXPECT_EQ(converted.aliases_dropped, 1);
   EXPECT_EQ(converted.resnet_renamed, 1);
   std::vector<std::string> names;
@@ -106,19 +106,19 @@ TEST(Detrex, DropsOnlyDecoderCopiesEqualToTheirHeads) {
             (std::vector<std::string>{"class_embed.0.bias", "transformer.decoder.norm.weight",
                                       "backbone.layer1.0.bn1.weight"}));
 
-  TensorDict orphan;
+  model::TensorDict orphan;
   orphan.insert("transformer.decoder.bbox_embed.3.layers.0.weight", torch::ones({2, 2}));
   try {
-    detrex_to_ours(orphan);
+    model::detrex_to_ours(orphan);
     FAIL() << "a decoder head copy without its head was accepted";
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("bbox_embed.3.layers.0.weight"), std::string::npos);
   }
 
-  TensorDict reshaped;
+  model::TensorDict reshaped;
   reshaped.insert("class_embed.0.bias", head);
   reshaped.insert("transformer.decoder.class_embed.0.bias", head.view({2, 2}));
-  EXPECT_THROW(detrex_to_ours(reshaped), InputError);
+  EXPECT_THROW(model::detrex_to_ours(reshaped), util::InputError);
 }
 
 }  // namespace

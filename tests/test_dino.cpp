@@ -9,8 +9,8 @@
 namespace aligndetr::model {
 namespace {
 
-DinoOptions tiny_dino() {
-  DinoOptions o;
+model::DinoOptions tiny_dino() {
+  model::DinoOptions o;
   o.backbone.depth = 18;
   o.num_classes = 5;
   o.transformer.embed_dim = 64;
@@ -24,8 +24,8 @@ DinoOptions tiny_dino() {
   return o;
 }
 
-std::vector<matching::Target> targets() {
-  std::vector<matching::Target> t(2);
+std::vector<boxes::Target> targets() {
+  std::vector<boxes::Target> t(2);
   t[0].labels = torch::tensor({1, 3}, torch::kInt64);
   t[0].boxes = torch::tensor({0.3f, 0.3f, 0.2f, 0.2f, 0.6f, 0.7f, 0.3f, 0.4f}).view({2, 4});
   t[1].labels = torch::tensor({4}, torch::kInt64);
@@ -35,7 +35,7 @@ std::vector<matching::Target> targets() {
 
 TEST(Denoising, AttentionMaskBlocks) {
   // 2 groups of 2 * max_gt(=1) slots, then 3 matching queries.
-  const auto m = denoising_attention_mask(2, 1, 3, torch::kCPU);
+  const auto m = model::denoising_attention_mask(2, 1, 3, torch::kCPU);
   const std::vector<std::vector<int>> expected = {
       {0, 0, 1, 1, 0, 0, 0}, {0, 0, 1, 1, 0, 0, 0}, {1, 1, 0, 0, 0, 0, 0}, {1, 1, 0, 0, 0, 0, 0},
       {1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 0, 0, 0}, {1, 1, 1, 1, 0, 0, 0}};
@@ -48,10 +48,10 @@ TEST(Denoising, AttentionMaskBlocks) {
 TEST(Denoising, GroupsSlotsAndNoise) {
   torch::manual_seed(0);
   torch::nn::Embedding enc(5, 8);
-  DenoisingOptions o;
+  model::DenoisingOptions o;
   o.dn_number = 6;
   o.label_noise_ratio = 0.0;
-  const auto dn = prepare_denoising(targets(), 10, 5, enc, o);
+  const auto dn = model::prepare_denoising(targets(), 10, 5, enc, o);
   ASSERT_TRUE(dn.has_value());
   EXPECT_EQ(dn->max_gt, 2);
   EXPECT_EQ(dn->groups, 3);  // 6 / 2
@@ -91,16 +91,16 @@ TEST(Denoising, GroupsSlotsAndNoise) {
 
 TEST(Denoising, NothingWithoutBoxes) {
   torch::nn::Embedding enc(5, 8);
-  std::vector<matching::Target> empty(2);
+  std::vector<boxes::Target> empty(2);
   for (auto& t : empty) {
     t.labels = torch::empty({0}, torch::kInt64);
     t.boxes = torch::empty({0, 4});
   }
-  EXPECT_FALSE(prepare_denoising(empty, 10, 5, enc, {}).has_value());
+  EXPECT_FALSE(model::prepare_denoising(empty, 10, 5, enc, {}).has_value());
 }
 
 TEST(Dino, ParameterNamesAndIndependentHeads) {
-  Dino model(tiny_dino());
+  model::Dino model(tiny_dino());
   const auto params = model->named_parameters();
   for (const char* name :
        {"backbone.conv1.weight", "neck.convs.0.conv.weight", "transformer.level_embeds",
@@ -116,7 +116,7 @@ TEST(Dino, ParameterNamesAndIndependentHeads) {
 
 TEST(Dino, TrainingForwardBackwardThroughTheCriterion) {
   torch::manual_seed(0);
-  Dino model(tiny_dino());
+  model::Dino model(tiny_dino());
   model->train();
   const auto images = torch::randn({2, 3, 128, 160});
   auto mask = torch::zeros({2, 128, 160}, torch::kBool);
@@ -154,9 +154,9 @@ TEST(Dino, TrainingForwardBackwardThroughTheCriterion) {
 
 TEST(Dino, DeterministicForASeedAndNoDenoisingInEval) {
   torch::manual_seed(3);
-  Dino a(tiny_dino());
+  model::Dino a(tiny_dino());
   torch::manual_seed(3);
-  Dino b(tiny_dino());
+  model::Dino b(tiny_dino());
   a->eval();
   b->eval();
   torch::NoGradGuard no_grad;
@@ -188,7 +188,7 @@ TEST(Dino, EvaluationOnAPaddedBatchReportsBoxesRelativeToEachImage) {
   auto options = tiny_dino();
   options.eval_ignores_padding_mask = true;
   torch::manual_seed(3);
-  Dino model(options);
+  model::Dino model(options);
   model->eval();
   const auto batched = model->forward(images, mask);
   const auto alone =
@@ -211,7 +211,7 @@ TEST(Postprocess, TopKOverQueriesAndClassesScaledAndClipped) {
   const auto logits = torch::tensor({2.0f, -5.0f, -4.0f, 1.0f, -6.0f, 3.0f}).view({1, 2, 3});
   const auto boxes =
       torch::tensor({0.5f, 0.5f, 0.2f, 0.4f, 0.9f, 0.5f, 0.4f, 0.2f}).view({1, 2, 4});
-  const auto d = postprocess(logits, boxes, {{{100, 200}}}, 3);
+  const auto d = model::postprocess(logits, boxes, {{{100, 200}}}, 3);
   ASSERT_EQ(d.size(), 1u);
   EXPECT_TRUE(torch::equal(d[0].labels, torch::tensor({2, 0, 0}, torch::kInt64)));
   EXPECT_NEAR(d[0].scores[0].item<float>(), 1 / (1 + std::exp(-3.0f)), 1e-6);
@@ -230,7 +230,7 @@ TEST(Postprocess, DropsBoxesEmptyAfterClipping) {
   const auto logits = torch::zeros({1, 2, 1});
   const auto boxes =
       torch::tensor({1.5f, 0.5f, 0.2f, 0.2f, 0.5f, 0.5f, 0.2f, 0.2f}).view({1, 2, 4});
-  const auto d = postprocess(logits, boxes, {{{10, 10}}}, 2);
+  const auto d = model::postprocess(logits, boxes, {{{10, 10}}}, 2);
   EXPECT_EQ(d[0].boxes.size(0), 1);
 }
 

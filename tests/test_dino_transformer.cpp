@@ -3,12 +3,13 @@
 
 #include "aligndetr/model/dino_transformer.h"
 #include "aligndetr/model/layers.h"
+#include "aligndetr/util/error.h"
 
 namespace aligndetr::model {
 namespace {
 
-DinoTransformerOptions tiny() {
-  DinoTransformerOptions o;
+model::DinoTransformerOptions tiny() {
+  model::DinoTransformerOptions o;
   o.embed_dim = 32;
   o.num_heads = 4;
   o.num_levels = 2;
@@ -20,8 +21,8 @@ DinoTransformerOptions tiny() {
   return o;
 }
 
-DinoHeads make_heads(const DinoTransformerOptions& o, int64_t classes) {
-  DinoHeads h;
+model::DinoHeads make_heads(const model::DinoTransformerOptions& o, int64_t classes) {
+  model::DinoHeads h;
   for (int64_t i = 0; i <= o.decoder_layers; ++i) {
     h.class_embed.emplace_back(o.embed_dim, classes);
     h.bbox_embed.emplace_back(o.embed_dim, o.embed_dim, 4, 3);
@@ -33,7 +34,7 @@ struct Inputs {
   std::vector<torch::Tensor> feats, masks, pos;
 };
 
-Inputs make_inputs(const DinoTransformerOptions& o) {
+Inputs make_inputs(const model::DinoTransformerOptions& o) {
   Inputs in;
   for (int64_t l = 0; l < o.num_levels; ++l) {
     const int64_t h = 8 >> l, w = 6 >> l;
@@ -48,12 +49,13 @@ Inputs make_inputs(const DinoTransformerOptions& o) {
 
 TEST(Layers, InverseSigmoidAndSineEmbed) {
   const auto x = torch::tensor({0.0, 0.5, 0.9, 1.0}, torch::kFloat64);
-  const auto y = inverse_sigmoid(x);
+  const auto y = model::inverse_sigmoid(x);
   EXPECT_NEAR(y[0].item<double>(), std::log(1e-3 / 1.0), 1e-12);
   EXPECT_NEAR(y[1].item<double>(), 0.0, 1e-12);
   EXPECT_NEAR(y[2].item<double>(), std::log(0.9 / 0.1), 1e-9);
   // sine_embed of (x, y) with 4 features per coordinate: y's block comes first.
-  const auto e = sine_embed(torch::tensor({0.25, 0.5}, torch::kFloat64).view({1, 2}), 4, 100, true);
+  const auto e =
+      model::sine_embed(torch::tensor({0.25, 0.5}, torch::kFloat64).view({1, 2}), 4, 100, true);
   ASSERT_EQ(e.sizes(), torch::IntArrayRef({1, 8}));
   // Feature i uses dim_t = 100^(2 floor(i/2) / 4): 1, 1, 10, 10; even -> sin, odd -> cos.
   const double ang_y = 0.5 * 2 * M_PI, ang_x = 0.25 * 2 * M_PI;
@@ -64,7 +66,7 @@ TEST(Layers, InverseSigmoidAndSineEmbed) {
 }
 
 TEST(DinoTransformer, ParameterNamesFollowDetrex) {
-  DinoTransformer t(tiny());
+  model::DinoTransformer t(tiny());
   const auto params = t->named_parameters();
   for (const char* name :
        {"encoder.layers.0.attentions.0.sampling_offsets.weight",
@@ -79,7 +81,7 @@ TEST(DinoTransformer, ParameterNamesFollowDetrex) {
 }
 
 TEST(DinoTransformer, ProposalsAreCellCentresAndInvalidOnPadding) {
-  DinoTransformer t(tiny());
+  model::DinoTransformer t(tiny());
   const ops::SpatialShapes shapes = {{2, 4}};
   auto mask = torch::zeros({1, 8}, torch::kBool);
   mask[0][3] = true;  // last column of row 0 is padding
@@ -97,10 +99,10 @@ TEST(DinoTransformer, ProposalsAreCellCentresAndInvalidOnPadding) {
 TEST(DinoTransformer, ForwardShapesWithExtraQueriesAndGradients) {
   torch::manual_seed(0);
   const auto o = tiny();
-  DinoTransformer t(o);
+  model::DinoTransformer t(o);
   auto heads = make_heads(o, 5);
   const auto in = make_inputs(o);
-  ExtraQueries extra;
+  model::ExtraQueries extra;
   extra.content = torch::randn({2, 4, o.embed_dim});
   extra.boxes_unact = torch::randn({2, 4, 4});
   extra.attn_mask = torch::zeros({14, 14}, torch::kBool);
@@ -127,16 +129,16 @@ TEST(DinoTransformer, ForwardShapesWithExtraQueriesAndGradients) {
 TEST(DinoTransformer, MatchingQueriesDoNotSeeBlockedExtraQueries) {
   torch::manual_seed(1);
   const auto o = tiny();
-  DinoTransformer t(o);
+  model::DinoTransformer t(o);
   t->eval();
   auto heads = make_heads(o, 3);
   const auto in = make_inputs(o);
-  ExtraQueries a;
+  model::ExtraQueries a;
   a.content = torch::randn({2, 4, o.embed_dim});
   a.boxes_unact = torch::randn({2, 4, 4});
   a.attn_mask = torch::zeros({14, 14}, torch::kBool);
   a.attn_mask.narrow(0, 4, 10).narrow(1, 0, 4).fill_(true);
-  ExtraQueries b = a;
+  model::ExtraQueries b = a;
   b.content = torch::randn({2, 4, o.embed_dim});
   torch::NoGradGuard no_grad;
   const auto oa = t->forward(in.feats, in.masks, in.pos, heads, &a);
@@ -153,13 +155,13 @@ TEST(DinoTransformer, MatchingQueriesDoNotSeeBlockedExtraQueries) {
 TEST(DinoTransformer, TooFewTokensForTheQueriesIsAClearError) {
   auto o = tiny();
   o.num_queries = 1000;
-  DinoTransformer t(o);
+  model::DinoTransformer t(o);
   auto heads = make_heads(o, 3);
   const auto in = make_inputs(o);
   try {
     t->forward(in.feats, in.masks, in.pos, heads);
     FAIL();
-  } catch (const c10::Error& e) {
+  } catch (const util::InputError& e) {  // the image size is the user's choice
     EXPECT_NE(std::string(e.what()).find("fewer than the 1000 queries"), std::string::npos);
   }
 }

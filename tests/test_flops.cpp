@@ -4,6 +4,7 @@
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/flops.h"
 #include "aligndetr/model/report.h"
+#include "support/analytic_flops.h"
 
 namespace aligndetr {
 namespace {
@@ -12,25 +13,27 @@ TEST(Flops, CountsMatrixProductsAndConvolutionsByHand) {
   torch::NoGradGuard no_grad;
   torch::nn::Linear linear(4, 3);
   const auto x = torch::randn({5, 4});
-  EXPECT_EQ(count_flops([&] { linear(x); }).total, 5 * 4 * 3);
+  EXPECT_EQ(model::count_flops([&] { linear(x); }).total, 5 * 4 * 3);
   torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 8, 3).padding(1));
   const auto img = torch::randn({1, 3, 10, 10});
-  EXPECT_EQ(count_flops([&] { conv(img); }).total, 8 * 10 * 10 * 3 * 3 * 3);
+  EXPECT_EQ(model::count_flops([&] { conv(img); }).total, 8 * 10 * 10 * 3 * 3 * 3);
   const auto a = torch::randn({2, 3, 4}), b = torch::randn({2, 4, 5});
-  EXPECT_EQ(count_flops([&] { torch::bmm(a, b); }).total, 2 * 3 * 5 * 4);
-  EXPECT_EQ(count_flops([&] { torch::matmul(a, b); }).total, 2 * 3 * 5 * 4);
+  EXPECT_EQ(model::count_flops([&] { torch::bmm(a, b); }).total, 2 * 3 * 5 * 4);
+  EXPECT_EQ(model::count_flops([&] { torch::matmul(a, b); }).total, 2 * 3 * 5 * 4);
   // Element-wise work is free.
-  EXPECT_EQ(count_flops([&] { (a * 2 + 1).relu(); }).total, 0);
+  EXPECT_EQ(model::count_flops([&] { (a * 2 + 1).relu(); }).total, 0);
 }
 
 TEST(Flops, ObservedResNetEqualsTheAnalyticCount) {
   torch::NoGradGuard no_grad;
-  ResNetOptions o;
+  model::ResNetOptions o;
   o.depth = 18;
-  ResNet net(o);
+  model::ResNet net(o);
   net->eval();
-  const auto observed = count_flops([&] { net->forward(torch::zeros({1, 3, 224, 224})); }).total;
-  EXPECT_EQ(observed, resnet_flops(*net, {224, 224}).flops);
+  const auto observed = model::count_flops([&] {
+                          net->forward(torch::zeros({1, 3, 224, 224}));
+                        }).total;
+  EXPECT_EQ(observed, testing::resnet_flops(*net, {224, 224}).flops);
 }
 
 }  // namespace

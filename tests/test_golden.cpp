@@ -31,15 +31,15 @@ bool regenerating() {
 
 // Writes the tensors when regenerating; otherwise compares them with the file: the same names,
 // shapes and dtypes, values within 1e-6 of the largest reference magnitude of each tensor.
-void check_golden(const std::string& name, const TensorDict& actual) {
+void check_golden(const std::string& name, const model::TensorDict& actual) {
   const auto path = golden_path(name);
   if (regenerating()) {
     fs::create_directories(path.parent_path());
-    save_tensors(path.string(), actual);
+    model::save_tensors(path.string(), actual);
     GTEST_SKIP() << "wrote " << path;
   }
   ASSERT_TRUE(fs::exists(path)) << path << " is missing (see tests/data/golden/regenerate.sh)";
-  const auto expected = load_tensors(path.string());
+  const auto expected = model::load_tensors(path.string());
   ASSERT_EQ(expected.size(), actual.size()) << name;
   for (const auto& kv : expected) {
     const auto* got = actual.find(kv.key());
@@ -55,8 +55,8 @@ void check_golden(const std::string& name, const TensorDict& actual) {
     const auto r = ref.to(torch::kDouble), g = got->to(torch::kDouble);
     const double scale = r.abs().max().item<double>();
     const double diff = (g - r).abs().max().item<double>();
-    EXPECT_LE(diff, 1e-6 * std::max(scale, 1e-30)) << name << ": " << kv.key() << " (max |ref| "
-                                                   << scale << ")";
+    EXPECT_LE(diff, 1e-6 * std::max(scale, 1e-30))
+        << name << ": " << kv.key() << " (max |ref| " << scale << ")";
   }
 }
 
@@ -91,7 +91,7 @@ model::DabDetrOptions golden_dab() {
 // Two images of 96x128 and 64x96 in one padded batch.
 struct Input {
   torch::Tensor images, mask;
-  std::vector<matching::Target> targets;
+  std::vector<boxes::Target> targets;
 };
 
 Input golden_input() {
@@ -112,14 +112,15 @@ Input golden_input() {
   return in;
 }
 
-void add_set(TensorDict& out, const std::string& name, const loss::OutputSet& set) {
+void add_set(model::TensorDict& out, const std::string& name, const model::OutputSet& set) {
   out.insert(name + ".logits", set.logits.detach().clone());
   out.insert(name + ".boxes", set.boxes.detach().clone());
 }
 
-TensorDict outputs_dict(const loss::CriterionInputs& o) {
-  TensorDict out;
-  for (size_t l = 0; l < o.decoder.size(); ++l) add_set(out, "decoder." + std::to_string(l), o.decoder[l]);
+model::TensorDict outputs_dict(const model::DetectorOutputs& o) {
+  model::TensorDict out;
+  for (size_t l = 0; l < o.decoder.size(); ++l)
+    add_set(out, "decoder." + std::to_string(l), o.decoder[l]);
   if (o.encoder) add_set(out, "encoder", *o.encoder);
   if (o.denoising) {
     const auto& dn = *o.denoising;
@@ -134,9 +135,10 @@ TensorDict outputs_dict(const loss::CriterionInputs& o) {
   return out;
 }
 
-TensorDict loss_dict(const loss::LossTerms& terms) {
-  TensorDict out;
-  for (const auto& [name, t] : terms.unweighted) out.insert("unweighted." + name, t.detach().clone());
+model::TensorDict loss_dict(const loss::LossTerms& terms) {
+  model::TensorDict out;
+  for (const auto& [name, t] : terms.unweighted)
+    out.insert("unweighted." + name, t.detach().clone());
   for (const auto& [name, t] : terms.weighted) out.insert("weighted." + name, t.detach().clone());
   out.insert("total", terms.total.detach().clone());
   out.insert("num_boxes", torch::tensor({terms.num_boxes}, torch::kDouble));
@@ -145,13 +147,13 @@ TensorDict loss_dict(const loss::LossTerms& terms) {
 
 // Every parameter's sum, sum of squares and 16 entries at evenly spaced flat positions: enough to
 // see any change of the update without storing an 11M-parameter backbone.
-TensorDict fingerprint(const torch::nn::Module& module) {
-  TensorDict out;
+model::TensorDict fingerprint(const torch::nn::Module& module) {
+  model::TensorDict out;
   for (const auto& kv : module.named_parameters()) {
     const auto flat = kv.value().detach().reshape(-1).to(torch::kDouble);
     const int64_t n = flat.numel();
-    const auto picks = torch::linspace(0, static_cast<double>(n - 1), std::min<int64_t>(16, n))
-                           .to(torch::kLong);
+    const auto picks =
+        torch::linspace(0, static_cast<double>(n - 1), std::min<int64_t>(16, n)).to(torch::kLong);
     out.insert(kv.key(), torch::cat({flat.sum().view({1}), flat.square().sum().view({1}),
                                      flat.index_select(0, picks)}));
   }

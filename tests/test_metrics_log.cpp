@@ -49,7 +49,7 @@ TEST(MetricsLog, WritesTrainingPlots) {
   const cv::Mat img = cv::imread(paths[0].string());
   EXPECT_EQ(img.cols, 960);
   EXPECT_EQ(img.rows, 600);
-  EXPECT_THROW(read_metrics_log(dir / "missing.jsonl"), InputError);
+  EXPECT_THROW(read_metrics_log(dir / "missing.jsonl"), util::InputError);
 }
 
 }  // namespace

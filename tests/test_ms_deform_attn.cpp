@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "aligndetr/ops/ms_deform_attn.h"
+#include "support/ms_deform_attn_loop.h"
 
 namespace aligndetr::ops {
 namespace {
@@ -47,7 +48,7 @@ TEST(MSDeformAttn, KernelsMatchExplicitLoops) {
     for (int64_t seed = 0; seed < 3; ++seed) {
       const auto c = random_case(seed);
       const auto fast = kernel.fn(c.value, c.shapes, c.loc, c.weights);
-      const auto slow = ms_deform_attn_loop(c.value, c.shapes, c.loc, c.weights);
+      const auto slow = testing::ms_deform_attn_loop(c.value, c.shapes, c.loc, c.weights);
       EXPECT_EQ(fast.sizes(), torch::IntArrayRef({2, 3, 8}));
       EXPECT_TRUE(torch::allclose(fast, slow, 1e-10, 1e-12))
           << kernel.name << ": " << (fast - slow).abs().max();
@@ -64,7 +65,7 @@ TEST(MSDeformAttn, GradientsMatchExplicitLoops) {
         torch::autograd::grad({(kernel.fn(c.value, c.shapes, c.loc, c.weights) * probe).sum()},
                               {c.value, c.loc, c.weights});
     const auto g_slow = torch::autograd::grad(
-        {(ms_deform_attn_loop(c.value, c.shapes, c.loc, c.weights) * probe).sum()},
+        {(testing::ms_deform_attn_loop(c.value, c.shapes, c.loc, c.weights) * probe).sum()},
         {c.value, c.loc, c.weights});
     for (size_t i = 0; i < 3; ++i) {
       EXPECT_TRUE(torch::allclose(g_fast[i], g_slow[i], 1e-9, 1e-10))
@@ -157,7 +158,12 @@ TEST(MSDeformAttn, SamplingAtAPixelCentreReturnsThatPixel) {
 
 TEST(MSDeformAttn, ModuleShapesInitAndPadding) {
   torch::manual_seed(0);
-  MSDeformAttn attn(MSDeformAttnOptions{32, 4, 2, 3});
+  MSDeformAttnOptions o;
+  o.embed_dim = 32;
+  o.num_heads = 4;
+  o.num_levels = 2;
+  o.num_points = 3;
+  MSDeformAttn attn(o);
   EXPECT_EQ(attn->named_parameters().size(), 8u);
   const auto bias = attn->named_parameters()["sampling_offsets.bias"].view({4, 2, 3, 2});
   // Head 0 looks right (+x): points at 1, 2, 3 pixels.

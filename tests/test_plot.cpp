@@ -24,11 +24,11 @@ bool is_orange(const cv::Vec3b& p) {
 }
 
 TEST(Plot, ConstantSeriesIsAHorizontalLine) {
-  PlotStyle style{"loss", "iteration", "value", 800, 500};
-  PlotArea area;
-  const cv::Mat img = render_line_plot({{"flat", {0, 100, 200, 300}, {0.5, 0.5, 0.5, 0.5}},
-                                        {"rising", {0, 100, 200, 300}, {0.0, 1.0, 2.0, 3.0}}},
-                                       style, &area);
+  vis::PlotStyle style{"loss", "iteration", "value", 800, 500};
+  vis::PlotArea area;
+  const cv::Mat img = vis::render_line_plot({{"flat", {0, 100, 200, 300}, {0.5, 0.5, 0.5, 0.5}},
+                                             {"rising", {0, 100, 200, 300}, {0.0, 1.0, 2.0, 3.0}}},
+                                            style, &area);
   ASSERT_EQ(img.cols, 800);
   ASSERT_EQ(img.rows, 500);
   ASSERT_EQ(img.type(), CV_8UC3);
@@ -58,9 +58,9 @@ TEST(Plot, ConstantSeriesIsAHorizontalLine) {
 }
 
 TEST(Plot, NonFiniteValuesBreakTheLine) {
-  PlotArea area;
+  vis::PlotArea area;
   const double nan = std::nan("");
-  const cv::Mat img = render_line_plot(
+  const cv::Mat img = vis::render_line_plot(
       {{"gap", {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {1, 1, 1, 1, nan, nan, nan, 1, 1, 1, 1}},
        {"low", {0, 10}, {0, 0}}},
       {"", "", "", 600, 400}, &area);
@@ -70,9 +70,10 @@ TEST(Plot, NonFiniteValuesBreakTheLine) {
 }
 
 TEST(Plot, BarsStandOnTheAxisUpToTheirValue) {
-  PlotArea area;
-  const cv::Mat img = render_bar_plot({"a", "b", "c"}, {{"one", {1, 0, 2}}, {"two", {2, 1, 0}}},
-                                      {"bars", "bin", "count", 900, 600}, &area);
+  vis::PlotArea area;
+  const cv::Mat img =
+      vis::render_bar_plot({"a", "b", "c"}, {{"one", {1, 0, 2}}, {"two", {2, 1, 0}}},
+                           {"bars", "bin", "count", 900, 600}, &area);
   ASSERT_EQ(img.cols, 900);
   ASSERT_EQ(img.rows, 600);
   EXPECT_EQ(area.y_min, 0);
@@ -92,12 +93,12 @@ TEST(Plot, BarsStandOnTheAxisUpToTheirValue) {
 }
 
 TEST(Plot, HeatMapPutsRowZeroAtTheBottom) {
-  PlotArea area;
-  HeatMapAxes axes;
+  vis::PlotArea area;
+  vis::HeatMapAxes axes;
   axes.value_label = "count";
   // 2 x 3 grid: only the top-right cell (row 1, column 2) is non-zero.
   const cv::Mat img =
-      render_heat_map({0, 0, 0, 0, 0, 7}, 2, 3, axes, {"map", "x", "y", 700, 600}, &area);
+      vis::render_heat_map({0, 0, 0, 0, 0, 7}, 2, 3, axes, {"map", "x", "y", 700, 600}, &area);
   ASSERT_EQ(img.cols, 700);
   ASSERT_EQ(img.rows, 600);
   const auto at = [&](double x, double y) {
@@ -120,15 +121,15 @@ TEST(Plot, HeatMapPutsRowZeroAtTheBottom) {
 }
 
 TEST(Plot, RejectsInconsistentInput) {
-  const PlotStyle style;
-  EXPECT_THROW(render_line_plot({{"bad", {0, 1}, {0}}}, style), InputError);
-  EXPECT_THROW(render_bar_plot({"a", "b"}, {{"bad", {1}}}, style), InputError);
-  EXPECT_THROW(render_heat_map({1, 2, 3}, 2, 2, {}, style), InputError);
-  EXPECT_THROW(render_line_plot({}, {"", "", "", 50, 50}), InputError);
+  const vis::PlotStyle style;
+  EXPECT_THROW(vis::render_line_plot({{"bad", {0, 1}, {0}}}, style), util::InputError);
+  EXPECT_THROW(vis::render_bar_plot({"a", "b"}, {{"bad", {1}}}, style), util::InputError);
+  EXPECT_THROW(vis::render_heat_map({1, 2, 3}, 2, 2, {}, style), util::InputError);
+  EXPECT_THROW(vis::render_line_plot({}, {"", "", "", 50, 50}), util::InputError);
 }
 
 TEST(Plot, EmptyPlotStillRenders) {
-  const cv::Mat img = render_line_plot({}, {"nothing yet", "", "", 400, 300});
+  const cv::Mat img = vis::render_line_plot({}, {"nothing yet", "", "", 400, 300});
   EXPECT_EQ(img.cols, 400);
   EXPECT_EQ(img.rows, 300);
 }
@@ -136,8 +137,8 @@ TEST(Plot, EmptyPlotStillRenders) {
 TEST(Plot, WritesPngAtomically) {
   testing::TempDir dir;
   const auto path = dir / "plot.png";
-  const cv::Mat img = render_line_plot({{"s", {0, 1}, {0, 1}}}, {"t", "x", "y", 640, 480});
-  write_png(path, img);
+  const cv::Mat img = vis::render_line_plot({{"s", {0, 1}, {0, 1}}}, {"t", "x", "y", 640, 480});
+  vis::write_png(path, img);
   const cv::Mat back = cv::imread(path.string());
   ASSERT_FALSE(back.empty());
   EXPECT_EQ(back.cols, 640);
@@ -147,7 +148,7 @@ TEST(Plot, WritesPngAtomically) {
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
                           std::filesystem::directory_iterator{}),
             1);
-  EXPECT_THROW(write_png(dir / "missing" / "plot.png", img), InputError);
+  EXPECT_THROW(vis::write_png(dir / "missing" / "plot.png", img), util::InputError);
 }
 
 }  // namespace

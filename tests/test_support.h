@@ -24,10 +24,14 @@ inline bool has_shared_data() {
   return std::filesystem::exists(shared_data() / "README.md");
 }
 
-#define REQUIRE_SHARED_DATA()                                                                   \
+// For the tests that must read real COCO data (COCO128's statistics and records, the cocoapi
+// fixture with pycocotools' numbers, the golden criterion case); `why` says what they check.
+// Everything else generates its data (data::write_synthetic_dataset) and runs anywhere.
+#define REQUIRE_SHARED_DATA(why)                                                                \
   do {                                                                                          \
     if (!::aligndetr::testing::has_shared_data()) {                                             \
-      GTEST_SKIP() << "test data not found at " << ::aligndetr::testing::shared_data()          \
+      GTEST_SKIP() << "needs the real COCO data for " << (why) << ", not found at "             \
+                   << ::aligndetr::testing::shared_data()                                       \
                    << " (check out ../shared beside the project or set ALIGNDETR_SHARED_DATA)"; \
     }                                                                                           \
   } while (0)

@@ -1,4 +1,4 @@
-// The training engine end to end on small real data: the loss falls, AP rises above zero,
+// The training engine end to end on small synthetic data: the loss falls, AP rises above zero,
 // resuming gives the same losses as an uninterrupted run, checkpoints are atomic, and bad
 // configs or weights give clear errors.
 
@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/data/synth.h"
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/trainer.h"
@@ -23,24 +23,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A tiny model on the first `images` images of COCO128, training and validating on them.
-Config tiny_config(const fs::path& dir, int images, int64_t max_iter) {
-  const auto root = testing::shared_data() / "coco128";
-  auto full = read_coco((root / "annotations/instances.json").string());
-  CocoDataset subset = full;
-  subset.images.clear();
-  subset.annotations.clear();
-  for (int i = 0; i < images; ++i) subset.images.push_back(full.images[size_t(i)]);
-  subset.reindex();
-  for (const auto& a : full.annotations) {
-    if (subset.image_index(a.image_id) >= 0) subset.annotations.push_back(a);
-  }
-  const auto ann = (dir / "subset.json").string();
-  write_coco(subset, ann);
+// A tiny model on `images` synthetic images (generated in well under a second), training and
+// validating on them.
+engine::Config tiny_config(const fs::path& dir, int images, int64_t max_iter) {
+  data::SynthOptions synth;
+  synth.out_dir = (dir / fmt::format("synth{}", images)).string();
+  synth.train_images = std::max(images, 1);
+  synth.val_images = 1;
+  synth.size = 160;
+  synth.seed = 3;
+  synth.min_object_size = 16;
+  synth.threads = 1;
+  const fs::path root = synth.out_dir;
+  if (!fs::exists(root / "annotations/instances_train.json")) data::write_synthetic_dataset(synth);
+  const auto ann = (root / "annotations/instances_train.json").string();
   const std::string yaml = fmt::format(R"(
 model:
   type: dino
-  num_classes: 80
+  num_classes: 8
   backbone: {{depth: 18, freeze_at: 1, out_stages: [2, 3, 4]}}
   neck: {{num_extra_levels: 1}}
   transformer: {{embed_dim: 64, num_heads: 4, num_points: 2, encoder_layers: 1, decoder_layers: 2,
@@ -80,15 +80,14 @@ train:
   device: cpu
   eval_top_k: 100
 )",
-                                       ann, (root / "images").string(), max_iter);
-  return Config::parse(yaml, "test-config");
+                                       ann, (root / "images/train").string(), max_iter);
+  return engine::Config::parse(yaml, "test-config");
 }
 
-TEST(Trainer, LossFallsAndApRisesOnCoco128) {
-  REQUIRE_SHARED_DATA();
+TEST(Trainer, LossFallsAndApRises) {
   testing::TempDir dir;
   auto config = tiny_config(dir.path(), 4, 120);
-  const auto result = train(make_experiment(config), (dir / "run").string(), false);
+  const auto result = engine::train(engine::make_experiment(config), (dir / "run").string(), false);
   ASSERT_EQ(result.loss_history.size(), 120u);
   double first = 0, last = 0;
   for (int i = 0; i < 10; ++i) {
@@ -102,22 +101,22 @@ TEST(Trainer, LossFallsAndApRisesOnCoco128) {
   EXPECT_TRUE(fs::exists(dir / "run/eval_final.json"));
   EXPECT_TRUE(fs::exists(dir / "run/config.yaml"));
   // Only the newest two checkpoints are kept.
-  EXPECT_TRUE(fs::exists(checkpoint_path((dir / "run/checkpoints").string(), 120)));
-  EXPECT_TRUE(fs::exists(checkpoint_path((dir / "run/checkpoints").string(), 118)));
-  EXPECT_FALSE(fs::exists(checkpoint_path((dir / "run/checkpoints").string(), 116)));
+  EXPECT_TRUE(fs::exists(engine::checkpoint_path((dir / "run/checkpoints").string(), 120)));
+  EXPECT_TRUE(fs::exists(engine::checkpoint_path((dir / "run/checkpoints").string(), 118)));
+  EXPECT_FALSE(fs::exists(engine::checkpoint_path((dir / "run/checkpoints").string(), 116)));
 }
 
 TEST(Trainer, ResumedRunMatchesAnUninterruptedOne) {
-  REQUIRE_SHARED_DATA();
   testing::TempDir dir;
-  const auto full =
-      train(make_experiment(tiny_config(dir.path(), 4, 6)), (dir / "a").string(), false);
+  const auto full = engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 6)),
+                                  (dir / "a").string(), false);
   // A run killed after logging step 3 but before checkpointing it: the newest checkpoint is
   // step 2's, and step 3's log line is a leftover.
-  train(make_experiment(tiny_config(dir.path(), 4, 3)), (dir / "b").string(), false);
-  fs::remove(checkpoint_path((dir / "b/checkpoints").string(), 3));
-  const auto resumed =
-      train(make_experiment(tiny_config(dir.path(), 4, 6)), (dir / "b").string(), true);
+  engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 3)), (dir / "b").string(),
+                false);
+  fs::remove(engine::checkpoint_path((dir / "b/checkpoints").string(), 3));
+  const auto resumed = engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 6)),
+                                     (dir / "b").string(), true);
   ASSERT_EQ(full.loss_history.size(), 6u);
   ASSERT_EQ(resumed.loss_history.size(), 4u);
   for (size_t i = 0; i < 4; ++i) {
@@ -139,27 +138,27 @@ TEST(Trainer, ResumedRunMatchesAnUninterruptedOne) {
 }
 
 TEST(Trainer, KilledCheckpointWriteLeavesThePreviousOneLoadable) {
-  REQUIRE_SHARED_DATA();
   testing::TempDir dir;
-  train(make_experiment(tiny_config(dir.path(), 2, 2)), (dir / "run").string(), false);
+  engine::train(engine::make_experiment(tiny_config(dir.path(), 2, 2)), (dir / "run").string(),
+                false);
   const auto ckpt_dir = (dir / "run/checkpoints").string();
-  const auto good = latest_checkpoint(ckpt_dir);
+  const auto good = engine::latest_checkpoint(ckpt_dir);
   ASSERT_FALSE(good.empty());
   // A write killed midway leaves only a temporary file behind: it is never picked up.
-  testing::write_text(checkpoint_path(ckpt_dir, 4) + ".tmp.123.abc", "partial");
-  EXPECT_EQ(latest_checkpoint(ckpt_dir), good);
-  const auto e = make_experiment(tiny_config(dir.path(), 2, 2));
+  testing::write_text(engine::checkpoint_path(ckpt_dir, 4) + ".tmp.123.abc", "partial");
+  EXPECT_EQ(engine::latest_checkpoint(ckpt_dir), good);
+  const auto e = engine::make_experiment(tiny_config(dir.path(), 2, 2));
   const auto model = e.model.build();
-  EXPECT_EQ(load_checkpoint(good, *model).iteration, 2);
+  EXPECT_EQ(engine::load_checkpoint(good, *model).iteration, 2);
   // The weights file and a training checkpoint both load; a truncated file is a clear error.
-  EXPECT_EQ(load_checkpoint((dir / "run/model_final.pt").string(), *model).iteration, -1);
+  EXPECT_EQ(engine::load_checkpoint((dir / "run/model_final.pt").string(), *model).iteration, -1);
   const auto broken = (dir / "broken.pt").string();
   {
     std::ifstream in(good, std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     testing::write_text(broken, bytes.substr(0, bytes.size() / 2));
   }
-  EXPECT_THROW(load_checkpoint(broken, *model), InputError);
+  EXPECT_THROW(engine::load_checkpoint(broken, *model), util::InputError);
 }
 
 TEST(Checkpoint, RandomStatesOfTheCpuAndEveryCudaDeviceRoundTrip) {
@@ -168,27 +167,26 @@ TEST(Checkpoint, RandomStatesOfTheCpuAndEveryCudaDeviceRoundTrip) {
   torch::optim::AdamW optimizer(model->parameters());
   const auto path = (dir / "ckpt.pt").string();
   torch::manual_seed(11);
-  save_checkpoint(path, *model, optimizer, 5, "a: 1\n");
+  engine::save_checkpoint(path, *model, optimizer, 5, "a: 1\n");
   const auto expected = torch::rand({4});
-  const TensorDict saved = load_tensors(path);
+  const model::TensorDict saved = model::load_tensors(path);
   EXPECT_TRUE(saved.contains("trainer.rng_cpu"));
   const int64_t gpus = torch::cuda::is_available() ? int64_t(torch::cuda::device_count()) : 0;
   for (int64_t i = 0; i < gpus + 1; ++i) {
     EXPECT_EQ(saved.contains(fmt::format("trainer.rng_cuda.{}", i)), i < gpus) << i;
   }
   torch::manual_seed(99);
-  EXPECT_EQ(load_checkpoint(path, *model, &optimizer).iteration, 5);
+  EXPECT_EQ(engine::load_checkpoint(path, *model, &optimizer).iteration, 5);
   EXPECT_TRUE(torch::equal(torch::rand({4}), expected));
   // A checkpoint from a machine with one more GPU than this one still resumes (with a warning).
-  TensorDict more = saved;
+  model::TensorDict more = saved;
   more.insert(fmt::format("trainer.rng_cuda.{}", gpus), saved["trainer.rng_cpu"]);
   const auto other = (dir / "more_gpus.pt").string();
-  save_tensors(other, more);
-  EXPECT_EQ(load_checkpoint(other, *model, &optimizer).iteration, 5);
+  model::save_tensors(other, more);
+  EXPECT_EQ(engine::load_checkpoint(other, *model, &optimizer).iteration, 5);
 }
 
 TEST(Trainer, ANewRunInAnOldDirectoryReplacesItsLogAndCheckpoints) {
-  REQUIRE_SHARED_DATA();
   testing::TempDir dir;
   const auto run = (dir / "run").string();
   const auto lines = [&] {
@@ -197,71 +195,113 @@ TEST(Trainer, ANewRunInAnOldDirectoryReplacesItsLogAndCheckpoints) {
     for (std::string line; std::getline(in, line);) ++n;
     return n;
   };
-  train(make_experiment(tiny_config(dir.path(), 2, 4)), run, false);
+  engine::train(engine::make_experiment(tiny_config(dir.path(), 2, 4)), run, false);
   const int first = lines();
   ASSERT_GT(first, 0);
-  ASSERT_EQ(latest_checkpoint(run + "/checkpoints"), checkpoint_path(run + "/checkpoints", 4));
-  train(make_experiment(tiny_config(dir.path(), 2, 2)), run, false);
+  ASSERT_EQ(engine::latest_checkpoint(run + "/checkpoints"),
+            engine::checkpoint_path(run + "/checkpoints", 4));
+  engine::train(engine::make_experiment(tiny_config(dir.path(), 2, 2)), run, false);
   // Only the second run's lines (2 steps instead of 4) and its own checkpoint remain.
   EXPECT_LT(lines(), first);
-  EXPECT_EQ(latest_checkpoint(run + "/checkpoints"), checkpoint_path(run + "/checkpoints", 2));
+  EXPECT_EQ(engine::latest_checkpoint(run + "/checkpoints"),
+            engine::checkpoint_path(run + "/checkpoints", 2));
 }
 
 TEST(Trainer, MismatchedWeightsAreRejectedWithNames) {
-  REQUIRE_SHARED_DATA();
   testing::TempDir dir;
-  train(make_experiment(tiny_config(dir.path(), 2, 1)), (dir / "run").string(), false);
+  engine::train(engine::make_experiment(tiny_config(dir.path(), 2, 1)), (dir / "run").string(),
+                false);
   auto config = tiny_config(dir.path(), 2, 1);
   config.set("model.transformer.num_queries=60");
-  const auto other = make_experiment(config).model.build();
+  const auto other = engine::make_experiment(config).model.build();
   try {
-    load_checkpoint((dir / "run/model_final.pt").string(), *other);
+    engine::load_checkpoint((dir / "run/model_final.pt").string(), *other);
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("transformer.tgt_embed.weight"), std::string::npos)
         << e.what();
   }
 }
 
+// A learning rate that blows the weights up: whether the outputs or only the loss turn non-finite,
+// the run stops through one path, with the last good state saved.
+TEST(Trainer, DivergenceStopsWithTheLastGoodStateSaved) {
+  testing::TempDir dir;
+  auto e = engine::make_experiment(tiny_config(dir.path(), 2, 8));
+  e.solver.lr = 1e3;
+  try {
+    engine::train(e, (dir / "run").string(), false);
+    FAIL() << "a learning rate of 1000 trained for 8 steps";
+  } catch (const engine::TrainingDiverged& diverged) {
+    EXPECT_NE(std::string(diverged.what()).find("non-finite"), std::string::npos)
+        << diverged.what();
+    EXPECT_TRUE(fs::exists(diverged.checkpoint())) << diverged.checkpoint();
+    const auto model = e.model.build();
+    EXPECT_GE(engine::load_checkpoint(diverged.checkpoint(), *model).iteration, 0);
+  }
+}
+
 TEST(Trainer, ConfigErrors) {
-  REQUIRE_SHARED_DATA();
   testing::TempDir dir;
   auto config = tiny_config(dir.path(), 0, 1);
-  auto missing = Config::parse(config.dump() + "\n");
-  EXPECT_NO_THROW(make_experiment(missing));
+  // An optional key left out takes its default from the options struct.
+  auto text = config.dump();
+  const auto line = text.find("checkpoint_period:");
+  ASSERT_NE(line, std::string::npos) << text;
+  const auto begin = text.rfind('\n', line) + 1;
+  text.erase(begin, text.find('\n', line) + 1 - begin);
+  auto without_optional = engine::Config::parse(text, "no-checkpoint-period");
+  ASSERT_FALSE(without_optional.has("train.checkpoint_period"));
+  ASSERT_NE(engine::TrainOptions{}.checkpoint_period, 2);  // the value the config had
+  EXPECT_EQ(engine::make_experiment(without_optional).train.checkpoint_period,
+            engine::TrainOptions{}.checkpoint_period);
   // A stray key anywhere is an error naming it.
-  auto stray = Config::parse(config.dump() + "solver2: {lr: 1}\n", "stray");
+  auto stray = engine::Config::parse(config.dump() + "solver2: {lr: 1}\n", "stray");
   try {
-    make_experiment(stray);
+    engine::make_experiment(stray);
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("solver2.lr"), std::string::npos) << e.what();
   }
+  // No training size to draw from: an input error naming the key, not a crash at step 1.
+  auto no_sizes = config;
+  no_sizes.set("data.transforms.train_short_sizes=[]");
+  try {
+    engine::make_experiment(no_sizes);
+    FAIL();
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("data.transforms.train_short_sizes is empty"),
+              std::string::npos)
+        << e.what();
+  }
+  auto negative = config;
+  negative.set("data.transforms.train_short_sizes=[128, -1]");
+  EXPECT_THROW(engine::make_experiment(negative), util::InputError);
   // A missing required key names it.
-  auto text = config.dump();
+  text = config.dump();
   const auto pos = text.find("max_iter");
   text.replace(pos, 8, "max_iters");
   try {
-    make_experiment(Config::parse(text, "typo"));
+    engine::make_experiment(engine::Config::parse(text, "typo"));
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("missing key 'solver.max_iter'"), std::string::npos)
         << e.what();
   }
 }
 
 TEST(Schedule, WarmupThenSteps) {
-  SolverOptions s;
+  engine::SolverOptions s;
   s.steps = {10, 20};
   s.gamma = 0.1;
   s.warmup_iters = 4;
   s.warmup_factor = 0.2;
-  EXPECT_DOUBLE_EQ(lr_factor(s, 0), 0.2);
-  EXPECT_DOUBLE_EQ(lr_factor(s, 2), 0.2 * 0.5 + 0.5);
-  EXPECT_DOUBLE_EQ(lr_factor(s, 4), 1.0);
-  EXPECT_DOUBLE_EQ(lr_factor(s, 9), 1.0);
-  EXPECT_DOUBLE_EQ(lr_factor(s, 10), 0.1);
-  EXPECT_NEAR(lr_factor(s, 25), 0.01, 1e-15);
+  EXPECT_DOUBLE_EQ(engine::lr_factor(s, 0), 0.2);
+  EXPECT_DOUBLE_EQ(engine::lr_factor(s, 2), 0.2 * 0.5 + 0.5);
+  EXPECT_DOUBLE_EQ(engine::lr_factor(s, 4), 1.0);
+  EXPECT_DOUBLE_EQ(engine::lr_factor(s, 9), 1.0);
+  EXPECT_DOUBLE_EQ(engine::lr_factor(s, 10), 0.1);
+  EXPECT_NEAR(engine::lr_factor(s, 25), 0.01, 1e-15);
 }
 
 }  // namespace
@@ -276,24 +316,24 @@ TEST(Presets, EveryConfigResolvesWithEveryKeyUnderstood) {
        std::filesystem::directory_iterator(std::string(ALIGNDETR_SOURCE_DIR) + "/configs")) {
     if (entry.path().extension() != ".yaml") continue;
     SCOPED_TRACE(entry.path().string());
-    const auto e = make_experiment(Config::load(entry.path().string()));
+    const auto e = engine::make_experiment(engine::Config::load(entry.path().string()));
     EXPECT_GT(e.solver.max_iter, 0);
     ++count;
   }
   EXPECT_GE(count, 8);
-  const auto paper = make_experiment(
-      Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_r50_4scale_12ep.yaml"));
+  const auto paper = engine::make_experiment(engine::Config::load(
+      std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_r50_4scale_12ep.yaml"));
   EXPECT_EQ(paper.criterion.k, 3);
   EXPECT_EQ(paper.model.dino.transformer.num_queries, 900);
   EXPECT_EQ(paper.solver.max_iter, 90000);
   EXPECT_EQ(paper.solver.steps, std::vector<int64_t>{82500});
   EXPECT_DOUBLE_EQ(paper.solver.clip_norm, 0.1);
   EXPECT_EQ(paper.data.batch_size, 16);
-  const auto released = make_experiment(Config::load(
+  const auto released = engine::make_experiment(engine::Config::load(
       std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_r50_4scale_12ep_released.yaml"));
   EXPECT_EQ(released.criterion.k, 2);
-  const auto baseline = make_experiment(
-      Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/dino_r50_4scale_12ep.yaml"));
+  const auto baseline = engine::make_experiment(engine::Config::load(
+      std::string(ALIGNDETR_SOURCE_DIR) + "/configs/dino_r50_4scale_12ep.yaml"));
   EXPECT_EQ(baseline.criterion.class_loss, loss::ClassLoss::kFocal);
   EXPECT_EQ(baseline.criterion.k, 1);
 }

@@ -11,8 +11,8 @@ namespace aligndetr {
 namespace {
 
 // A 100x200 (h x w) image whose pixel values encode their position, with two boxes.
-Annotated make_sample() {
-  Annotated s;
+data::Annotated make_sample() {
+  data::Annotated s;
   s.image = cv::Mat(100, 200, CV_8UC3);
   for (int y = 0; y < 100; ++y) {
     for (int x = 0; x < 200; ++x) s.image.at<cv::Vec3b>(y, x) = cv::Vec3b(x, y, 7);
@@ -22,7 +22,7 @@ Annotated make_sample() {
   return s;
 }
 
-void expect_box(const BoxXYXY& b, float x0, float y0, float x1, float y1) {
+void expect_box(const data::BoxXYXY& b, float x0, float y0, float x1, float y1) {
   EXPECT_NEAR(b[0], x0, 1e-4);
   EXPECT_NEAR(b[1], y0, 1e-4);
   EXPECT_NEAR(b[2], x1, 1e-4);
@@ -31,27 +31,27 @@ void expect_box(const BoxXYXY& b, float x0, float y0, float x1, float y1) {
 
 TEST(Transforms, ShortestEdgeSizeMatchesDetectron2) {
   // 480x640 to short edge 800: 800x1066.67 -> (800, 1067).
-  EXPECT_EQ(shortest_edge_size(480, 640, 800, 1333), (std::array<int, 2>{800, 1067}));
+  EXPECT_EQ(data::shortest_edge_size(480, 640, 800, 1333), (std::array<int, 2>{800, 1067}));
   // Very wide: limited by max size 1333: 1000x3000 -> 800x2400 -> scaled to 444.33x1333.
-  EXPECT_EQ(shortest_edge_size(1000, 3000, 800, 1333), (std::array<int, 2>{444, 1333}));
+  EXPECT_EQ(data::shortest_edge_size(1000, 3000, 800, 1333), (std::array<int, 2>{444, 1333}));
   // Portrait, no limit.
-  EXPECT_EQ(shortest_edge_size(640, 427, 400, 0), (std::array<int, 2>{600, 400}));
+  EXPECT_EQ(data::shortest_edge_size(640, 427, 400, 0), (std::array<int, 2>{600, 400}));
 }
 
 TEST(Transforms, FlipMovesPixelsAndBoxesTogether) {
   auto s = make_sample();
-  hflip(s);
+  data::hflip(s);
   // Pixel that was at x = 10 is now at x = 189.
   EXPECT_EQ(s.image.at<cv::Vec3b>(20, 189)[0], 10);
   expect_box(s.boxes[0], 150, 20, 190, 60);
   expect_box(s.boxes[1], 0, 0, 50, 100);
-  hflip(s);
+  data::hflip(s);
   expect_box(s.boxes[0], 10, 20, 50, 60);
 }
 
 TEST(Transforms, ResizeScalesBoxesByEachAxis) {
   auto s = make_sample();
-  resize(s, 50, 300);  // y x0.5, x x1.5
+  data::resize(s, 50, 300);  // y x0.5, x x1.5
   EXPECT_EQ(s.image.rows, 50);
   EXPECT_EQ(s.image.cols, 300);
   expect_box(s.boxes[0], 15, 10, 75, 30);
@@ -60,7 +60,7 @@ TEST(Transforms, ResizeScalesBoxesByEachAxis) {
 
 TEST(Transforms, CropShiftsClipsAndDropsEmptyBoxes) {
   auto s = make_sample();
-  crop(s, 30, 10, 100, 50);  // window x [30,130), y [10,60)
+  data::crop(s, 30, 10, 100, 50);  // window x [30,130), y [10,60)
   EXPECT_EQ(s.image.cols, 100);
   EXPECT_EQ(s.image.rows, 50);
   EXPECT_EQ(s.image.at<cv::Vec3b>(0, 0)[0], 30);  // pixel (x=30, y=10)
@@ -71,7 +71,7 @@ TEST(Transforms, CropShiftsClipsAndDropsEmptyBoxes) {
 }
 
 TEST(Transforms, TrainTransformsAreReproducibleAndKeepBoxesInside) {
-  TransformOptions o;
+  data::TransformOptions o;
   o.train_short_sizes = {64, 96};
   o.train_max_size = 160;
   o.crop_resize_sizes = {80, 100};
@@ -82,8 +82,8 @@ TEST(Transforms, TrainTransformsAreReproducibleAndKeepBoxesInside) {
     auto a = make_sample();
     auto b = make_sample();
     std::mt19937_64 ra(seed), rb(seed);
-    apply_train_transforms(a, o, ra);
-    apply_train_transforms(b, o, rb);
+    data::apply_train_transforms(a, o, ra);
+    data::apply_train_transforms(b, o, rb);
     ASSERT_EQ(a.boxes, b.boxes);
     ASSERT_EQ(cv::norm(a.image, b.image, cv::NORM_INF), 0);
     const int short_side = std::min(a.image.rows, a.image.cols);
@@ -112,9 +112,9 @@ TEST(Transforms, TrainTransformsAreReproducibleAndKeepBoxesInside) {
 TEST(Transforms, BoxesFollowFlipResizeCropByHand) {
   // Compose flip, a resize and a crop by hand and compare with the primitives.
   auto s = make_sample();
-  hflip(s);
-  resize(s, 200, 400);  // x2 both axes
-  crop(s, 250, 20, 150, 120);
+  data::hflip(s);
+  data::resize(s, 200, 400);  // x2 both axes
+  data::crop(s, 250, 20, 150, 120);
   // Box 0 after flip: (150,20,190,60) -> x2: (300,40,380,120) -> crop: (50,20,130,100).
   // Box 1 after flip: (0,0,50,100) -> x2: (0,0,100,200) -> left of the window: dropped.
   ASSERT_EQ(s.boxes.size(), 1u);
@@ -124,11 +124,12 @@ TEST(Transforms, BoxesFollowFlipResizeCropByHand) {
 
 TEST(Batch, ToSampleNormalizesImageAndBoxes) {
   auto s = make_sample();
-  const Sample t = to_sample(s, 42, {100, 200});
+  const data::Sample t = data::to_sample(s, 42, {100, 200});
   EXPECT_EQ(t.image.sizes(), torch::IntArrayRef({3, 100, 200}));
   // Channel 0 at (y=20, x=10) holds 10.
-  EXPECT_NEAR(t.image[0][20][10].item<float>(), (10 - kPixelMean[0]) / kPixelStd[0], 1e-5);
-  EXPECT_NEAR(t.image[2][0][0].item<float>(), (7 - kPixelMean[2]) / kPixelStd[2], 1e-5);
+  EXPECT_NEAR(t.image[0][20][10].item<float>(), (10 - data::kPixelMean[0]) / data::kPixelStd[0],
+              1e-5);
+  EXPECT_NEAR(t.image[2][0][0].item<float>(), (7 - data::kPixelMean[2]) / data::kPixelStd[2], 1e-5);
   // Box (10,20,50,60) in a 200x100 image: cx 30/200, cy 40/100, w 40/200, h 40/100.
   const auto b = t.target.boxes[0];
   EXPECT_NEAR(b[0].item<float>(), 0.15f, 1e-6);
@@ -140,14 +141,14 @@ TEST(Batch, ToSampleNormalizesImageAndBoxes) {
 }
 
 TEST(Batch, CollatePadsAndMasks) {
-  std::vector<Sample> samples(2);
+  std::vector<data::Sample> samples(2);
   samples[0].image = torch::ones({3, 4, 6});
   samples[1].image = torch::full({3, 5, 3}, 2.0);
   for (auto& s : samples) {
     s.target.boxes = torch::zeros({0, 4});
     s.target.labels = torch::zeros({0}, torch::kInt64);
   }
-  const Batch b = collate(std::move(samples));
+  const data::Batch b = data::collate(std::move(samples));
   EXPECT_EQ(b.images.sizes(), torch::IntArrayRef({2, 3, 5, 6}));
   EXPECT_EQ(b.mask.sizes(), torch::IntArrayRef({2, 5, 6}));
   // Image 0: valid rows 0-3, cols 0-5; image 1: rows 0-4, cols 0-2.

@@ -10,9 +10,11 @@
 #include <torch/torch.h>
 
 #include "aligndetr/model/backbone.h"
+#include "aligndetr/model/import.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/atomic_file.h"
 #include "aligndetr/util/error.h"
+#include "support/model_options.h"
 #include "test_support.h"
 
 namespace aligndetr {
@@ -36,16 +38,16 @@ TEST(Weights, RoundTripOfAResNet) {
   TempDir dir;
   const std::string path = (dir / "r18.pt").string();
   torch::manual_seed(1);
-  ResNet a(ResNetOptions{18, 1, false, {4}});
+  model::ResNet a(testing::resnet_options(18, 1, false, {4}));
   a->named_buffers(true)["layer2.1.bn2.running_var"].uniform_(0.5, 2.0);
-  save_module(path, *a);
+  model::save_module(path, *a);
   EXPECT_FALSE(fs::exists(path + ".tmp"));
   torch::manual_seed(2);
-  ResNet b(ResNetOptions{18, 1, false, {4}});
-  const LoadReport report = load_module(path, *b, /*strict=*/true);
+  model::ResNet b(testing::resnet_options(18, 1, false, {4}));
+  const model::LoadReport report = model::load_module(path, *b, /*strict=*/true);
   EXPECT_TRUE(report.complete()) << report.to_text();
   EXPECT_EQ(report.loaded.size(), 20u + 20u * 4u);
-  const TensorDict sa = module_state(*a), sb = module_state(*b);
+  const model::TensorDict sa = model::module_state(*a), sb = model::module_state(*b);
   ASSERT_EQ(sa.size(), sb.size());
   for (const auto& item : sa) EXPECT_TRUE(torch::equal(item.value(), sb[item.key()])) << item.key();
   // Loading keeps the destination's requires_grad (the frozen stem stays frozen).
@@ -56,16 +58,16 @@ TEST(Weights, RoundTripOfAResNet) {
 TEST(Weights, ReportAndStrictRefusal) {
   TinyImpl tiny;
   const torch::Tensor original = tiny.linear->weight.clone();
-  TensorDict file;
+  model::TensorDict file;
   file.insert("linear.weight", torch::ones({2, 3}, torch::kDouble));  // converted to float
   file.insert("linear.bias", torch::ones({5}));                       // wrong shape
   file.insert("extra.weight", torch::ones({1}));
   file.insert("bn.num_batches_tracked", torch::zeros({}, torch::kLong));
 
   try {
-    load_state_dict(tiny, file, /*strict=*/true);
+    model::load_state_dict(tiny, file, /*strict=*/true);
     FAIL() << "strict load accepted a mismatching file";
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("stat"), std::string::npos) << msg;
     EXPECT_NE(msg.find("extra.weight"), std::string::npos) << msg;
@@ -73,7 +75,7 @@ TEST(Weights, ReportAndStrictRefusal) {
   }
   EXPECT_TRUE(torch::equal(tiny.linear->weight, original));
 
-  const LoadReport report = load_state_dict(tiny, file, /*strict=*/false);
+  const model::LoadReport report = model::load_state_dict(tiny, file, /*strict=*/false);
   EXPECT_EQ(report.loaded, (std::vector<std::string>{"linear.weight"}));
   EXPECT_EQ(report.missing, (std::vector<std::string>{"stat"}));
   EXPECT_EQ(report.unexpected, (std::vector<std::string>{"extra.weight"}));
@@ -86,24 +88,24 @@ TEST(Weights, ReportAndStrictRefusal) {
 }
 
 TEST(Weights, RenamePrefixes) {
-  TensorDict in;
+  model::TensorDict in;
   in.insert("backbone.0.body.conv1.weight", torch::zeros({1}));
   in.insert("backbone.0.body.layer1.0.conv1.weight", torch::zeros({1}));
   in.insert("transformer.x", torch::zeros({1}));
   int renamed = 0;
-  const TensorDict out =
-      rename_prefixes(in, {{"backbone.0.body.", ""}, {"backbone.", "b."}}, &renamed);
+  const model::TensorDict out =
+      model::rename_prefixes(in, {{"backbone.0.body.", ""}, {"backbone.", "b."}}, &renamed);
   EXPECT_EQ(renamed, 2);
   EXPECT_EQ(out.keys(),
             (std::vector<std::string>{"conv1.weight", "layer1.0.conv1.weight", "transformer.x"}));
-  TensorDict clash;
+  model::TensorDict clash;
   clash.insert("a.w", torch::zeros({1}));
   clash.insert("b.w", torch::zeros({1}));
-  EXPECT_THROW(rename_prefixes(clash, {{"a.", "b."}}), InputError);
+  EXPECT_THROW(model::rename_prefixes(clash, {{"a.", "b."}}), util::InputError);
 }
 
 TEST(Weights, Detectron2ResNetNames) {
-  TensorDict in;
+  model::TensorDict in;
   for (const char* name : {"backbone.stem.conv1.weight", "backbone.stem.conv1.norm.running_var",
                            "backbone.res2.0.conv3.norm.bias", "backbone.res2.0.shortcut.weight",
                            "backbone.res2.0.shortcut.norm.weight", "backbone.res5.2.conv2.weight",
@@ -111,7 +113,7 @@ TEST(Weights, Detectron2ResNetNames) {
     in.insert(name, torch::zeros({1}));
   }
   int renamed = 0;
-  const TensorDict out = detectron2_resnet_to_torchvision(in, &renamed);
+  const model::TensorDict out = model::detectron2_resnet_to_torchvision(in, &renamed);
   EXPECT_EQ(renamed, 7);
   EXPECT_EQ(
       out.keys(),
@@ -129,8 +131,8 @@ TEST(Weights, CheckpointDictAndBadFiles) {
   outer.insert("epoch", int64_t{7});
   outer.insert("model", inner);
   const std::vector<char> bytes = torch::pickle_save(outer);
-  write_file_atomic((dir / "ckpt.pt").string(), std::string_view(bytes.data(), bytes.size()));
-  const TensorDict loaded = load_tensors((dir / "ckpt.pt").string());
+  util::write_file_atomic((dir / "ckpt.pt").string(), std::string_view(bytes.data(), bytes.size()));
+  const model::TensorDict loaded = model::load_tensors((dir / "ckpt.pt").string());
   ASSERT_EQ(loaded.size(), 1u);
   EXPECT_TRUE(torch::equal(loaded["w"], torch::arange(6).view({2, 3}).to(torch::kFloat)));
 
@@ -139,25 +141,25 @@ TEST(Weights, CheckpointDictAndBadFiles) {
   odd.insert("w", torch::ones({1}));
   odd.insert("epoch", int64_t{7});
   const std::vector<char> odd_bytes = torch::pickle_save(odd);
-  write_file_atomic((dir / "odd.pt").string(),
-                    std::string_view(odd_bytes.data(), odd_bytes.size()));
-  EXPECT_THROW(load_tensors((dir / "odd.pt").string()), InputError);
+  util::write_file_atomic((dir / "odd.pt").string(),
+                          std::string_view(odd_bytes.data(), odd_bytes.size()));
+  EXPECT_THROW(model::load_tensors((dir / "odd.pt").string()), util::InputError);
 
   testing::write_text(dir / "garbage.pt", "not a zip archive");
-  EXPECT_THROW(load_tensors((dir / "garbage.pt").string()), InputError);
-  EXPECT_THROW(load_tensors((dir / "missing.pt").string()), InputError);
-  EXPECT_THROW(save_tensors((dir / "no/such/dir/x.pt").string(), loaded), InputError);
+  EXPECT_THROW(model::load_tensors((dir / "garbage.pt").string()), util::InputError);
+  EXPECT_THROW(model::load_tensors((dir / "missing.pt").string()), util::InputError);
+  EXPECT_THROW(model::save_tensors((dir / "no/such/dir/x.pt").string(), loaded), util::InputError);
 }
 
 TEST(WeightsCli, InspectAndImport) {
   TempDir dir;
-  ResNet net(ResNetOptions{18, 1, false, {4}});
-  TensorDict prefixed;
-  for (const auto& item : module_state(*net)) {
+  model::ResNet net(testing::resnet_options(18, 1, false, {4}));
+  model::TensorDict prefixed;
+  for (const auto& item : model::module_state(*net)) {
     prefixed.insert("backbone.0.body." + item.key(), item.value());
   }
   prefixed.insert("fc.weight", torch::zeros({10, 512}));
-  save_tensors((dir / "src.pt").string(), prefixed);
+  model::save_tensors((dir / "src.pt").string(), prefixed);
 
   const auto inspect = run_cli("weights inspect " + (dir / "src.pt").string());
   ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
@@ -180,14 +182,14 @@ TEST(WeightsCli, InspectAndImport) {
   EXPECT_NE(import.stdout_only.find("loaded 100, missing 0, unexpected 0, shape mismatches 0"),
             std::string::npos)
       << import.stdout_only;
-  ResNet again(ResNetOptions{18, 1, false, {4}});
-  EXPECT_TRUE(load_module(out, *again, /*strict=*/true).complete());
+  model::ResNet again(testing::resnet_options(18, 1, false, {4}));
+  EXPECT_TRUE(model::load_module(out, *again, /*strict=*/true).complete());
   EXPECT_TRUE(torch::equal(again->named_parameters()["layer3.0.conv1.weight"],
                            net->named_parameters()["layer3.0.conv1.weight"]));
 
   // The same backbone under detectron2's names, as in a detrex checkpoint.
-  TensorDict d2;
-  for (const auto& item : module_state(*net)) {
+  model::TensorDict d2;
+  for (const auto& item : model::module_state(*net)) {
     std::string name = item.key();
     name = std::regex_replace(name, std::regex(R"(^conv1\.)"), "stem.conv1.");
     name = std::regex_replace(name, std::regex(R"(^bn1\.)"), "stem.conv1.norm.");
@@ -201,7 +203,7 @@ TEST(WeightsCli, InspectAndImport) {
     d2.insert("backbone." + name, item.value());
   }
   ASSERT_TRUE(d2.contains("backbone.res3.0.shortcut.norm.running_mean"));
-  save_tensors((dir / "d2.pt").string(), d2);
+  model::save_tensors((dir / "d2.pt").string(), d2);
   const auto d2_import =
       run_cli("weights import --from " + (dir / "d2.pt").string() + " --out " + out +
               " --detectron2-resnet --prefix-map backbone.= --backbone 18");
@@ -217,6 +219,38 @@ TEST(WeightsCli, InspectAndImport) {
                 .exit_code,
             kInputError);
   EXPECT_EQ(run_cli("weights inspect " + (dir / "missing.pt").string()).exit_code, kInputError);
+}
+
+TEST(WeightsImport, LayoutThenPrefixRulesThenDrops) {
+  model::TensorDict source;
+  source.insert("backbone.0.body.conv1.weight", torch::ones({2}));
+  source.insert("backbone.0.body.fc.weight", torch::ones({3}));
+  source.insert("head.weight", torch::zeros({1}));
+  model::ImportOptions options;
+  options.prefix_map = {model::parse_prefix_rule("backbone.0.body.=backbone.")};
+  options.drop = {"backbone.fc."};
+  const auto imported = model::import_weights(source, options);
+  EXPECT_EQ(imported.read, 3);
+  EXPECT_EQ(imported.prefix_renamed, 2);
+  EXPECT_EQ(imported.dropped, 1);
+  EXPECT_EQ(imported.tensors.keys(),
+            (std::vector<std::string>{"backbone.conv1.weight", "head.weight"}));
+  // detectron2 names become torchvision's before the prefix rules see them.
+  model::TensorDict d2;
+  d2.insert("backbone.stem.conv1.weight", torch::ones({1}));
+  options = {};
+  options.layout = model::ImportLayout::kDetectron2ResNet;
+  options.prefix_map = {model::parse_prefix_rule("backbone.=")};
+  const auto renamed = model::import_weights(d2, options);
+  EXPECT_EQ(renamed.layout_renamed, 1);
+  EXPECT_EQ(renamed.tensors.keys(), (std::vector<std::string>{"conv1.weight"}));
+}
+
+TEST(WeightsImport, PrefixRulesNeedOldEqualsNew) {
+  EXPECT_EQ(model::parse_prefix_rule("module.="),
+            (std::pair<std::string, std::string>{"module.", ""}));
+  EXPECT_THROW(model::parse_prefix_rule("nonsense"), util::InputError);
+  EXPECT_THROW(model::parse_prefix_rule("=backbone."), util::InputError);
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ std::string json_counts(const std::vector<int64_t>& counts) {
 
 void check_bins(int64_t bins, const char* what) {
   if (bins < 1)
-    throw InputError(fmt::format("alignment analysis: {} must be >= 1, got {}", what, bins));
+    throw util::InputError(fmt::format("alignment analysis: {} must be >= 1, got {}", what, bins));
 }
 
 }  // namespace
@@ -87,35 +87,24 @@ void AlignmentAccumulator::add_image(const torch::Tensor& logits, const torch::T
 }
 
 void AlignmentAccumulator::add_batch(const torch::Tensor& logits, const torch::Tensor& boxes,
-                                     const std::vector<matching::Target>& targets) {
+                                     const std::vector<boxes::Target>& targets) {
   TORCH_CHECK(logits.dim() == 3 && boxes.dim() == 3 && boxes.size(2) == 4 &&
                   logits.size(0) == boxes.size(0) && logits.size(1) == boxes.size(1),
               "AlignmentAccumulator: expected logits [B,Q,C] and boxes [B,Q,4], got ",
               logits.sizes(), " and ", boxes.sizes());
-  TORCH_CHECK(logits.size(0) == static_cast<int64_t>(targets.size()),
-              "AlignmentAccumulator: ", targets.size(), " targets for a batch of ", logits.size(0));
+  boxes::check_targets(targets, logits.size(0), logits.size(2), "alignment analysis");
   // Without queries no GT has a BR sample.
   TORCH_CHECK(logits.size(1) > 0, "AlignmentAccumulator: no queries");
   torch::NoGradGuard no_grad;
   // The per-sample work is scalar bookkeeping: do it on the CPU in one transfer.
   const auto cpu_logits = logits.detach().to(torch::kCPU, torch::kFloat);
   const auto cpu_boxes = boxes.detach().to(torch::kCPU, torch::kFloat);
-  const int64_t classes = logits.size(2);
-  std::vector<matching::Target> cpu_targets;
+  std::vector<boxes::Target> cpu_targets;
   cpu_targets.reserve(targets.size());
   for (const auto& t : targets) {
-    const int64_t n = t.labels.numel();
-    TORCH_CHECK(
-        t.labels.dim() == 1 && t.boxes.dim() == 2 && t.boxes.size(0) == n && t.boxes.size(1) == 4,
-        "AlignmentAccumulator: expected GT labels [n] and boxes [n,4], got ", t.labels.sizes(),
-        " and ", t.boxes.sizes());
-    matching::Target c{t.labels.detach().to(torch::kCPU, torch::kLong),
-                       t.boxes.detach().to(torch::kCPU, torch::kFloat)};
-    if (n > 0) {
-      const auto lo = c.labels.min().item<int64_t>(), hi = c.labels.max().item<int64_t>();
-      TORCH_CHECK(lo >= 0 && hi < classes, "AlignmentAccumulator: GT label ", lo < 0 ? lo : hi,
-                  " outside the ", classes, " classes");
-    }
+    boxes::Target c;
+    c.labels = t.labels.detach().to(torch::kCPU, torch::kLong);
+    c.boxes = t.boxes.detach().to(torch::kCPU, torch::kFloat).reshape({-1, 4});
     cpu_targets.push_back(std::move(c));
   }
   const auto matches = matching::match(cpu_logits, cpu_boxes, cpu_targets, 1, options_.costs);
@@ -132,7 +121,7 @@ void AlignmentAccumulator::add_batch(const torch::Tensor& logits, const torch::T
 }
 
 void AlignmentAccumulator::add_ranked(const torch::Tensor& logits, const torch::Tensor& boxes,
-                                      const matching::Target& target) {
+                                      const boxes::Target& target) {
   const int64_t queries = logits.size(0);
   const int64_t n = target.labels.numel();
   const auto confidence = std::get<0>(logits.sigmoid().max(1)).contiguous();
@@ -174,7 +163,7 @@ void AlignmentAccumulator::add_ranked(const torch::Tensor& logits, const torch::
 }
 
 void AlignmentAccumulator::add_matched(const torch::Tensor& logits, const torch::Tensor& boxes,
-                                       const matching::Target& target,
+                                       const boxes::Target& target,
                                        const matching::ImageMatch& match) {
   if (match.query.numel() == 0) return;
   const auto q = match.query.to(torch::kCPU);

@@ -68,7 +68,7 @@ MetricsLog parse_metrics_log(std::string_view text) {
 }
 
 MetricsLog read_metrics_log(const std::filesystem::path& path) {
-  return parse_metrics_log(read_file(path.string()));
+  return parse_metrics_log(util::read_file(path.string()));
 }
 
 std::vector<std::filesystem::path> write_training_plots(const MetricsLog& log,

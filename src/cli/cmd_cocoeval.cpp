@@ -7,9 +7,9 @@
 #include <memory>
 #include <string>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
+#include "aligndetr/coco/results.h"
 #include "aligndetr/eval/coco_eval.h"
-#include "aligndetr/eval/results_json.h"
 #include "command.h"
 
 namespace aligndetr::cli {
@@ -36,30 +36,30 @@ void setup_cocoeval(CLI::App& app) {
   cmd->add_flag("--timing", args->timing, "Print the time of each stage to stderr");
   CLI::App* root = &app;
   cmd->callback([args, root] {
-    CocoEvalOptions options;
+    eval::CocoEvalOptions options;
     options.threads = root->get_option("--threads")->as<int>();
     options.detections_source = args->dt;
 
     const auto start = std::chrono::steady_clock::now();
     // The two files are independent: read them side by side unless told to use one thread.
     auto gt_future = std::async(options.threads == 1 ? std::launch::deferred : std::launch::async,
-                                [&] { return read_coco(args->gt); });
-    std::vector<Detection> dts;
+                                [&] { return coco::read_coco(args->gt); });
+    std::vector<coco::Detection> dts;
     std::exception_ptr dt_error;
     try {
-      dts = read_coco_results(args->dt, options.threads);
+      dts = coco::read_coco_results(args->dt, options.threads);
     } catch (...) {
       dt_error = std::current_exception();
     }
     // A problem with the ground truth is reported first, as if the files were read in turn.
-    const CocoDataset gt = gt_future.get();
+    const coco::CocoDataset gt = gt_future.get();
     if (dt_error) std::rethrow_exception(dt_error);
     const double t_load = seconds_since(start);
 
-    CocoEvaluator evaluator(gt, options);
+    eval::CocoEvaluator evaluator(gt, options);
     evaluator.evaluate(dts);
     const double t_eval = seconds_since(start);
-    const CocoEvalResult result = evaluator.accumulate();
+    const eval::CocoEvalResult result = evaluator.accumulate();
     const double t_acc = seconds_since(start);
 
     if (args->json) {

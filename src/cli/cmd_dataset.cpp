@@ -6,7 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/data/stats.h"
 #include "aligndetr/vis/preview.h"
@@ -45,11 +45,11 @@ void setup_stats(CLI::App* dataset) {
                 "Print one JSON object (keys images, annotations, crowd, categories, "
                 "categories_used, images_without_annotations, clipped_boxes, invalid)");
   cmd->callback([args] {
-    const CocoDataset ds = read_coco(args->ann);
-    ValidationOptions options;
+    const coco::CocoDataset ds = coco::read_coco(args->ann);
+    data::ValidationOptions options;
     options.images_dir = args->images;
     options.decode_images = args->decode;
-    const DatasetStats s = compute_stats(ds, options);
+    const data::DatasetStats s = data::compute_stats(ds, options);
     std::printf("%s\n", args->json ? s.to_json().c_str() : s.to_text().c_str());
   });
 }
@@ -57,7 +57,7 @@ void setup_stats(CLI::App* dataset) {
 void setup_show(CLI::App* dataset) {
   struct Args {
     std::string ann, images, policy = "skip";
-    PreviewOptions preview;
+    vis::PreviewOptions preview;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = dataset->add_subcommand(
@@ -73,14 +73,14 @@ void setup_show(CLI::App* dataset) {
   cmd->add_option("--seed", args->preview.seed, "Augmentation seed")->capture_default_str();
   add_policy_option(cmd, args->policy);
   cmd->callback([args] {
-    DatasetOptions options;
+    data::DatasetOptions options;
     options.ann_file = args->ann;
     options.images_dir = args->images;
     options.train = args->preview.augment;
     options.drop_empty = false;
-    options.on_invalid = parse_on_invalid(args->policy);
-    const CocoDetection dataset(options);
-    const int n = render_preview(dataset, args->preview);
+    options.on_invalid = data::parse_on_invalid(args->policy);
+    const data::CocoDetection dataset(options);
+    const int n = vis::render_preview(dataset, args->preview);
     spdlog::info("wrote {} image(s) to {}", n, args->preview.out_dir);
   });
 }

@@ -22,8 +22,8 @@ void setup_debug(CLI::App& app) {
       "and print {\"layers\":[{\"loss_class\":..,\"loss_bbox\":..,\"loss_giou\":..},..]}");
   criterion->add_option("--case", *case_file, "Criterion case JSON")->required();
   criterion->callback([case_file] {
-    const CriterionCase c = read_criterion_case(*case_file);
-    std::printf("%s\n", criterion_case_result_json(c).c_str());
+    const engine::CriterionCase c = engine::read_criterion_case(*case_file);
+    std::printf("%s\n", engine::criterion_case_result_json(c).c_str());
   });
 }
 

@@ -31,11 +31,11 @@ void setup_eval(CLI::App& app) {
       "best-regressed samples among the top-N / 2N confident queries, IoU histograms, "
       "confidence-IoU Pearson correlation and density (alignment.json and PNGs in --out)");
   cmd->callback([args] {
-    const auto e = make_experiment(args->config.load());
-    const auto device = parse_device(e.train.device);
+    const auto e = engine::make_experiment(args->config.load());
+    const auto device = engine::parse_device(e.train.device);
     const auto model = e.model.load(args->weights, device);
-    const CocoDetection val(e.data.val);
-    const auto result = evaluate_with_analysis(*model, val, device, e, args->analysis);
+    const data::CocoDetection val(e.data.val);
+    const auto result = engine::evaluate_with_analysis(*model, val, device, e, args->analysis);
     std::printf("%s\n", result.coco.summary().c_str());
     if (result.alignment) {
       const auto& a = *result.alignment;
@@ -45,7 +45,7 @@ void setup_eval(CLI::App& app) {
           a.br_recall_top_n, a.br_recall_top_2n, a.pearson, static_cast<long long>(a.matched));
     }
     if (!args->out.empty()) {
-      const auto files = write_evaluation(result, args->out);
+      const auto files = engine::write_evaluation(result, args->out);
       for (const auto& f : files) spdlog::info("wrote {}", f);
     }
   });

@@ -38,13 +38,13 @@ void setup_model(CLI::App& app) {
     std::smatch m;
     static const std::regex size_re(R"((\d+)x(\d+))");
     if (!std::regex_match(args->size, m, size_re)) {
-      throw InputError(fmt::format("--size '{}' is not HxW", args->size));
+      throw util::InputError(fmt::format("--size '{}' is not HxW", args->size));
     }
     const int64_t h = std::stoll(m[1]), w = std::stoll(m[2]);
     const auto config = args->config.load();
-    const auto model = model_spec(config).build();
+    const auto model = engine::model_spec(config).build();
     model->eval();
-    const auto counts = count_parameters(*model);
+    const auto counts = model::count_parameters(*model);
     int64_t trainable = 0, frozen = 0;
     for (const auto& c : counts) {
       trainable += c.trainable;
@@ -53,7 +53,7 @@ void setup_model(CLI::App& app) {
     torch::NoGradGuard no_grad;
     const auto images = torch::zeros({1, 3, h, w});
     const auto mask = torch::zeros({1, h, w}, torch::kBool);
-    const auto flops = count_flops([&] { model->forward(images, mask, nullptr); });
+    const auto flops = model::count_flops([&] { model->forward(images, mask, nullptr); });
     const double gflops = double(flops.total) / 1e9;
     if (args->json) {
       std::string modules;

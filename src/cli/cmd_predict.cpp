@@ -17,7 +17,7 @@ void setup_predict(CLI::App& app) {
   struct Args {
     ConfigArgs config;
     std::string weights;
-    PredictOptions predict;
+    engine::PredictOptions predict;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -37,17 +37,18 @@ void setup_predict(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->callback([args] {
-    const auto e = make_experiment(args->config.load());
-    const auto device = parse_device(e.train.device);
+    const auto e = engine::make_experiment(args->config.load());
+    const auto device = engine::parse_device(e.train.device);
     const auto model = e.model.load(args->weights, device);
     // Class names and COCO category ids come from the validation annotations when present.
-    CategoryMap categories;
+    coco::CategoryMap categories;
     try {
-      categories = CategoryMap(read_coco(e.data.val.ann_file).categories);
-    } catch (const InputError& err) {
+      categories = coco::CategoryMap(coco::read_coco(e.data.val.ann_file).categories);
+    } catch (const util::InputError& err) {
       spdlog::warn("no class names ({}); using class indices", err.what());
     }
-    const auto s = predict_images(*model, e.data.val.transforms, categories, device, args->predict);
+    const auto s =
+        engine::predict_images(*model, e.data.val.transforms, categories, device, args->predict);
     spdlog::info("{} image(s), {} detection(s){}; results in {}", s.images, s.detections,
                  s.skipped ? fmt::format(", {} unreadable file(s) skipped", s.skipped) : "",
                  s.results_path);

@@ -11,7 +11,7 @@ namespace aligndetr::cli {
 namespace {
 
 void setup_synth(CLI::App& app) {
-  auto options = std::make_shared<SynthOptions>();
+  auto options = std::make_shared<data::SynthOptions>();
   auto* cmd = app.add_subcommand(
       "synth",
       "Write a synthetic COCO-format detection dataset (8 shape classes, small to large "
@@ -38,7 +38,7 @@ void setup_synth(CLI::App& app) {
       ->check(CLI::Range(4, 4096))
       ->capture_default_str();
   cmd->callback([options] {
-    write_synthetic_dataset(*options);
+    data::write_synthetic_dataset(*options);
     spdlog::info("wrote {} training and {} validation images to {}", options->train_images,
                  options->val_images, options->out_dir);
   });

@@ -27,8 +27,8 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--output", args->output, "Output directory")->capture_default_str();
   cmd->add_flag("--resume", args->resume, "Continue from the newest checkpoint in OUTPUT");
   cmd->callback([args] {
-    const auto experiment = make_experiment(args->config.load());
-    const auto result = train(experiment, args->output, args->resume);
+    const auto experiment = engine::make_experiment(args->config.load());
+    const auto result = engine::train(experiment, args->output, args->resume);
     if (result.final_eval) {
       std::printf("%s\n", result.final_eval->summary().c_str());
     }

@@ -13,7 +13,7 @@
 
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/model/backbone.h"
-#include "aligndetr/model/detrex.h"
+#include "aligndetr/model/import.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 #include "command.h"
@@ -41,7 +41,7 @@ void setup_inspect(CLI::App* weights) {
       "shape, dtype, element count, and the totals");
   cmd->add_option("FILE", *file, "Checkpoint file")->required();
   cmd->callback([file] {
-    const TensorDict tensors = load_tensors(*file);
+    const model::TensorDict tensors = model::load_tensors(*file);
     size_t width = 4;
     for (const auto& item : tensors) width = std::max(width, item.key().size());
     int64_t total = 0, floating = 0;
@@ -95,58 +95,39 @@ void setup_import(CLI::App* weights) {
                   "(loaded, missing, unexpected, shape mismatches)")
       ->check(CLI::ExistingFile);
   cmd->callback([args] {
-    std::vector<std::pair<std::string, std::string>> rules;
+    model::ImportOptions options;
+    if (args->detrex) options.layout = model::ImportLayout::kDetrex;
+    if (args->detectron2) options.layout = model::ImportLayout::kDetectron2ResNet;
     for (const auto& rule : args->prefix_map) {
-      const size_t eq = rule.find('=');
-      if (eq == std::string::npos || eq == 0) {
-        throw InputError("--prefix-map expects OLD=NEW with a non-empty OLD, got '" + rule + "'");
-      }
-      rules.emplace_back(rule.substr(0, eq), rule.substr(eq + 1));
+      options.prefix_map.push_back(model::parse_prefix_rule(rule));
     }
-    const TensorDict source = load_tensors(args->from);
-    int detectron2_renamed = 0;
-    TensorDict torchvision_named = source;
+    options.drop = args->drop;
+    const auto imported = model::import_weights(model::load_tensors(args->from), options);
     if (args->detrex) {
-      DetrexConversion converted = detrex_to_ours(source);
       std::printf("%d decoder copies of the detector heads dropped (each equal to its head)\n",
-                  converted.aliases_dropped);
-      detectron2_renamed = converted.resnet_renamed;
-      torchvision_named = std::move(converted.tensors);
-    } else if (args->detectron2) {
-      torchvision_named = detectron2_resnet_to_torchvision(source, &detectron2_renamed);
-    }
-    int renamed = 0;
-    const TensorDict mapped = rename_prefixes(torchvision_named, rules, &renamed);
-    TensorDict kept;
-    int dropped = 0;
-    for (const auto& item : mapped) {
-      bool drop = false;
-      for (const auto& prefix : args->drop) drop = drop || item.key().rfind(prefix, 0) == 0;
-      if (drop) {
-        ++dropped;
-      } else {
-        kept.insert(item.key(), item.value());
-      }
+                  imported.aliases_dropped);
     }
     if (args->detrex || args->detectron2) {
-      std::printf("%d detectron2 ResNet names converted to torchvision's\n", detectron2_renamed);
+      std::printf("%d detectron2 ResNet names converted to torchvision's\n",
+                  imported.layout_renamed);
     }
-    std::printf("%zu tensors read, %d renamed, %d dropped, %zu written\n", source.size(), renamed,
-                dropped, kept.size());
+    const model::TensorDict& kept = imported.tensors;
+    std::printf("%d tensors read, %d renamed, %d dropped, %zu written\n", imported.read,
+                imported.prefix_renamed, imported.dropped, kept.size());
     if (args->backbone != 0) {
-      ResNetOptions options;
-      options.depth = args->backbone;
-      ResNet net(options);
-      const LoadReport report = load_state_dict(*net, kept, /*strict=*/false);
+      model::ResNetOptions resnet;
+      resnet.depth = args->backbone;
+      model::ResNet net(resnet);
+      const model::LoadReport report = model::load_state_dict(*net, kept, /*strict=*/false);
       std::printf("against ResNet-%d: %s\n", args->backbone, report.to_text().c_str());
     }
     if (!args->config.empty()) {
-      const Config config = Config::load(args->config);
-      const auto model = model_spec(config).build();
-      const LoadReport report = load_state_dict(*model, kept, /*strict=*/false);
+      const engine::Config config = engine::Config::load(args->config);
+      const auto model = engine::model_spec(config).build();
+      const model::LoadReport report = model::load_state_dict(*model, kept, /*strict=*/false);
       std::printf("against %s: %s\n", args->config.c_str(), report.to_text().c_str());
     }
-    save_tensors(args->out, kept);
+    model::save_tensors(args->out, kept);
     spdlog::info("wrote {}", args->out);
   });
 }

@@ -24,8 +24,8 @@ struct ConfigArgs {
                     "must exist)");
   }
 
-  Config load() const {
-    Config c = Config::load(path);
+  engine::Config load() const {
+    engine::Config c = engine::Config::load(path);
     for (const auto& o : overrides) c.set(o);
     return c;
   }

@@ -19,7 +19,7 @@ std::vector<std::pair<int, CommandSetup>>& registry() {
   static std::vector<std::pair<int, CommandSetup>> commands;
   return commands;
 }
-int g_exit_code = kExitOk;
+int g_exit_code = util::kExitOk;
 
 }  // namespace
 
@@ -54,22 +54,22 @@ int main(int argc, char** argv) {
 
   app.parse_complete_callback([&] {
     spdlog::set_level(spdlog::level::from_str(log_level));
-    configure_runtime(threads);
+    engine::configure_runtime(threads);
   });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitUsage;
-  } catch (const TrainingDiverged& e) {
+    return code == 0 ? util::kExitOk : util::kExitUsage;
+  } catch (const engine::TrainingDiverged& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitDiverged;
-  } catch (const InputError& e) {
+    return util::kExitDiverged;
+  } catch (const util::InputError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitInput;
+    return util::kExitInput;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "internal error: %s\n", e.what());
-    return kExitInternal;
+    return util::kExitInternal;
   }
   return cli::g_exit_code;
 }

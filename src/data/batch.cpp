@@ -2,14 +2,7 @@
 
 #include <torch/torch.h>
 
-namespace aligndetr {
-
-Target Target::to(const torch::Device& device) const {
-  Target t = *this;
-  t.boxes = boxes.to(device);
-  t.labels = labels.to(device);
-  return t;
-}
+namespace aligndetr::data {
 
 Batch Batch::to(const torch::Device& device) const {
   Batch b;
@@ -41,4 +34,4 @@ Batch collate(std::vector<Sample> samples) {
   return batch;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -12,7 +12,7 @@
 #include "aligndetr/boxes/boxes.h"
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 namespace {
 
@@ -31,24 +31,24 @@ uint64_t sample_seed(uint64_t seed, int64_t epoch, uint64_t index) {
 
 cv::Mat read_image_rgb(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(fmt::format("cannot open image '{}'", path));
+  if (!in) throw util::InputError(fmt::format("cannot open image '{}'", path));
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.empty()) throw InputError(fmt::format("image '{}' is empty", path));
+  if (bytes.empty()) throw util::InputError(fmt::format("image '{}' is empty", path));
   const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
   cv::Mat bgr = cv::imdecode(raw, cv::IMREAD_COLOR);
-  if (bgr.empty()) throw InputError(fmt::format("image '{}' cannot be decoded", path));
+  if (bgr.empty()) throw util::InputError(fmt::format("image '{}' cannot be decoded", path));
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return rgb;
 }
 
 CocoDetection::CocoDetection(DatasetOptions options) : options_(std::move(options)) {
-  coco_ = read_coco(options_.ann_file);
+  coco_ = coco::read_coco(options_.ann_file);
   ValidationOptions v;
   v.on_invalid = options_.on_invalid;
   v.images_dir = options_.images_dir;
   report_ = validate_coco(coco_, v);
-  categories_ = CategoryMap(coco_.categories);
+  categories_ = coco::CategoryMap(coco_.categories);
   annotations_ = coco_.annotations_by_image();
   size_t dropped = 0;
   for (size_t i = 0; i < coco_.images.size(); ++i) {
@@ -67,12 +67,12 @@ CocoDetection::CocoDetection(DatasetOptions options) : options_(std::move(option
     spdlog::info("{}: left out {} training image(s) without annotations", coco_.source, dropped);
   }
   if (indices_.empty()) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("{}: no usable images (of {} in the file)", coco_.source, coco_.images.size()));
   }
 }
 
-const CocoImage& CocoDetection::image_info(size_t index) const {
+const coco::CocoImage& CocoDetection::image_info(size_t index) const {
   return coco_.images.at(indices_.at(index));
 }
 
@@ -144,4 +144,4 @@ Sample to_sample(const Annotated& a, int64_t image_id, std::array<int64_t, 2> or
   return s;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

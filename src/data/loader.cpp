@@ -12,7 +12,7 @@
 
 #include "aligndetr/data/dataset.h"
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 namespace {
 
@@ -152,4 +152,4 @@ void DataLoader::stop_workers() {
   workers_.clear();
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

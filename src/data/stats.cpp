@@ -4,9 +4,9 @@
 
 #include <fmt/format.h>
 
-namespace aligndetr {
+namespace aligndetr::data {
 
-DatasetStats compute_stats(const CocoDataset& ds, ValidationOptions options) {
+DatasetStats compute_stats(const coco::CocoDataset& ds, ValidationOptions options) {
   DatasetStats s;
   s.images = static_cast<int64_t>(ds.images.size());
   s.annotations = static_cast<int64_t>(ds.annotations.size());
@@ -29,7 +29,7 @@ DatasetStats compute_stats(const CocoDataset& ds, ValidationOptions options) {
                                  : ds.categories[static_cast<size_t>(it->second)].name;
     s.annotations_per_category[name] += n;
   }
-  CocoDataset copy = ds;
+  coco::CocoDataset copy = ds;
   options.on_invalid = OnInvalid::kSkip;
   const auto report = validate_coco(copy, options);
   s.invalid = report.counts;
@@ -70,4 +70,4 @@ std::string DatasetStats::to_text() const {
   return out;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -13,12 +13,12 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/util/error.h"
 #include "aligndetr/util/progress.h"
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 namespace fs = std::filesystem;
 
@@ -154,7 +154,7 @@ struct Rendered {
   cv::Mat3b image;
   int width = 0;
   int height = 0;
-  std::vector<CocoAnnotation> annotations;  // ids and image id filled by the caller
+  std::vector<coco::CocoAnnotation> annotations;  // ids and image id filled by the caller
 };
 
 Rendered render(int size, const SynthOptions& o, std::mt19937_64& rng) {
@@ -216,7 +216,7 @@ Rendered render(int size, const SynthOptions& o, std::mt19937_64& rng) {
   for (size_t i = 0; i < objects.size(); ++i) {
     if (!keep[i]) continue;
     const cv::Rect r = cv::boundingRect(visible[i]);
-    CocoAnnotation ann;
+    coco::CocoAnnotation ann;
     ann.category_id = objects[i].shape + 1;
     ann.bbox = {double(r.x), double(r.y), double(r.width), double(r.height)};
     ann.area = cv::countNonZero(visible[i]);
@@ -237,7 +237,7 @@ void write_split(const SynthOptions& o, const std::string& split, int count, uin
   std::vector<Rendered> results(static_cast<size_t>(count));
   std::atomic<int> next{0};
   std::mutex io_mutex;
-  ProgressBar progress(static_cast<int64_t>(count), "synth " + split);
+  util::ProgressBar progress(static_cast<int64_t>(count), "synth " + split);
   std::exception_ptr error;
   auto work = [&] {
     for (int i = next++; i < count; i = next++) {
@@ -248,7 +248,7 @@ void write_split(const SynthOptions& o, const std::string& split, int count, uin
         cv::cvtColor(r.image, bgr, cv::COLOR_RGB2BGR);
         const auto path = image_dir / fmt::format("{:06d}.jpg", i + 1);
         if (!cv::imwrite(path.string(), bgr, {cv::IMWRITE_JPEG_QUALITY, 92})) {
-          throw InputError(fmt::format("cannot write image '{}'", path.string()));
+          throw util::InputError(fmt::format("cannot write image '{}'", path.string()));
         }
         r.image.release();
         results[static_cast<size_t>(i)] = std::move(r);
@@ -269,14 +269,14 @@ void write_split(const SynthOptions& o, const std::string& split, int count, uin
   progress.finish();
   if (error) std::rethrow_exception(error);
 
-  CocoDataset ds;
+  coco::CocoDataset ds;
   for (size_t c = 0; c < synth_class_names().size(); ++c) {
     ds.categories.push_back({static_cast<int64_t>(c + 1), synth_class_names()[c], "shape"});
   }
   int64_t ann_id = 1;
   for (int i = 0; i < count; ++i) {
     const auto& r = results[static_cast<size_t>(i)];
-    CocoImage im;
+    coco::CocoImage im;
     im.id = i + 1;
     im.file_name = fmt::format("{:06d}.jpg", i + 1);
     im.width = r.width;
@@ -289,7 +289,8 @@ void write_split(const SynthOptions& o, const std::string& split, int count, uin
     }
   }
   fs::create_directories(fs::path(o.out_dir) / "annotations");
-  write_coco(ds, (fs::path(o.out_dir) / "annotations" / ("instances_" + split + ".json")).string());
+  coco::write_coco(
+      ds, (fs::path(o.out_dir) / "annotations" / ("instances_" + split + ".json")).string());
 }
 
 }  // namespace
@@ -301,18 +302,19 @@ const std::vector<std::string>& synth_class_names() {
 }
 
 void write_synthetic_dataset(const SynthOptions& o) {
-  if (o.out_dir.empty()) throw InputError("synth: no output directory given");
-  if (o.size < 64) throw InputError(fmt::format("synth: --size {} is below 64 pixels", o.size));
-  if (o.train_images < 0 || o.val_images < 0) throw InputError("synth: negative image count");
+  if (o.out_dir.empty()) throw util::InputError("synth: no output directory given");
+  if (o.size < 64)
+    throw util::InputError(fmt::format("synth: --size {} is below 64 pixels", o.size));
+  if (o.train_images < 0 || o.val_images < 0) throw util::InputError("synth: negative image count");
   if (o.min_objects < 1 || o.max_objects < o.min_objects) {
-    throw InputError("synth: need 1 <= min objects <= max objects");
+    throw util::InputError("synth: need 1 <= min objects <= max objects");
   }
   if (o.min_object_size < 4) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("synth: --min-object-size {} is below 4 pixels", o.min_object_size));
   }
   write_split(o, "train", o.train_images, 1);
   write_split(o, "val", o.val_images, 2);
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -7,7 +7,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 namespace {
 
@@ -115,4 +115,4 @@ void apply_eval_transforms(Annotated& sample, const TransformOptions& o) {
   resize_shortest_edge(sample, o.test_short_size, o.test_max_size);
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -15,14 +15,15 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 namespace fs = std::filesystem;
 
 OnInvalid parse_on_invalid(const std::string& text) {
   if (text == "fail") return OnInvalid::kFail;
   if (text == "skip") return OnInvalid::kSkip;
-  throw InputError(fmt::format("unknown invalid-record policy '{}': use 'fail' or 'skip'", text));
+  throw util::InputError(
+      fmt::format("unknown invalid-record policy '{}': use 'fail' or 'skip'", text));
 }
 
 void ValidationReport::add(const std::string& kind, std::string message) {
@@ -71,7 +72,7 @@ class Recorder {
   void operator()(const std::string& kind, const std::string& what) {
     std::string message = fmt::format("{}: {}", source_, what);
     if (policy_ == OnInvalid::kFail) {
-      throw InputError(message + " (pass --on-invalid skip to leave such records out)");
+      throw util::InputError(message + " (pass --on-invalid skip to leave such records out)");
     }
     report_.add(kind, std::move(message));
   }
@@ -120,7 +121,7 @@ std::string check_image_file(const std::string& path, bool decode) {
   return {};
 }
 
-ValidationReport validate_coco(CocoDataset& ds, const ValidationOptions& options) {
+ValidationReport validate_coco(coco::CocoDataset& ds, const ValidationOptions& options) {
   ValidationReport report;
   Recorder problem(report, options.on_invalid, ds.source);
 
@@ -250,4 +251,4 @@ ValidationReport validate_coco(CocoDataset& ds, const ValidationOptions& options
   return report;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -12,7 +12,7 @@
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 namespace fs = std::filesystem;
 
@@ -49,7 +49,7 @@ at::Generator cuda_generator(int64_t index) {
 
 // Every CUDA generator saved and present is restored. A run moved to a machine with fewer (or no)
 // GPUs resumes, but its random draws there differ from the original run's: say so.
-void restore_cuda_rng(const std::string& path, const TensorDict& dict) {
+void restore_cuda_rng(const std::string& path, const model::TensorDict& dict) {
   int64_t saved = 0;
   while (dict.contains(cuda_rng_key(saved))) ++saved;
   const int64_t present = cuda_devices();
@@ -71,8 +71,8 @@ void restore_cuda_rng(const std::string& path, const TensorDict& dict) {
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::AdamW& optimizer, int64_t iteration,
                      const std::string& config_yaml) {
-  TensorDict dict;
-  for (const auto& kv : module_state(model)) dict.insert("model." + kv.key(), kv.value());
+  model::TensorDict dict;
+  for (const auto& kv : model::module_state(model)) dict.insert("model." + kv.key(), kv.value());
   const auto& groups = optimizer.param_groups();
   for (size_t g = 0; g < groups.size(); ++g) {
     const auto& params = groups[g].params();
@@ -98,15 +98,15 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     dict.insert(cuda_rng_key(i), gen.get_state());
   }
   dict.insert("trainer.config", string_tensor(config_yaml));
-  save_tensors(path, dict);
+  model::save_tensors(path, dict);
 }
 
 CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
                                torch::optim::AdamW* optimizer) {
-  const TensorDict dict = load_tensors(path);
+  const model::TensorDict dict = model::load_tensors(path);
   CheckpointInfo info;
   const bool training_checkpoint = dict.contains("trainer.iteration");
-  TensorDict model_state;
+  model::TensorDict model_state;
   for (const auto& kv : dict) {
     if (!training_checkpoint) {
       model_state.insert(kv.key(), kv.value());
@@ -115,9 +115,9 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
     }
   }
   try {
-    load_state_dict(model, model_state, /*strict=*/true);
-  } catch (const InputError& e) {
-    throw InputError(fmt::format("'{}' does not fit this model: {}", path, e.what()));
+    model::load_state_dict(model, model_state, /*strict=*/true);
+  } catch (const util::InputError& e) {
+    throw util::InputError(fmt::format("'{}' does not fit this model: {}", path, e.what()));
   }
   if (!training_checkpoint) return info;
   info.iteration = dict["trainer.iteration"].item<int64_t>();
@@ -186,4 +186,4 @@ int remove_checkpoints(const std::string& dir) {
   return removed;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -8,7 +8,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 namespace fs = std::filesystem;
 
@@ -37,20 +37,22 @@ YAML::Node load_with_bases(const fs::path& path, std::vector<fs::path>& chain) {
   const fs::path canonical = fs::weakly_canonical(path);
   for (const auto& p : chain) {
     if (p == canonical) {
-      throw InputError(
+      throw util::InputError(
           fmt::format("config '{}': `_base_` chain loops back to itself", path.string()));
     }
   }
-  if (!fs::exists(path)) throw InputError(fmt::format("config file '{}' not found", path.string()));
+  if (!fs::exists(path))
+    throw util::InputError(fmt::format("config file '{}' not found", path.string()));
   YAML::Node node;
   try {
     node = YAML::LoadFile(path.string());
   } catch (const YAML::Exception& e) {
-    throw InputError(fmt::format("config '{}': invalid YAML at line {}: {}", path.string(),
-                                 e.mark.line + 1, e.msg));
+    throw util::InputError(fmt::format("config '{}': invalid YAML at line {}: {}", path.string(),
+                                       e.mark.line + 1, e.msg));
   }
   if (node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
-  if (!node.IsMap()) throw InputError(fmt::format("config '{}' is not a YAML map", path.string()));
+  if (!node.IsMap())
+    throw util::InputError(fmt::format("config '{}' is not a YAML map", path.string()));
   chain.push_back(canonical);
   YAML::Node merged(YAML::NodeType::Map);
   if (const auto bases = node["_base_"]) {
@@ -112,7 +114,7 @@ Config Config::parse(const std::string& yaml_text, const std::string& source) {
   try {
     *c.root_ = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("config '{}': invalid YAML at line {}: {}", source, e.mark.line + 1, e.msg));
   }
   if (c.root_->IsNull()) *c.root_ = YAML::Node(YAML::NodeType::Map);
@@ -122,19 +124,19 @@ Config Config::parse(const std::string& yaml_text, const std::string& source) {
 void Config::set(const std::string& assignment) {
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
-    throw InputError(fmt::format("override '{}' is not of the form key=value", assignment));
+    throw util::InputError(fmt::format("override '{}' is not of the form key=value", assignment));
   }
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
   if (!has(key)) {
-    throw InputError(fmt::format("unknown config key '{}' in override '{}' (config '{}')", key,
-                                 assignment, source_));
+    throw util::InputError(fmt::format("unknown config key '{}' in override '{}' (config '{}')",
+                                       key, assignment, source_));
   }
   YAML::Node value;
   try {
     value = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw InputError(fmt::format("override '{}': invalid value: {}", assignment, e.msg));
+    throw util::InputError(fmt::format("override '{}': invalid value: {}", assignment, e.msg));
   }
   const auto parts = split_key(key);
   // yaml-cpp nodes are handles: walking with operator[] on a copy of the root edits the tree.
@@ -157,7 +159,7 @@ YAML::Node Config::lookup(const std::string& key) const {
 YAML::Node Config::require(const std::string& key) const {
   YAML::Node node = lookup(key);
   if (!node.IsDefined())
-    throw InputError(fmt::format("config '{}': missing key '{}'", source_, key));
+    throw util::InputError(fmt::format("config '{}': missing key '{}'", source_, key));
   used_.insert(key);
   return node;
 }
@@ -175,7 +177,7 @@ T convert(const YAML::Node& node, const std::string& key, const std::string& sou
   } catch (const YAML::Exception&) {
     std::stringstream ss;
     ss << node;
-    throw InputError(
+    throw util::InputError(
         fmt::format("config '{}': key '{}' must be {}, got '{}'", source, key, type, ss.str()));
   }
 }
@@ -226,7 +228,8 @@ std::vector<std::string> Config::unused_keys(const std::string& prefix) const {
 void Config::require_all_used(const std::string& prefix) const {
   const auto unused = unused_keys(prefix);
   if (unused.empty()) return;
-  throw InputError(fmt::format("config '{}': unknown key(s) {}", source_, fmt::join(unused, ", ")));
+  throw util::InputError(
+      fmt::format("config '{}': unknown key(s) {}", source_, fmt::join(unused, ", ")));
 }
 
 std::string Config::dump() const {
@@ -235,4 +238,4 @@ std::string Config::dump() const {
   return std::string(out.c_str()) + "\n";
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -7,7 +7,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 namespace {
 
 namespace dom = simdjson::dom;
@@ -21,8 +21,9 @@ void read_numbers(dom::element e, const std::vector<int64_t>& shape, size_t axis
   }
   const dom::array a = e.get_array();
   if (static_cast<int64_t>(a.size()) != shape[axis]) {
-    throw InputError(what + ": expected " + std::to_string(shape[axis]) + " entries on axis " +
-                     std::to_string(axis) + ", got " + std::to_string(a.size()));
+    throw util::InputError(what + ": expected " + std::to_string(shape[axis]) +
+                           " entries on axis " + std::to_string(axis) + ", got " +
+                           std::to_string(a.size()));
   }
   for (dom::element x : a) read_numbers(x, shape, axis + 1, out, what);
 }
@@ -68,8 +69,8 @@ CriterionCase read_criterion_case(const std::string& path) {
       const auto n = static_cast<int64_t>(labels.size());
       for (int64_t l : labels) {
         if (l < 0 || l >= classes) {
-          throw InputError(path + ": targets: label " + std::to_string(l) + " outside [0, " +
-                           std::to_string(classes) + ")");
+          throw util::InputError(path + ": targets: label " + std::to_string(l) + " outside [0, " +
+                                 std::to_string(classes) + ")");
         }
       }
       c.targets.push_back({torch::tensor(labels, torch::kLong),
@@ -88,8 +89,9 @@ CriterionCase read_criterion_case(const std::string& path) {
            read_tensor(layer["boxes"], {batch, queries, 4}, where + " boxes")});
     }
     if (c.options.decoder_k.size() != c.inputs.decoder.size()) {
-      throw InputError(path + ": " + std::to_string(c.options.decoder_k.size()) + " k values for " +
-                       std::to_string(c.inputs.decoder.size()) + " layers");
+      throw util::InputError(path + ": " + std::to_string(c.options.decoder_k.size()) +
+                             " k values for " + std::to_string(c.inputs.decoder.size()) +
+                             " layers");
     }
 
     field = "expected";
@@ -104,7 +106,7 @@ CriterionCase read_criterion_case(const std::string& path) {
       }
     }
   } catch (const simdjson::simdjson_error& e) {
-    throw InputError(path + ": " + field + ": " + e.what());
+    throw util::InputError(path + ": " + field + ": " + e.what());
   }
   return c;
 }
@@ -129,4 +131,4 @@ std::string criterion_case_result_json(const CriterionCase& c) {
   return out + "]}";
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -1,12 +1,14 @@
 #include "aligndetr/engine/experiment.h"
 
+#include <tuple>
+
 #include <fmt/format.h>
 #include <torch/cuda.h>
 
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 double lr_factor(const SolverOptions& s, int64_t iteration) {
   double factor = 1.0;
@@ -41,10 +43,10 @@ torch::Device parse_device(const std::string& text) {
   try {
     device = torch::Device(text);
   } catch (const c10::Error&) {
-    throw InputError(fmt::format("unknown device '{}': use cpu, cuda or cuda:N", text));
+    throw util::InputError(fmt::format("unknown device '{}': use cpu, cuda or cuda:N", text));
   }
   if (device.is_cuda() && !torch::cuda::is_available()) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("device '{}' requested but this build or machine has no CUDA", text));
   }
   return device;
@@ -56,12 +58,18 @@ std::vector<int> int_list(const Config& c, const std::string& key,
                           const std::vector<int>& fallback) {
   if (!c.has(key)) return fallback;
   std::vector<int> out;
-  for (auto v : c.get_int_list(key)) out.push_back(static_cast<int>(v));
+  for (auto v : c.get_int_list(key)) {
+    if (v <= 0) {
+      throw util::InputError(
+          fmt::format("config '{}': {} holds {}; sizes must be positive", c.source(), key, v));
+    }
+    out.push_back(static_cast<int>(v));
+  }
   return out;
 }
 
-TransformOptions transform_options(const Config& c) {
-  TransformOptions t;
+data::TransformOptions transform_options(const Config& c) {
+  data::TransformOptions t;
   const std::string p = "data.transforms.";
   t.flip_prob = c.get_double(p + "flip_prob", t.flip_prob);
   t.train_short_sizes = int_list(c, p + "train_short_sizes", t.train_short_sizes);
@@ -72,6 +80,15 @@ TransformOptions transform_options(const Config& c) {
   t.crop_max = static_cast<int>(c.get_int(p + "crop_max", t.crop_max));
   t.test_short_size = static_cast<int>(c.get_int(p + "test_short_size", t.test_short_size));
   t.test_max_size = static_cast<int>(c.get_int(p + "test_max_size", t.test_max_size));
+  // Every training sample draws a size from the first list, and a cropped one from the second.
+  for (const auto& [key, sizes, used] :
+       {std::tuple{"train_short_sizes", &t.train_short_sizes, true},
+        std::tuple{"crop_resize_sizes", &t.crop_resize_sizes, t.crop_prob > 0}}) {
+    if (used && sizes->empty()) {
+      throw util::InputError(
+          fmt::format("config '{}': {}{} is empty; give at least one size", c.source(), p, key));
+    }
+  }
   return t;
 }
 
@@ -95,11 +112,11 @@ Experiment make_experiment(const Config& c) {
   e.criterion = criterion_options(c);
 
   const auto transforms = transform_options(c);
-  const auto policy = parse_on_invalid(c.get_string("data.on_invalid", "skip"));
+  const auto policy = data::parse_on_invalid(c.get_string("data.on_invalid", "skip"));
   e.data.train.ann_file = c.get_string("data.train.ann");
   e.data.train.images_dir = c.get_string("data.train.images");
   e.data.train.train = true;
-  e.data.train.drop_empty = c.get_bool("data.drop_empty", true);
+  e.data.train.drop_empty = c.get_bool("data.drop_empty", e.data.train.drop_empty);
   e.data.train.on_invalid = policy;
   e.data.train.transforms = transforms;
   e.data.val.ann_file = c.get_string("data.val.ann");
@@ -109,7 +126,7 @@ Experiment make_experiment(const Config& c) {
   e.data.val.on_invalid = policy;
   e.data.val.transforms = transforms;
   e.data.batch_size = static_cast<int>(c.get_int("data.batch_size"));
-  e.data.workers = static_cast<int>(c.get_int("data.workers", 2));
+  e.data.workers = static_cast<int>(c.get_int("data.workers", e.data.workers));
   c.require_all_used("data");
 
   auto& s = e.solver;
@@ -126,8 +143,8 @@ Experiment make_experiment(const Config& c) {
   s.warmup_factor = c.get_double("solver.warmup_factor", s.warmup_factor);
   s.accumulate = c.get_int("solver.accumulate", s.accumulate);
   if (s.max_iter < 1 || s.accumulate < 1 || s.lr <= 0) {
-    throw InputError(fmt::format("config '{}': solver needs max_iter >= 1, accumulate >= 1, lr > 0",
-                                 c.source()));
+    throw util::InputError(fmt::format(
+        "config '{}': solver needs max_iter >= 1, accumulate >= 1, lr > 0", c.source()));
   }
   c.require_all_used("solver");
 
@@ -139,7 +156,7 @@ Experiment make_experiment(const Config& c) {
   t.seed = static_cast<uint64_t>(c.get_int("train.seed", int64_t(t.seed)));
   const auto nonfinite = c.get_string("train.on_nonfinite", "stop");
   if (nonfinite != "stop" && nonfinite != "skip") {
-    throw InputError(
+    throw util::InputError(
         fmt::format("config '{}': train.on_nonfinite must be 'stop' or 'skip', got '{}'",
                     c.source(), nonfinite));
   }
@@ -147,7 +164,7 @@ Experiment make_experiment(const Config& c) {
   t.device = c.get_string("train.device", t.device);
   e.eval_top_k = c.get_int("train.eval_top_k", e.eval_top_k);
   if (t.log_period < 1 || t.checkpoint_period < 1 || t.keep_checkpoints < 1) {
-    throw InputError(fmt::format(
+    throw util::InputError(fmt::format(
         "config '{}': train.log_period, checkpoint_period and keep_checkpoints must be >= 1",
         c.source()));
   }
@@ -156,4 +173,4 @@ Experiment make_experiment(const Config& c) {
   return e;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -6,25 +6,28 @@
 #include "aligndetr/model/postprocess.h"
 #include "aligndetr/util/progress.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
-std::vector<Detection> to_coco_detections(const loss::CriterionInputs& outputs,
-                                          const std::vector<Target>& targets,
-                                          const CategoryMap& categories, int64_t top_k) {
+std::vector<coco::Detection> to_coco_detections(const model::DetectorOutputs& outputs,
+                                                const std::vector<boxes::Target>& targets,
+                                                const coco::CategoryMap& categories, int64_t top_k,
+                                                std::vector<int>* labels) {
   std::vector<std::array<int64_t, 2>> sizes;
   for (const auto& t : targets) sizes.push_back(t.orig_size);
   const auto& last = outputs.decoder.back();
   const auto dets = model::postprocess(last.logits, last.boxes, sizes, top_k);
-  std::vector<Detection> out;
+  std::vector<coco::Detection> out;
   for (size_t b = 0; b < dets.size(); ++b) {
     const auto boxes = dets[b].boxes.to(torch::kCPU, torch::kFloat64).contiguous();
     const auto scores = dets[b].scores.to(torch::kCPU, torch::kFloat64).contiguous();
-    const auto labels = dets[b].labels.to(torch::kCPU).contiguous();
+    const auto classes = dets[b].labels.to(torch::kCPU, torch::kLong).contiguous();
     const double* bx = boxes.data_ptr<double>();
     for (int64_t i = 0; i < scores.size(0); ++i) {
-      Detection d;
+      const int label = static_cast<int>(classes.data_ptr<int64_t>()[i]);
+      coco::Detection d;
       d.image_id = targets[b].image_id;
-      d.category_id = categories.category_id(static_cast<int>(labels[i].item<int64_t>()));
+      d.category_id = label < categories.num_classes() ? categories.category_id(label) : label;
+      if (labels) labels->push_back(label);
       d.bbox = {bx[4 * i], bx[4 * i + 1], bx[4 * i + 2] - bx[4 * i], bx[4 * i + 3] - bx[4 * i + 1]};
       d.score = scores.data_ptr<double>()[i];
       out.push_back(d);
@@ -33,24 +36,26 @@ std::vector<Detection> to_coco_detections(const loss::CriterionInputs& outputs,
   return out;
 }
 
-std::vector<Detection> run_inference(model::DetectorImpl& model, const CocoDetection& dataset,
-                                     const torch::Device& device, const InferenceOptions& options,
-                                     const BatchCallback& on_batch) {
+std::vector<coco::Detection> run_inference(model::DetectorImpl& model,
+                                           const data::CocoDetection& dataset,
+                                           const torch::Device& device,
+                                           const InferenceOptions& options,
+                                           const BatchCallback& on_batch) {
   const bool was_training = model.is_training();
   model.eval();
   torch::NoGradGuard no_grad;
-  LoaderOptions lo;
+  data::LoaderOptions lo;
   lo.batch_size = options.batch_size;
   lo.workers = options.workers;
   lo.shuffle = false;
   lo.drop_last = false;
-  DataLoader loader(std::shared_ptr<const CocoDetection>(&dataset, [](const CocoDetection*) {}),
-                    lo);
+  data::DataLoader loader(
+      std::shared_ptr<const data::CocoDetection>(&dataset, [](const data::CocoDetection*) {}), lo);
   loader.start_epoch(0);
-  std::vector<Detection> detections;
-  ProgressBar progress(static_cast<int64_t>(dataset.size()), "inference", "img");
+  std::vector<coco::Detection> detections;
+  util::ProgressBar progress(static_cast<int64_t>(dataset.size()), "inference", "img");
   while (auto batch = loader.next()) {
-    const Batch b = batch->to(device);
+    const data::Batch b = batch->to(device);
     const auto outputs = model.forward(b.images, b.mask, nullptr);
     const auto dets = to_coco_detections(outputs, b.targets, dataset.categories(), options.top_k);
     detections.insert(detections.end(), dets.begin(), dets.end());
@@ -62,4 +67,4 @@ std::vector<Detection> run_inference(model::DetectorImpl& model, const CocoDetec
   return detections;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -4,26 +4,26 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 namespace {
 
 // detectron2's spelling of the backbone norms.
-BackboneNorm backbone_norm(const Config& c) {
+model::BackboneNorm backbone_norm(const Config& c) {
   const auto norm = c.get_string("model.backbone.norm", "FrozenBN");
-  if (norm == "FrozenBN") return BackboneNorm::kFrozenBatchNorm;
-  if (norm == "BN") return BackboneNorm::kBatchNorm;
-  if (norm == "GN") return BackboneNorm::kGroupNorm;
-  throw InputError(fmt::format(
+  if (norm == "FrozenBN") return model::BackboneNorm::kFrozenBatchNorm;
+  if (norm == "BN") return model::BackboneNorm::kBatchNorm;
+  if (norm == "GN") return model::BackboneNorm::kGroupNorm;
+  throw util::InputError(fmt::format(
       "config '{}': model.backbone.norm '{}' is not one of FrozenBN, BN, GN", c.source(), norm));
 }
 
 // The backbone keys both detectors share; out_stages is the DINO's own (DAB-DETR takes res5).
-ResNetOptions resnet_options(const Config& c) {
-  ResNetOptions o;
+model::ResNetOptions resnet_options(const Config& c) {
+  model::ResNetOptions o;
   o.depth = static_cast<int>(c.get_int("model.backbone.depth"));
-  o.freeze_at = static_cast<int>(c.get_int("model.backbone.freeze_at", 1));
-  o.dc5 = c.get_bool("model.backbone.dc5", false);
+  o.freeze_at = static_cast<int>(c.get_int("model.backbone.freeze_at", int64_t{o.freeze_at}));
+  o.dc5 = c.get_bool("model.backbone.dc5", o.dc5);
   o.norm = backbone_norm(c);
   return o;
 }
@@ -33,8 +33,8 @@ ResNetOptions resnet_options(const Config& c) {
 model::DinoOptions dino_options(const Config& c) {
   const auto type = c.get_string("model.type");
   if (type != "dino") {
-    throw InputError(fmt::format("config '{}': model.type '{}' is not supported (use 'dino')",
-                                 c.source(), type));
+    throw util::InputError(fmt::format("config '{}': model.type '{}' is not supported (use 'dino')",
+                                       c.source(), type));
   }
   model::DinoOptions o;
   o.num_classes = c.get_int("model.num_classes");
@@ -43,7 +43,8 @@ model::DinoOptions dino_options(const Config& c) {
   for (const auto s : c.get_int_list("model.backbone.out_stages")) {
     o.backbone.out_stages.push_back(static_cast<int>(s));
   }
-  o.num_extra_levels = static_cast<int>(c.get_int("model.neck.num_extra_levels", 1));
+  o.num_extra_levels =
+      static_cast<int>(c.get_int("model.neck.num_extra_levels", int64_t{o.num_extra_levels}));
   auto& t = o.transformer;
   t.embed_dim = c.get_int("model.transformer.embed_dim");
   t.num_heads = c.get_int("model.transformer.num_heads");
@@ -52,29 +53,33 @@ model::DinoOptions dino_options(const Config& c) {
   t.decoder_layers = c.get_int("model.transformer.decoder_layers");
   t.ffn_dim = c.get_int("model.transformer.ffn_dim");
   t.num_queries = c.get_int("model.transformer.num_queries");
-  t.look_forward_twice = c.get_bool("model.transformer.look_forward_twice", true);
+  t.look_forward_twice = c.get_bool("model.transformer.look_forward_twice", t.look_forward_twice);
   const auto kernel = c.get_string("model.transformer.attention_kernel", "auto");
   if (kernel != "auto" && kernel != "grid_sample") {
-    throw InputError(fmt::format(
+    throw util::InputError(fmt::format(
         "config '{}': model.transformer.attention_kernel '{}' is not one of auto, grid_sample",
         c.source(), kernel));
   }
   t.attention_kernel =
       kernel == "auto" ? ops::MSDeformAttnKernel::kAuto : ops::MSDeformAttnKernel::kGridSample;
-  o.position.temperature(c.get_double("model.position.temperature", 10000));
-  o.position.offset = c.get_double("model.position.offset", -0.5);
-  o.denoising.dn_number = c.get_int("model.denoising.dn_number", 100);
-  o.denoising.label_noise_ratio = c.get_double("model.denoising.label_noise_ratio", 0.5);
-  o.denoising.box_noise_scale = c.get_double("model.denoising.box_noise_scale", 1.0);
-  o.eval_ignores_padding_mask = c.get_bool("model.eval_ignores_padding_mask", false);
+  o.position.temperature_h = o.position.temperature_w =
+      c.get_double("model.position.temperature", o.position.temperature_h);
+  o.position.offset = c.get_double("model.position.offset", o.position.offset);
+  o.denoising.dn_number = c.get_int("model.denoising.dn_number", o.denoising.dn_number);
+  o.denoising.label_noise_ratio =
+      c.get_double("model.denoising.label_noise_ratio", o.denoising.label_noise_ratio);
+  o.denoising.box_noise_scale =
+      c.get_double("model.denoising.box_noise_scale", o.denoising.box_noise_scale);
+  o.eval_ignores_padding_mask =
+      c.get_bool("model.eval_ignores_padding_mask", o.eval_ignores_padding_mask);
   if (t.embed_dim % t.num_heads != 0) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("config '{}': model.transformer.embed_dim {} is not divisible by "
                     "num_heads {}",
                     c.source(), t.embed_dim, t.num_heads));
   }
   if (t.embed_dim % 32 != 0) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("config '{}': model.transformer.embed_dim {} must be a multiple "
                     "of 32 (GroupNorm groups in the neck)",
                     c.source(), t.embed_dim));
@@ -86,8 +91,8 @@ model::DinoOptions dino_options(const Config& c) {
 model::DabDetrOptions dab_detr_options(const Config& c) {
   const auto type = c.get_string("model.type");
   if (type != "dab_detr") {
-    throw InputError(fmt::format("config '{}': model.type '{}' is not a DAB-DETR (use 'dab_detr')",
-                                 c.source(), type));
+    throw util::InputError(fmt::format(
+        "config '{}': model.type '{}' is not a DAB-DETR (use 'dab_detr')", c.source(), type));
   }
   model::DabDetrOptions o;
   o.num_classes = c.get_int("model.num_classes");
@@ -98,19 +103,21 @@ model::DabDetrOptions dab_detr_options(const Config& c) {
   t.encoder_layers = c.get_int("model.transformer.encoder_layers");
   t.decoder_layers = c.get_int("model.transformer.decoder_layers");
   t.ffn_dim = c.get_int("model.transformer.ffn_dim");
-  t.modulate_hw_attn = c.get_bool("model.transformer.modulate_hw_attn", true);
+  t.modulate_hw_attn = c.get_bool("model.transformer.modulate_hw_attn", t.modulate_hw_attn);
   o.num_queries = c.get_int("model.transformer.num_queries");
-  o.position.temperature(c.get_double("model.position.temperature", 20));
-  o.position.offset = c.get_double("model.position.offset", 0.0);
-  o.eval_ignores_padding_mask = c.get_bool("model.eval_ignores_padding_mask", false);
+  o.position.temperature_h = o.position.temperature_w =
+      c.get_double("model.position.temperature", o.position.temperature_h);
+  o.position.offset = c.get_double("model.position.offset", o.position.offset);
+  o.eval_ignores_padding_mask =
+      c.get_bool("model.eval_ignores_padding_mask", o.eval_ignores_padding_mask);
   if (t.embed_dim % t.num_heads != 0 || t.embed_dim % 4 != 0) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("config '{}': model.transformer.embed_dim {} must be a multiple "
                     "of 4 and of num_heads {}",
                     c.source(), t.embed_dim, t.num_heads));
   }
   if (t.decoder_layers < 1 || o.num_queries < 1) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("config '{}': model.transformer needs at least one decoder layer and one query",
                     c.source()));
   }
@@ -133,11 +140,12 @@ loss::CriterionOptions criterion_options(const Config& c) {
   o.matcher.cost_class = c.get_double("criterion.matcher.cost_class");
   o.matcher.cost_bbox = c.get_double("criterion.matcher.cost_bbox");
   o.matcher.cost_giou = c.get_double("criterion.matcher.cost_giou");
-  o.matcher.focal_alpha = c.get_double("criterion.matcher.focal_alpha", 0.25);
-  o.matcher.focal_gamma = c.get_double("criterion.matcher.focal_gamma", 2.0);
-  if (o.k < 1) throw InputError(fmt::format("config '{}': criterion.k must be >= 1", c.source()));
+  o.matcher.focal_alpha = c.get_double("criterion.matcher.focal_alpha", o.matcher.focal_alpha);
+  o.matcher.focal_gamma = c.get_double("criterion.matcher.focal_gamma", o.matcher.focal_gamma);
+  if (o.k < 1)
+    throw util::InputError(fmt::format("config '{}': criterion.k must be >= 1", c.source()));
   c.require_all_used("criterion");
   return o;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

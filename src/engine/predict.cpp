@@ -2,20 +2,21 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "aligndetr/coco/results.h"
 #include "aligndetr/data/dataset.h"
-#include "aligndetr/model/postprocess.h"
+#include "aligndetr/engine/inference.h"
 #include "aligndetr/util/atomic_file.h"
 #include "aligndetr/util/error.h"
-#include "aligndetr/util/json.h"
 #include "aligndetr/util/progress.h"
 #include "aligndetr/vis/draw.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 namespace fs = std::filesystem;
 
@@ -30,8 +31,8 @@ bool is_image_file(const fs::path& p) {
 
 }  // namespace
 
-PredictSummary predict_images(model::DetectorImpl& model, const TransformOptions& transforms,
-                              const CategoryMap& categories, const torch::Device& device,
+PredictSummary predict_images(model::DetectorImpl& model, const data::TransformOptions& transforms,
+                              const coco::CategoryMap& categories, const torch::Device& device,
                               const PredictOptions& o) {
   std::vector<fs::path> files;
   const bool single = fs::is_regular_file(o.input);
@@ -43,9 +44,10 @@ PredictSummary predict_images(model::DetectorImpl& model, const TransformOptions
     }
     std::sort(files.begin(), files.end());
     if (files.empty())
-      throw InputError(fmt::format("no images (.jpg, .png, .bmp) in '{}'", o.input));
+      throw util::InputError(fmt::format("no images (.jpg, .png, .bmp) in '{}'", o.input));
   } else {
-    throw InputError(fmt::format("input '{}' is neither an image file nor a directory", o.input));
+    throw util::InputError(
+        fmt::format("input '{}' is neither an image file nor a directory", o.input));
   }
   fs::create_directories(o.out_dir);
   std::vector<std::string> names;
@@ -56,13 +58,14 @@ PredictSummary predict_images(model::DetectorImpl& model, const TransformOptions
   model.eval();
   torch::NoGradGuard no_grad;
   PredictSummary summary;
-  std::string results = "[";
-  ProgressBar progress(int64_t(files.size()), "predict", "img");
+  std::vector<coco::Detection> results;
+  std::unordered_map<int64_t, std::string> file_names;
+  util::ProgressBar progress(int64_t(files.size()), "predict", "img");
   for (size_t i = 0; i < files.size(); ++i) {
-    Annotated sample;
+    data::Annotated sample;
     try {
-      sample.image = read_image_rgb(files[i].string());
-    } catch (const InputError& e) {
+      sample.image = data::read_image_rgb(files[i].string());
+    } catch (const util::InputError& e) {
       if (single) throw;
       spdlog::warn("skipped: {}", e.what());
       ++summary.skipped;
@@ -70,42 +73,37 @@ PredictSummary predict_images(model::DetectorImpl& model, const TransformOptions
     }
     const cv::Mat original = sample.image.clone();
     const std::array<int64_t, 2> orig{sample.image.rows, sample.image.cols};
-    apply_eval_transforms(sample, transforms);
-    const Sample s = to_sample(sample, int64_t(i + 1), orig);
+    data::apply_eval_transforms(sample, transforms);
+    const int64_t image_id = int64_t(i + 1);
+    const data::Sample s = data::to_sample(sample, image_id, orig);
     const auto images = s.image.unsqueeze(0).to(device);
     const auto mask = torch::zeros({1, images.size(2), images.size(3)},
                                    torch::TensorOptions().dtype(torch::kBool).device(device));
     const auto out = model.forward(images, mask, nullptr);
-    const auto det =
-        model::postprocess(out.decoder.back().logits, out.decoder.back().boxes, {orig}, o.top_k)[0];
-    const auto boxes = det.boxes.to(torch::kCPU).contiguous();
-    const auto scores = det.scores.to(torch::kCPU).contiguous();
-    const auto labels = det.labels.to(torch::kCPU).contiguous();
-    std::vector<DrawnBox> drawn;
-    for (int64_t k = 0; k < scores.size(0); ++k) {
-      const float* b = boxes.data_ptr<float>() + 4 * k;
-      const int label = int(labels.data_ptr<int64_t>()[k]);
-      const float score = scores.data_ptr<float>()[k];
-      const int64_t category =
-          label < categories.num_classes() ? categories.category_id(label) : label;
-      results += fmt::format(
-          "{}\n{{\"image_id\": {}, \"file_name\": \"{}\", \"category_id\": {}, \"bbox\": [{:.2f}, "
-          "{:.2f}, {:.2f}, {:.2f}], \"score\": {:.5f}}}",
-          summary.detections ? "," : "", i + 1, json_escape(files[i].filename().string()), category,
-          b[0], b[1], b[2] - b[0], b[3] - b[1], score);
-      ++summary.detections;
-      if (score >= o.score_threshold) drawn.push_back({{b[0], b[1], b[2], b[3]}, label, score});
+    std::vector<int> labels;
+    const auto dets = to_coco_detections(out, {s.target}, categories, o.top_k, &labels);
+    std::vector<vis::DrawnBox> drawn;
+    for (size_t k = 0; k < dets.size(); ++k) {
+      const auto& d = dets[k];
+      if (d.score < o.score_threshold) continue;
+      drawn.push_back({{float(d.bbox[0]), float(d.bbox[1]), float(d.bbox[0] + d.bbox[2]),
+                        float(d.bbox[1] + d.bbox[3])},
+                       labels[k],
+                       float(d.score)});
     }
+    results.insert(results.end(), dets.begin(), dets.end());
+    file_names[image_id] = files[i].filename().string();
+    summary.detections += int64_t(dets.size());
     cv::Mat picture = original;
-    draw_boxes(picture, drawn, names);
-    write_image_rgb((fs::path(o.out_dir) / files[i].stem()).string() + ".png", picture);
+    vis::draw_boxes(picture, drawn, names);
+    vis::write_image_rgb((fs::path(o.out_dir) / files[i].stem()).string() + ".png", picture);
     ++summary.images;
     progress.advance();
   }
   progress.finish();
   summary.results_path = (fs::path(o.out_dir) / "results.json").string();
-  write_file_atomic(summary.results_path, results + "\n]\n");
+  coco::write_coco_results(results, summary.results_path, file_names);
   return summary;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

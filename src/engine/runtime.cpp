@@ -9,7 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <opencv2/core/utility.hpp>
 
-namespace aligndetr {
+namespace aligndetr::engine {
 namespace {
 
 // OpenBLAS built on pthreads keeps its own pool next to LibTorch's OpenMP one; both spin on the
@@ -52,4 +52,4 @@ int configure_runtime(int threads) {
   return threads;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

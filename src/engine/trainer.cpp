@@ -20,7 +20,7 @@
 #include "aligndetr/util/error.h"
 #include "aligndetr/util/progress.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 namespace fs = std::filesystem;
 
@@ -65,16 +65,10 @@ void set_lr(torch::optim::AdamW& opt, const SolverOptions& s, int64_t iteration)
   }
 }
 
-std::vector<matching::Target> criterion_targets(const Batch& b) {
-  std::vector<matching::Target> t;
-  for (const auto& x : b.targets) t.push_back({x.labels, x.boxes});
-  return t;
-}
-
 class MetricsLog {
  public:
   explicit MetricsLog(const std::string& path) : out_(path, std::ios::app) {
-    if (!out_) throw InputError(fmt::format("cannot open '{}' for writing", path));
+    if (!out_) throw util::InputError(fmt::format("cannot open '{}' for writing", path));
   }
   void write(const std::string& json_line) {
     out_ << json_line << '\n';
@@ -98,20 +92,21 @@ void truncate_metrics(const std::string& path, int64_t iteration) {
     kept += line + "\n";
   }
   in.close();
-  write_file_atomic(path, kept);
+  util::write_file_atomic(path, kept);
 }
 
-std::string eval_json(int64_t iteration, const CocoEvalResult& r) {
+std::string eval_json(int64_t iteration, const eval::CocoEvalResult& r) {
   std::string s = fmt::format("{{\"iter\": {}, \"type\": \"eval\"", iteration);
-  for (int i = 0; i < kCocoStats; ++i)
-    s += fmt::format(", \"{}\": {:.6f}", kCocoStatNames[size_t(i)], r.stats[size_t(i)]);
+  for (int i = 0; i < eval::kCocoStats; ++i)
+    s += fmt::format(", \"{}\": {:.6f}", eval::kCocoStatNames[size_t(i)], r.stats[size_t(i)]);
   return s + "}";
 }
 
 }  // namespace
 
-CocoEvalResult evaluate_model(model::DetectorImpl& model, const CocoDetection& val,
-                              const torch::Device& device, const Experiment& e, bool progress) {
+eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::CocoDetection& val,
+                                    const torch::Device& device, const Experiment& e,
+                                    bool progress) {
   InferenceOptions io;
   io.batch_size = e.data.batch_size;
   io.workers = e.data.workers;
@@ -119,14 +114,14 @@ CocoEvalResult evaluate_model(model::DetectorImpl& model, const CocoDetection& v
   io.progress = progress;
   const auto dets = run_inference(model, val, device, io);
   if (dets.empty()) {
-    CocoEvalResult empty;
+    eval::CocoEvalResult empty;
     empty.stats.fill(0.0);
     return empty;
   }
-  return evaluate_coco(val.coco(), dets);
+  return eval::evaluate_coco(val.coco(), dets);
 }
 
-EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const CocoDetection& val,
+EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::CocoDetection& val,
                                         const torch::Device& device, const Experiment& e,
                                         bool with_analysis) {
   EvaluationResult result;
@@ -139,15 +134,14 @@ EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const CocoDe
   io.batch_size = e.data.batch_size;
   io.workers = e.data.workers;
   io.top_k = e.eval_top_k;
-  const auto dets =
-      run_inference(model, val, device, io, [&](const Batch& b, const loss::CriterionInputs& out) {
-        alignment.add_batch(out.decoder.back().logits, out.decoder.back().boxes,
-                            criterion_targets(b));
+  const auto dets = run_inference(
+      model, val, device, io, [&](const data::Batch& b, const model::DetectorOutputs& out) {
+        alignment.add_batch(out.decoder.back().logits, out.decoder.back().boxes, b.targets);
       });
   if (dets.empty()) {
     result.coco.stats.fill(0.0);
   } else {
-    result.coco = evaluate_coco(val.coco(), dets);
+    result.coco = eval::evaluate_coco(val.coco(), dets);
   }
   result.alignment = alignment.report();
   return result;
@@ -157,11 +151,11 @@ std::vector<std::string> write_evaluation(const EvaluationResult& result, const 
   fs::create_directories(dir);
   std::vector<std::string> written;
   const auto eval_path = (fs::path(dir) / "eval.json").string();
-  write_file_atomic(eval_path, result.coco.stats_json() + "\n");
+  util::write_file_atomic(eval_path, result.coco.stats_json() + "\n");
   written.push_back(eval_path);
   if (result.alignment) {
     const auto path = (fs::path(dir) / "alignment.json").string();
-    write_file_atomic(path, result.alignment->to_json() + "\n");
+    util::write_file_atomic(path, result.alignment->to_json() + "\n");
     written.push_back(path);
     for (const auto& p : analysis::write_alignment_plots(*result.alignment, dir)) {
       written.push_back(p.string());
@@ -175,14 +169,15 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   const auto device = parse_device(e.train.device);
   const std::string ckpt_dir = (fs::path(output_dir) / "checkpoints").string();
   fs::create_directories(ckpt_dir);
-  write_file_atomic((fs::path(output_dir) / "config.yaml").string(), e.config.dump());
+  util::write_file_atomic((fs::path(output_dir) / "config.yaml").string(), e.config.dump());
 
   torch::manual_seed(e.train.seed);
-  auto train_set = std::make_shared<const CocoDetection>(e.data.train);
-  const CocoDetection val_set(e.data.val);
+  auto train_set = std::make_shared<const data::CocoDetection>(e.data.train);
+  const data::CocoDetection val_set(e.data.val);
   if (train_set->categories().num_classes() != e.model.num_classes()) {
-    throw InputError(fmt::format("the training set has {} categories but model.num_classes is {}",
-                                 train_set->categories().num_classes(), e.model.num_classes()));
+    throw util::InputError(
+        fmt::format("the training set has {} categories but model.num_classes is {}",
+                    train_set->categories().num_classes(), e.model.num_classes()));
   }
   const auto model = e.model.build();
   model->to(device);
@@ -211,20 +206,20 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
           "run's (--resume continues a run instead)",
           output_dir, removed);
     }
-    write_file_atomic(metrics_path, "");
+    util::write_file_atomic(metrics_path, "");
   }
 
-  LoaderOptions lo;
+  data::LoaderOptions lo;
   lo.batch_size = e.data.batch_size;
   lo.workers = e.data.workers;
   lo.seed = e.train.seed;
   lo.rank = hooks.rank;
   lo.world_size = hooks.world_size;
-  DataLoader loader(train_set, lo);
+  data::DataLoader loader(train_set, lo);
   const int64_t per_epoch = int64_t(loader.batches_per_epoch());
   if (per_epoch == 0) {
-    throw InputError(fmt::format("the training set has {} images, fewer than one batch of {}",
-                                 train_set->size(), lo.batch_size));
+    throw util::InputError(fmt::format("the training set has {} images, fewer than one batch of {}",
+                                       train_set->size(), lo.batch_size));
   }
   const int64_t accum = e.solver.accumulate;
   int64_t micro = start_iter * accum;
@@ -234,7 +229,7 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   if (hooks.reduce_num_boxes) criterion.reduce_num_boxes = hooks.reduce_num_boxes;
   MetricsLog metrics(metrics_path);
   TrainResult result;
-  ProgressBar progress(e.solver.max_iter - start_iter, "train", "it");
+  util::ProgressBar progress(e.solver.max_iter - start_iter, "train", "it");
   std::map<std::string, double> running;
   int64_t running_count = 0;
   auto last_log = std::chrono::steady_clock::now();
@@ -249,22 +244,30 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
     set_lr(optimizer, e.solver, iter);
     optimizer.zero_grad();
     bool finite = true;
-    std::string bad_term;
+    std::string bad;  // what was not finite
     for (int64_t a = 0; a < accum; ++a, ++micro) {
       auto batch = loader.next();
       if (!batch) {
         loader.start_epoch(micro / per_epoch);
         batch = loader.next();
       }
-      const Batch b = batch->to(device);
-      const auto targets = criterion_targets(b);
+      const data::Batch b = batch->to(device);
+      const auto targets = b.targets;
       const auto outputs = model->forward(b.images, b.mask, &targets);
-      const auto losses = loss::compute_criterion(outputs, targets, criterion);
+      loss::LossTerms losses;
+      try {
+        losses = loss::compute_criterion(outputs, targets, criterion);
+      } catch (const loss::NonFiniteOutputs& err) {
+        finite = false;
+        bad = err.what();
+        continue;
+      }
       if (!torch::isfinite(losses.total).item<bool>()) {
         finite = false;
+        bad = "non-finite loss (term total)";
         for (const auto& kv : losses.weighted) {
           if (!torch::isfinite(kv.second).item<bool>()) {
-            bad_term = kv.first;
+            bad = "non-finite loss (term " + kv.first + ")";
             break;
           }
         }
@@ -275,8 +278,7 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
       running["loss"] += losses.total.item<double>() / accum;
     }
     if (!finite) {
-      const std::string what = fmt::format("non-finite loss at iteration {} (term {})", iter + 1,
-                                           bad_term.empty() ? "total" : bad_term);
+      const std::string what = fmt::format("{} at iteration {}", bad, iter + 1);
       if (e.train.skip_nonfinite) {
         spdlog::warn("{}: step skipped", what);
         ++result.skipped_steps;
@@ -335,13 +337,14 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   result.iterations = e.solver.max_iter;
   save(e.solver.max_iter);
   result.final_weights = (fs::path(output_dir) / "model_final.pt").string();
-  save_module(result.final_weights, *model);
+  model::save_module(result.final_weights, *model);
   const auto r = evaluate_model(*model, val_set, device, e);
   metrics.write(eval_json(e.solver.max_iter, r));
-  write_file_atomic((fs::path(output_dir) / "eval_final.json").string(), r.stats_json() + "\n");
+  util::write_file_atomic((fs::path(output_dir) / "eval_final.json").string(),
+                          r.stats_json() + "\n");
   analysis::write_training_plots(analysis::read_metrics_log(metrics_path), output_dir);
   result.final_eval = r;
   return result;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -15,7 +15,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::eval {
 namespace {
 
 constexpr int T = kCocoIouThresholds;
@@ -270,7 +270,7 @@ struct CocoEvaluator::Impl {
   void accumulate_category(int k, AccumulateScratch& s, CocoEvalResult& out) const;
 };
 
-CocoEvaluator::CocoEvaluator(const CocoDataset& gt, CocoEvalOptions options)
+CocoEvaluator::CocoEvaluator(const coco::CocoDataset& gt, CocoEvalOptions options)
     : impl_(std::make_unique<Impl>()) {
   Impl& d = *impl_;
   d.options = std::move(options);
@@ -330,14 +330,14 @@ CocoEvaluator::CocoEvaluator(const CocoDataset& gt, CocoEvalOptions options)
 
 CocoEvaluator::~CocoEvaluator() = default;
 
-void CocoEvaluator::evaluate(const std::vector<Detection>& detections) {
+void CocoEvaluator::evaluate(const std::vector<coco::Detection>& detections) {
   Impl& d = *impl_;
   const std::string& source = d.options.detections_source;
   if (detections.empty()) {
-    throw InputError(fmt::format("{}: no detections to evaluate", source));
+    throw util::InputError(fmt::format("{}: no detections to evaluate", source));
   }
   if (detections.size() >= std::numeric_limits<uint32_t>::max()) {
-    throw InputError(fmt::format("{}: too many detections ({})", source, detections.size()));
+    throw util::InputError(fmt::format("{}: too many detections ({})", source, detections.size()));
   }
   const size_t n = detections.size();
   const size_t num_images = d.image_ids.size();
@@ -348,31 +348,32 @@ void CocoEvaluator::evaluate(const std::vector<Detection>& detections) {
   std::vector<int32_t> img_of(n), cat_of(n);
   std::vector<uint32_t> count(std::max(num_images, num_cats) + 1, 0);
   for (size_t i = 0; i < n; ++i) {
-    const Detection& det = detections[i];
+    const coco::Detection& det = detections[i];
     const auto where = [&] {
       return fmt::format("{}: detection {} (image_id {}, category_id {})", source, i, det.image_id,
                          det.category_id);
     };
     const int32_t img = d.images.find(det.image_id);
     if (img < 0) {
-      throw InputError(
+      throw util::InputError(
           fmt::format("{}: image_id {} is not in the ground truth", where(), det.image_id));
     }
     const int32_t cat = d.categories.find(det.category_id);
     if (cat < 0) {
-      throw InputError(
+      throw util::InputError(
           fmt::format("{}: category_id {} is not in the ground truth", where(), det.category_id));
     }
     const auto& b = det.bbox;
     if (!std::isfinite(b[0]) || !std::isfinite(b[1])) {
-      throw InputError(fmt::format("{}: bbox position is not finite", where()));
+      throw util::InputError(fmt::format("{}: bbox position is not finite", where()));
     }
     if (!(b[2] >= 0.0) || !(b[3] >= 0.0) || std::isinf(b[2]) || std::isinf(b[3])) {
-      throw InputError(
+      throw util::InputError(
           fmt::format("{}: bbox size {} x {} is negative or not finite", where(), b[2], b[3]));
     }
     if (!(det.score >= 0.0) || std::isinf(det.score)) {
-      throw InputError(fmt::format("{}: score {} is negative or not finite", where(), det.score));
+      throw util::InputError(
+          fmt::format("{}: score {} is negative or not finite", where(), det.score));
     }
     img_of[i] = img;
     cat_of[i] = cat;
@@ -390,7 +391,7 @@ void CocoEvaluator::evaluate(const std::vector<Detection>& detections) {
   std::vector<int32_t> dt_img(n);
   for (uint32_t src : by_image) {
     const uint32_t pos = count[static_cast<size_t>(cat_of[src])]++;
-    const Detection& det = detections[src];
+    const coco::Detection& det = detections[src];
     d.dts[pos] = {det.bbox[0], det.bbox[1], det.bbox[2], det.bbox[3], det.score};
     dt_img[pos] = img_of[src];
   }
@@ -802,11 +803,12 @@ std::string CocoEvalResult::per_category_table() const {
   return out;
 }
 
-CocoEvalResult evaluate_coco(const CocoDataset& gt, const std::vector<Detection>& detections,
+CocoEvalResult evaluate_coco(const coco::CocoDataset& gt,
+                             const std::vector<coco::Detection>& detections,
                              const CocoEvalOptions& options) {
   CocoEvaluator evaluator(gt, options);
   evaluator.evaluate(detections);
   return evaluator.accumulate();
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::eval

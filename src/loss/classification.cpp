@@ -35,7 +35,7 @@ ClassLoss parse_class_loss(const std::string& name) {
     if (name == n) return kind;
     valid += valid.empty() ? n : std::string(", ") + n;
   }
-  throw InputError("unknown classification loss '" + name + "' (valid: " + valid + ")");
+  throw util::InputError("unknown classification loss '" + name + "' (valid: " + valid + ")");
 }
 
 std::string to_string(ClassLoss loss) {

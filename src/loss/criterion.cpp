@@ -19,7 +19,7 @@
 namespace aligndetr::loss {
 namespace {
 
-void check_output(const OutputSet& out, const std::string& where) {
+void check_output(const model::OutputSet& out, const std::string& where) {
   TORCH_CHECK(out.logits.dim() == 3 && out.boxes.dim() == 3 && out.boxes.size(2) == 4 &&
                   out.logits.size(0) == out.boxes.size(0) &&
                   out.logits.size(1) == out.boxes.size(1),
@@ -29,27 +29,7 @@ void check_output(const OutputSet& out, const std::string& where) {
     // One pass: a sum in double is finite exactly when every entry is (finite floats cannot
     // overflow it).
     if (!std::isfinite(t->sum(torch::kDouble).item<double>())) {
-      throw std::runtime_error(std::string("criterion: non-finite values in the ") + name + " of " +
-                               where);
-    }
-  }
-}
-
-void check_targets(const std::vector<Target>& targets, int64_t batch, int64_t classes) {
-  if (static_cast<int64_t>(targets.size()) != batch) {
-    throw InputError("criterion: " + std::to_string(targets.size()) + " targets for a batch of " +
-                     std::to_string(batch));
-  }
-  for (size_t b = 0; b < targets.size(); ++b) {
-    const auto& t = targets[b];
-    const std::string where = "criterion: targets of image " + std::to_string(b);
-    const int64_t n = t.labels.numel();
-    if (t.labels.dim() != 1 || t.boxes.numel() != 4 * n || (n > 0 && t.boxes.size(-1) != 4)) {
-      throw InputError(where + ": expected labels [n] and boxes [n, 4]");
-    }
-    if (n > 0 &&
-        (t.labels.min().item<int64_t>() < 0 || t.labels.max().item<int64_t>() >= classes)) {
-      throw InputError(where + ": a label is outside [0, " + std::to_string(classes) + ")");
+      throw NonFiniteOutputs(std::string("non-finite values in the ") + name + " of " + where);
     }
   }
 }
@@ -88,8 +68,8 @@ CriterionOptions CriterionOptions::released() {
 std::vector<int64_t> CriterionOptions::layer_k(size_t layers) const {
   if (!decoder_k.empty()) {
     if (decoder_k.size() != layers) {
-      throw InputError("criterion: decoder_k has " + std::to_string(decoder_k.size()) +
-                       " entries for " + std::to_string(layers) + " decoder layers");
+      throw util::InputError("criterion: decoder_k has " + std::to_string(decoder_k.size()) +
+                             " entries for " + std::to_string(layers) + " decoder layers");
     }
     return decoder_k;
   }
@@ -98,12 +78,12 @@ std::vector<int64_t> CriterionOptions::layer_k(size_t layers) const {
   return ks;
 }
 
-SetLosses set_losses(const OutputSet& out, const std::vector<Target>& targets,
+SetLosses set_losses(const model::OutputSet& out, const std::vector<boxes::Target>& targets,
                      const std::vector<matching::ImageMatch>& matches, bool ranks,
                      const CriterionOptions& options) {
   if (matches.size() != targets.size()) {
-    throw InputError("criterion: " + std::to_string(matches.size()) + " matched images for " +
-                     std::to_string(targets.size()) + " targets");
+    throw util::InputError("criterion: " + std::to_string(matches.size()) + " matched images for " +
+                           std::to_string(targets.size()) + " targets");
   }
   const auto device = out.logits.device();
   const int64_t queries = out.logits.size(1), classes = out.logits.size(2);
@@ -143,11 +123,12 @@ SetLosses set_losses(const OutputSet& out, const std::vector<Target>& targets,
   return l;
 }
 
-LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Target>& targets,
+LossTerms compute_criterion(const model::DetectorOutputs& inputs,
+                            const std::vector<boxes::Target>& targets,
                             const CriterionOptions& options) {
-  if (inputs.decoder.empty()) throw InputError("criterion: no decoder outputs");
-  check_targets(targets, inputs.decoder.front().logits.size(0),
-                inputs.decoder.front().logits.size(-1));
+  if (inputs.decoder.empty()) throw util::InputError("criterion: no decoder outputs");
+  boxes::check_targets(targets, inputs.decoder.front().logits.size(0),
+                       inputs.decoder.front().logits.size(-1), "criterion");
   LossTerms terms;
   double gts = 0;
   for (const auto& t : targets) gts += static_cast<double>(t.labels.numel());
@@ -157,7 +138,7 @@ LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Tar
   // Every decoder layer and the encoder output is matched on its own predictions; all of them in
   // one call so that their assignment problems run in parallel.
   struct Set {
-    const OutputSet* out;
+    const model::OutputSet* out;
     int64_t k;
     std::string suffix;
   };
@@ -184,7 +165,7 @@ LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Tar
 
   if (inputs.denoising) {
     const auto& dn = *inputs.denoising;
-    if (dn.groups < 1) throw InputError("criterion: denoising groups must be >= 1");
+    if (dn.groups < 1) throw util::InputError("criterion: denoising groups must be >= 1");
     const double divisor = terms.num_boxes * static_cast<double>(dn.groups);
     for (size_t l = 0; l < dn.layers.size(); ++l) {
       const bool last = l + 1 == dn.layers.size();

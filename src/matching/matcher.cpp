@@ -27,7 +27,7 @@ torch::Tensor cost_of_gathered(const torch::Tensor& gt_logits, const torch::Tens
 }  // namespace
 
 torch::Tensor matching_cost(const torch::Tensor& logits, const torch::Tensor& boxes,
-                            const Target& target, const MatcherCosts& costs) {
+                            const boxes::Target& target, const MatcherCosts& costs) {
   torch::NoGradGuard no_grad;
   const auto labels = target.labels.to(logits.device(), torch::kLong);
   return cost_of_gathered(logits.index_select(1, labels), boxes,
@@ -35,7 +35,7 @@ torch::Tensor matching_cost(const torch::Tensor& logits, const torch::Tensor& bo
 }
 
 std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>& sets,
-                                                const std::vector<Target>& targets,
+                                                const std::vector<boxes::Target>& targets,
                                                 const MatcherCosts& costs) {
   const auto batch = static_cast<int64_t>(targets.size());
   for (const auto& set : sets) {
@@ -44,10 +44,7 @@ std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>&
                     set.logits.size(1) == set.boxes.size(1),
                 "match: expected logits [B,Q,C] and boxes [B,Q,4], got ", set.logits.sizes(),
                 " and ", set.boxes.sizes());
-    if (set.logits.size(0) != batch) {
-      throw InputError("match: " + std::to_string(batch) + " targets for a batch of " +
-                       std::to_string(set.logits.size(0)));
-    }
+    boxes::check_targets(targets, set.logits.size(0), set.logits.size(2), "match");
   }
   if (sets.empty()) return {};
   torch::NoGradGuard no_grad;
@@ -115,7 +112,7 @@ std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>&
 }
 
 std::vector<ImageMatch> match(const torch::Tensor& logits, const torch::Tensor& boxes,
-                              const std::vector<Target>& targets, int64_t k,
+                              const std::vector<boxes::Target>& targets, int64_t k,
                               const MatcherCosts& costs) {
   return match_sets({{logits, boxes, k}}, targets, costs).front();
 }

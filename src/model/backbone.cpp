@@ -12,7 +12,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::model {
 namespace {
 
 namespace F = torch::nn::functional;
@@ -59,7 +59,8 @@ DepthSpec depth_spec(int depth) {
     case 101:
       return {{3, 4, 23, 3}, true};
     default:
-      throw InputError("ResNet depth must be 18, 34, 50 or 101, got " + std::to_string(depth));
+      throw util::InputError("ResNet depth must be 18, 34, 50 or 101, got " +
+                             std::to_string(depth));
   }
 }
 
@@ -121,13 +122,15 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
 ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
   const DepthSpec spec = depth_spec(options_.depth);
   if (options_.freeze_at < 0 || options_.freeze_at > 5) {
-    throw InputError("ResNet freeze_at must be in 0..5, got " + std::to_string(options_.freeze_at));
+    throw util::InputError("ResNet freeze_at must be in 0..5, got " +
+                           std::to_string(options_.freeze_at));
   }
-  if (options_.out_stages.empty()) throw InputError("ResNet out_stages is empty");
+  if (options_.out_stages.empty()) throw util::InputError("ResNet out_stages is empty");
   for (size_t i = 0; i < options_.out_stages.size(); ++i) {
     const int s = options_.out_stages[i];
     if (s < 1 || s > 4 || (i > 0 && s <= options_.out_stages[i - 1])) {
-      throw InputError("ResNet out_stages must be increasing values in 1..4 (layer1..layer4)");
+      throw util::InputError(
+          "ResNet out_stages must be increasing values in 1..4 (layer1..layer4)");
     }
   }
 
@@ -197,4 +200,4 @@ std::vector<int64_t> ResNetImpl::out_strides() const {
   return result;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

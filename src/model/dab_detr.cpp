@@ -9,14 +9,16 @@
 namespace aligndetr::model {
 
 DabDetrImpl::DabDetrImpl(DabDetrOptions options) : options_(std::move(options)) {
-  auto& o = options_;
+  const auto& o = options_;
   const int64_t D = o.transformer.embed_dim;
-  o.backbone.out_stages = {4};
-  o.position.num_pos_feats = D / 2;
-  backbone_ = register_module("backbone", ResNet(o.backbone));
+  auto backbone = o.backbone;
+  backbone.out_stages = {4};
+  auto position = o.position;
+  position.num_pos_feats = D / 2;
+  backbone_ = register_module("backbone", ResNet(backbone));
   input_proj_ = register_module("input_proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(
                                                   backbone_->out_channels().back(), D, 1)));
-  position_ = register_module("position_embedding", PositionEmbeddingSine(o.position));
+  position_ = register_module("position_embedding", PositionEmbeddingSine(position));
   transformer_ = register_module("transformer", DabTransformer(o.transformer));
   anchor_box_embed_ = register_module("anchor_box_embed", torch::nn::Embedding(o.num_queries, 4));
   class_embed_ = register_module("class_embed", torch::nn::Linear(D, o.num_classes));
@@ -35,8 +37,8 @@ DabDetrImpl::DabDetrImpl(DabDetrOptions options) : options_(std::move(options)) 
   last->bias.zero_();
 }
 
-loss::CriterionInputs DabDetrImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
-                                           const std::vector<matching::Target>* /*targets*/) {
+model::DetectorOutputs DabDetrImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
+                                            const std::vector<boxes::Target>* /*targets*/) {
   const bool all_valid = !is_training() && options_.eval_ignores_padding_mask;
   const auto image_mask = all_valid ? torch::zeros_like(mask) : mask;
   const auto feat = input_proj_(backbone_(images).back());
@@ -44,7 +46,7 @@ loss::CriterionInputs DabDetrImpl::forward(const torch::Tensor& images, const to
   const auto pos = position_(feat_mask).to(feat.dtype());
   const auto out = transformer_(feat, feat_mask, pos, anchor_box_embed_->weight, bbox_embed_);
 
-  loss::CriterionInputs result;
+  model::DetectorOutputs result;
   for (size_t l = 0; l < out.hidden.size(); ++l) {
     const auto boxes = (bbox_embed_(out.hidden[l]) + inverse_sigmoid(out.references[l])).sigmoid();
     result.decoder.push_back({class_embed_(out.hidden[l]),

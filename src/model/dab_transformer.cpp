@@ -43,7 +43,7 @@ torch::Tensor ConditionalSelfAttentionImpl::forward(const torch::Tensor& x,
   const auto q = query_content_proj_(x) + query_pos_proj_(pos);
   const auto k = key_content_proj_(x) + key_pos_proj_(pos);
   const auto v = value_proj_(x);
-  return x + out_proj_(attend(heads(q, num_heads_), heads(k, num_heads_), heads(v, num_heads_)));
+  return out_proj_(attend(heads(q, num_heads_), heads(k, num_heads_), heads(v, num_heads_)));
 }
 
 ConditionalCrossAttentionImpl::ConditionalCrossAttentionImpl(int64_t embed_dim, int64_t num_heads,
@@ -74,7 +74,7 @@ torch::Tensor ConditionalCrossAttentionImpl::forward(const torch::Tensor& query,
       torch::cat({heads(q, num_heads_), heads(query_pos_sine_proj_(query_sine), num_heads_)}, -1);
   const auto k_cat = torch::cat({heads(k, num_heads_), heads(k_pos, num_heads_)}, -1);
   const auto v = heads(value_proj_(memory), num_heads_);
-  return query + out_proj_(attend(q_cat, k_cat, v));
+  return out_proj_(attend(q_cat, k_cat, v));
 }
 
 DabEncoderLayerImpl::DabEncoderLayerImpl(const DabTransformerOptions& o) {
@@ -89,7 +89,8 @@ DabEncoderLayerImpl::DabEncoderLayerImpl(const DabTransformerOptions& o) {
 
 torch::Tensor DabEncoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& pos,
                                            const torch::Tensor& padding_mask) {
-  return norm2_(ffn_(norm1_(self_attn_(x, pos, torch::Tensor(), padding_mask))));
+  const auto h = norm1_(x + self_attn_(x, pos, torch::Tensor(), padding_mask));
+  return norm2_(h + ffn_(h));
 }
 
 DabDecoderLayerImpl::DabDecoderLayerImpl(const DabTransformerOptions& o, bool first_layer) {
@@ -109,9 +110,9 @@ torch::Tensor DabDecoderLayerImpl::forward(const torch::Tensor& query,
                                            const torch::Tensor& query_sine,
                                            const torch::Tensor& memory,
                                            const torch::Tensor& key_pos) {
-  auto h = norm1_(self_attn_(query, query_pos));
-  h = norm2_(cross_attn_(h, query_pos, query_sine, memory, key_pos));
-  return norm3_(ffn_(h));
+  auto h = norm1_(query + self_attn_(query, query_pos));
+  h = norm2_(h + cross_attn_(h, query_pos, query_sine, memory, key_pos));
+  return norm3_(h + ffn_(h));
 }
 
 DabTransformerImpl::DabTransformerImpl(DabTransformerOptions options) : options_(options) {

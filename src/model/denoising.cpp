@@ -22,7 +22,7 @@ torch::Tensor denoising_attention_mask(int64_t groups, int64_t max_gt, int64_t n
   return mask;
 }
 
-std::optional<DenoisingQueries> prepare_denoising(const std::vector<matching::Target>& targets,
+std::optional<DenoisingQueries> prepare_denoising(const std::vector<boxes::Target>& targets,
                                                   int64_t num_queries, int64_t num_classes,
                                                   torch::nn::Embedding& label_enc,
                                                   const DenoisingOptions& o) {
@@ -46,7 +46,6 @@ std::optional<DenoisingQueries> prepare_denoising(const std::vector<matching::Ta
     auto content = torch::zeros({pad, weight.size(1)}, fopts);
     auto box = torch::zeros({pad, 4}, fopts);
     matching::ImageMatch pair;
-    pair.k = G;
     if (n == 0) {
       pair.query = torch::empty({0}, iopts);
       pair.gt = torch::empty({0}, iopts);

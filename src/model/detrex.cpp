@@ -5,7 +5,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::model {
 namespace {
 
 constexpr std::string_view kDecoder = "transformer.decoder.";
@@ -33,13 +33,14 @@ DetrexConversion detrex_to_ours(const TensorDict& tensors) {
     const std::string head = name.substr(kDecoder.size());
     const torch::Tensor* original = tensors.find(head);
     if (!original) {
-      throw InputError("'" + name + "' is the decoder's copy of the detector head '" + head +
-                       "', which the checkpoint lacks");
+      throw util::InputError("'" + name + "' is the decoder's copy of the detector head '" + head +
+                             "', which the checkpoint lacks");
     }
     if (!same_tensor_values(*original, item.value())) {
-      throw InputError("'" + name + "' differs from '" + head +
-                       "': in a detrex DINO checkpoint the decoder's head is the detector's own, "
-                       "so the two must be equal");
+      throw util::InputError(
+          "'" + name + "' differs from '" + head +
+          "': in a detrex DINO checkpoint the decoder's head is the detector's own, "
+          "so the two must be equal");
     }
     ++result.aliases_dropped;
   }
@@ -47,4 +48,4 @@ DetrexConversion detrex_to_ours(const TensorDict& tensors) {
   return result;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

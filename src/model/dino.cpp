@@ -6,19 +6,23 @@
 
 namespace aligndetr::model {
 
-DinoImpl::DinoImpl(DinoOptions options) : options_(std::move(options)) {
-  auto& o = options_;
+DinoImpl::DinoImpl(DinoOptions options)
+    : options_(std::move(options)),
+      num_levels_(int64_t(options_.backbone.out_stages.size()) + options_.num_extra_levels) {
+  const auto& o = options_;
   const int64_t D = o.transformer.embed_dim;
-  o.transformer.num_levels = int64_t(o.backbone.out_stages.size()) + o.num_extra_levels;
-  o.position.num_pos_feats = D / 2;
+  auto transformer = o.transformer;
+  transformer.num_levels = num_levels_;
+  auto position = o.position;
+  position.num_pos_feats = D / 2;
   backbone_ = register_module("backbone", ResNet(o.backbone));
   ChannelMapperOptions neck;
   neck.in_channels = backbone_->out_channels();
   neck.out_channels = D;
   neck.num_extra = o.num_extra_levels;
   neck_ = register_module("neck", ChannelMapper(neck));
-  position_ = register_module("position_embedding", PositionEmbeddingSine(o.position));
-  transformer_ = register_module("transformer", DinoTransformer(o.transformer));
+  position_ = register_module("position_embedding", PositionEmbeddingSine(position));
+  transformer_ = register_module("transformer", DinoTransformer(transformer));
 
   // One class head and one box head per decoder layer plus one for the encoder: independent
   // parameters starting from the same values (detrex deep-copies one initialised head).
@@ -49,8 +53,8 @@ DinoImpl::DinoImpl(DinoOptions options) : options_(std::move(options)) {
   label_enc_ = register_module("label_enc", torch::nn::Embedding(o.num_classes, D));
 }
 
-loss::CriterionInputs DinoImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
-                                        const std::vector<matching::Target>* targets) {
+model::DetectorOutputs DinoImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
+                                         const std::vector<boxes::Target>* targets) {
   const auto& o = options_;
   const bool all_valid = !is_training() && o.eval_ignores_padding_mask;
   const auto image_mask = all_valid ? torch::zeros_like(mask) : mask;
@@ -66,19 +70,19 @@ loss::CriterionInputs DinoImpl::forward(const torch::Tensor& images, const torch
   }
   const auto out = transformer_(feats, masks, pos, heads_, dn ? &dn->queries : nullptr);
 
-  loss::CriterionInputs result;
+  model::DetectorOutputs result;
   const int64_t pad = dn ? dn->size() : 0;
   const int64_t Q = o.transformer.num_queries;
   for (size_t l = 0; l < out.logits.size(); ++l) {
     result.decoder.push_back({out.logits[l].narrow(1, pad, Q), out.boxes[l].narrow(1, pad, Q)});
   }
-  result.encoder = loss::OutputSet{out.enc_logits, out.enc_boxes};
+  result.encoder = model::OutputSet{out.enc_logits, out.enc_boxes};
   if (all_valid) {
     for (auto& set : result.decoder) set.boxes = boxes_relative_to_valid_region(set.boxes, mask);
     result.encoder->boxes = boxes_relative_to_valid_region(result.encoder->boxes, mask);
   }
   if (dn) {
-    loss::DenoisingOutputs d;
+    model::DenoisingOutputs d;
     for (size_t l = 0; l < out.logits.size(); ++l) {
       d.layers.push_back({out.logits[l].narrow(1, 0, pad), out.boxes[l].narrow(1, 0, pad)});
     }

@@ -2,7 +2,23 @@
 
 #include <torch/torch.h>
 
+#include "aligndetr/util/error.h"
+
 namespace aligndetr::model {
+
+namespace {
+
+ops::MSDeformAttnOptions deform_attn_options(const DinoTransformerOptions& o) {
+  ops::MSDeformAttnOptions a;
+  a.embed_dim = o.embed_dim;
+  a.num_heads = o.num_heads;
+  a.num_levels = o.num_levels;
+  a.num_points = o.num_points;
+  a.kernel = o.attention_kernel;
+  return a;
+}
+
+}  // namespace
 
 SelfAttentionImpl::SelfAttentionImpl(int64_t embed_dim, int64_t num_heads) {
   attn = register_module("attn", torch::nn::MultiheadAttention(
@@ -22,12 +38,11 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
                    .masked_fill(mask, -std::numeric_limits<float>::infinity());
   }
   auto out = std::get<0>(attn->forward(qk, qk, v, key_padding_mask, false, additive));
-  return x + out.transpose(0, 1);
+  return out.transpose(0, 1);
 }
 
 DeformableEncoderLayerImpl::DeformableEncoderLayerImpl(const DinoTransformerOptions& o) {
-  self_attn_ = ops::MSDeformAttn(ops::MSDeformAttnOptions{o.embed_dim, o.num_heads, o.num_levels,
-                                                          o.num_points, o.attention_kernel});
+  self_attn_ = ops::MSDeformAttn(deform_attn_options(o));
   ffn_ = FFN(o.embed_dim, o.ffn_dim);
   norm1_ = layer_norm(o.embed_dim);
   norm2_ = layer_norm(o.embed_dim);
@@ -41,13 +56,12 @@ torch::Tensor DeformableEncoderLayerImpl::forward(const torch::Tensor& x, const 
                                                   const ops::SpatialShapes& shapes,
                                                   const torch::Tensor& padding_mask) {
   auto h = norm1_(x + self_attn_(x + pos, x, reference_points, shapes, padding_mask));
-  return norm2_(ffn_(h));
+  return norm2_(h + ffn_(h));
 }
 
 DinoDecoderLayerImpl::DinoDecoderLayerImpl(const DinoTransformerOptions& o) {
   self_attn_ = SelfAttention(o.embed_dim, o.num_heads);
-  cross_attn_ = ops::MSDeformAttn(ops::MSDeformAttnOptions{o.embed_dim, o.num_heads, o.num_levels,
-                                                           o.num_points, o.attention_kernel});
+  cross_attn_ = ops::MSDeformAttn(deform_attn_options(o));
   ffn_ = FFN(o.embed_dim, o.ffn_dim);
   norm1_ = layer_norm(o.embed_dim);
   norm2_ = layer_norm(o.embed_dim);
@@ -61,9 +75,9 @@ torch::Tensor DinoDecoderLayerImpl::forward(
     const torch::Tensor& tgt, const torch::Tensor& query_pos, const torch::Tensor& memory,
     const torch::Tensor& memory_mask, const torch::Tensor& reference_points,
     const ops::SpatialShapes& shapes, const torch::Tensor& self_attn_mask) {
-  auto h = norm1_(self_attn_(tgt, query_pos, self_attn_mask));
+  auto h = norm1_(tgt + self_attn_(tgt, query_pos, self_attn_mask));
   h = norm2_(h + cross_attn_(h + query_pos, memory, reference_points, shapes, memory_mask));
-  return norm3_(ffn_(h));
+  return norm3_(h + ffn_(h));
 }
 
 DinoTransformerImpl::DinoTransformerImpl(DinoTransformerOptions options) : options_(options) {
@@ -191,9 +205,12 @@ DinoTransformerOutputs DinoTransformerImpl::forward(const std::vector<torch::Ten
   const size_t enc_head = size_t(o.decoder_layers);
   const auto enc_class = heads.class_embed[enc_head]->forward(out_memory);
   const auto enc_coord_unact = heads.bbox_embed[enc_head]->forward(out_memory) + proposals;
-  TORCH_CHECK(memory.size(1) >= o.num_queries, "DINO: the image gives ", memory.size(1),
-              " encoder tokens, fewer than the ", o.num_queries,
-              " queries; use larger images or fewer queries");
+  // An input size a user chooses (data.transforms, predict's images), so an InputError.
+  if (memory.size(1) < o.num_queries) {
+    throw util::InputError("DINO: the image gives " + std::to_string(memory.size(1)) +
+                           " encoder tokens, fewer than the " + std::to_string(o.num_queries) +
+                           " queries; use larger images or fewer queries");
+  }
   const auto topk = std::get<1>(std::get<0>(enc_class.max(-1)).topk(o.num_queries, 1));
   const auto topk_coords_unact =
       enc_coord_unact.gather(1, topk.unsqueeze(-1).expand({B, o.num_queries, 4}));

@@ -5,7 +5,7 @@
 #include <ATen/record_function.h>
 #include <torch/torch.h>
 
-namespace aligndetr {
+namespace aligndetr::model {
 
 namespace {
 
@@ -88,4 +88,4 @@ FlopReport count_flops(const std::function<void()>& work) {
   return report;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

@@ -69,7 +69,7 @@ FFNImpl::FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu) {
 
 torch::Tensor FFNImpl::forward(const torch::Tensor& x) {
   const auto h = fc1_(x);
-  return x + fc2_(prelu_ ? prelu_(h) : torch::relu(h));
+  return fc2_(prelu_ ? prelu_(h) : torch::relu(h));
 }
 
 }  // namespace aligndetr::model

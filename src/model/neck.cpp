@@ -8,7 +8,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::model {
 
 ConvNormImpl::ConvNormImpl(int64_t in_channels, int64_t out_channels, int64_t kernel,
                            int64_t stride, int64_t groups) {
@@ -28,12 +28,13 @@ torch::Tensor ConvNormImpl::forward(const torch::Tensor& x) {
 }
 
 ChannelMapperImpl::ChannelMapperImpl(ChannelMapperOptions options) : options_(std::move(options)) {
-  if (options_.in_channels.empty()) throw InputError("ChannelMapper needs at least one input");
-  if (options_.num_extra < 0) throw InputError("ChannelMapper num_extra must be >= 0");
+  if (options_.in_channels.empty())
+    throw util::InputError("ChannelMapper needs at least one input");
+  if (options_.num_extra < 0) throw util::InputError("ChannelMapper num_extra must be >= 0");
   if (options_.groups <= 0 || options_.out_channels % options_.groups != 0) {
-    throw InputError("ChannelMapper width " + std::to_string(options_.out_channels) +
-                     " is not divisible by its GroupNorm groups " +
-                     std::to_string(options_.groups));
+    throw util::InputError("ChannelMapper width " + std::to_string(options_.out_channels) +
+                           " is not divisible by its GroupNorm groups " +
+                           std::to_string(options_.groups));
   }
   convs_ = register_module("convs", torch::nn::ModuleList());
   for (int64_t c : options_.in_channels) {
@@ -50,8 +51,8 @@ ChannelMapperImpl::ChannelMapperImpl(ChannelMapperOptions options) : options_(st
 
 std::vector<torch::Tensor> ChannelMapperImpl::forward(const std::vector<torch::Tensor>& features) {
   if (features.size() != options_.in_channels.size()) {
-    throw InputError("ChannelMapper expects " + std::to_string(options_.in_channels.size()) +
-                     " feature maps, got " + std::to_string(features.size()));
+    throw util::InputError("ChannelMapper expects " + std::to_string(options_.in_channels.size()) +
+                           " feature maps, got " + std::to_string(features.size()));
   }
   std::vector<torch::Tensor> outputs;
   for (size_t i = 0; i < features.size(); ++i) {
@@ -91,4 +92,4 @@ torch::Tensor boxes_relative_to_valid_region(const torch::Tensor& boxes,
   return boxes * torch::stack({sx, sy, sx, sy}, 1).unsqueeze(1);
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

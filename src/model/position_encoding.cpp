@@ -4,7 +4,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::model {
 namespace {
 
 // [B, H, W] coordinates -> [B, H, W, n] with sin on even and cos on odd channels.
@@ -25,12 +25,12 @@ torch::Tensor sine_features(const torch::Tensor& coords, int64_t n, double tempe
 PositionEmbeddingSineImpl::PositionEmbeddingSineImpl(PositionEmbeddingSineOptions options)
     : options_(std::move(options)) {
   if (options_.num_pos_feats <= 0 || options_.num_pos_feats % 2 != 0) {
-    throw InputError("position embedding num_pos_feats must be positive and even");
+    throw util::InputError("position embedding num_pos_feats must be positive and even");
   }
 }
 
 torch::Tensor PositionEmbeddingSineImpl::forward(const torch::Tensor& mask) const {
-  if (mask.dim() != 3) throw InputError("position embedding expects a [B, H, W] mask");
+  if (mask.dim() != 3) throw util::InputError("position embedding expects a [B, H, W] mask");
   const torch::Tensor not_mask = mask.logical_not();
   torch::Tensor y = not_mask.cumsum(1, torch::kFloat);
   torch::Tensor x = not_mask.cumsum(2, torch::kFloat);
@@ -46,4 +46,4 @@ torch::Tensor PositionEmbeddingSineImpl::forward(const torch::Tensor& mask) cons
   return torch::cat({pos_y, pos_x}, -1).permute({0, 3, 1, 2}).contiguous();
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

@@ -10,7 +10,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr::detail {
+namespace aligndetr::model::detail {
 namespace {
 
 using Kind = PickleValue::Kind;
@@ -36,7 +36,8 @@ torch::ScalarType storage_dtype(const std::string& global, const std::string& pa
       {"torch.ComplexFloatStorage", torch::kComplexFloat},
       {"torch.ComplexDoubleStorage", torch::kComplexDouble}};
   const auto it = types.find(global);
-  if (it == types.end()) throw InputError("'" + path + "': unsupported storage type " + global);
+  if (it == types.end())
+    throw util::InputError("'" + path + "': unsupported storage type " + global);
   return it->second;
 }
 
@@ -44,21 +45,21 @@ class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path) {
     if (!std::ifstream(path, std::ios::binary)) {
-      throw InputError("cannot open '" + path + "': " + std::strerror(errno));
+      throw util::InputError("cannot open '" + path + "': " + std::strerror(errno));
     }
     try {
       // Reads records straight from the file: a checkpoint is never held in memory twice.
       archive_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
     } catch (const c10::Error& e) {
-      throw InputError("'" + path + "' is not a torch.save zip archive (" +
-                       e.what_without_backtrace() +
-                       "); files from torch.save with "
-                       "_use_new_zipfile_serialization=False are not supported");
+      throw util::InputError("'" + path + "' is not a torch.save zip archive (" +
+                             e.what_without_backtrace() +
+                             "); files from torch.save with "
+                             "_use_new_zipfile_serialization=False are not supported");
     }
     if (archive_->hasRecord("byteorder")) {
       auto [data, size] = archive_->getRecord("byteorder");
       if (std::string(static_cast<const char*>(data.get()), size) != "little") {
-        throw InputError("'" + path + "': big-endian tensor data is not supported");
+        throw util::InputError("'" + path + "': big-endian tensor data is not supported");
       }
     }
     auto [data, size] = archive_->getRecord("data.pkl");
@@ -78,8 +79,8 @@ class Reader {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    throw InputError("'" + path_ + "': " + what + " (at byte " + std::to_string(pos_) +
-                     " of data.pkl)");
+    throw util::InputError("'" + path_ + "': " + what + " (at byte " + std::to_string(pos_) +
+                           " of data.pkl)");
   }
   void need(size_t n) const {
     if (pos_ + n > pickle_.size()) fail("truncated pickle data");
@@ -433,8 +434,8 @@ PickleValuePtr read_torch_file(const std::string& path) {
   try {
     return Reader(path).run();
   } catch (const c10::Error& e) {
-    throw InputError("'" + path + "': " + e.what_without_backtrace());
+    throw util::InputError("'" + path + "': " + e.what_without_backtrace());
   }
 }
 
-}  // namespace aligndetr::detail
+}  // namespace aligndetr::model::detail

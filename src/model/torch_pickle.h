@@ -16,7 +16,7 @@
 
 #include <torch/types.h>
 
-namespace aligndetr::detail {
+namespace aligndetr::model::detail {
 
 // A value of the unpickled object tree, reduced to what tensor checkpoints hold.
 struct PickleValue {
@@ -45,4 +45,4 @@ using PickleValuePtr = std::shared_ptr<PickleValue>;
 
 PickleValuePtr read_torch_file(const std::string& path);
 
-}  // namespace aligndetr::detail
+}  // namespace aligndetr::model::detail

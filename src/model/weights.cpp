@@ -10,7 +10,7 @@
 #include "aligndetr/util/error.h"
 #include "torch_pickle.h"
 
-namespace aligndetr {
+namespace aligndetr::model {
 namespace {
 
 bool ends_with(const std::string& s, std::string_view suffix) {
@@ -29,7 +29,7 @@ std::string shape_text(const torch::Tensor& t) {
 TensorDict tensors_from_value(const detail::PickleValuePtr& value, const std::string& path) {
   using Kind = detail::PickleValue::Kind;
   if (value->kind != Kind::kDict) {
-    throw InputError("'" + path + "' does not hold a dict of tensors");
+    throw util::InputError("'" + path + "' does not hold a dict of tensors");
   }
   for (const char* key : {"model", "state_dict"}) {
     for (const auto& [k, v] : value->entries) {
@@ -41,16 +41,16 @@ TensorDict tensors_from_value(const detail::PickleValuePtr& value, const std::st
   TensorDict tensors;
   for (const auto& [k, v] : value->entries) {
     if (k->kind != Kind::kString) {
-      throw InputError("'" + path + "': a key of its dict is not a string");
+      throw util::InputError("'" + path + "': a key of its dict is not a string");
     }
     if (v->kind != Kind::kTensor) {
       const std::string what =
           v->kind == detail::PickleValue::Kind::kObject ? "a Python " + v->text : "not a tensor";
-      throw InputError("'" + path + "': entry '" + k->text + "' is " + what +
-                       ", and there is no 'model' or 'state_dict' entry holding the tensors");
+      throw util::InputError("'" + path + "': entry '" + k->text + "' is " + what +
+                             ", and there is no 'model' or 'state_dict' entry holding the tensors");
     }
     if (tensors.contains(k->text)) {
-      throw InputError("'" + path + "': tensor name '" + k->text + "' appears twice");
+      throw util::InputError("'" + path + "': tensor name '" + k->text + "' appears twice");
     }
     tensors.insert(k->text, v->tensor);
   }
@@ -74,7 +74,7 @@ void save_tensors(const std::string& path, const TensorDict& tensors) {
     dict.insert(item.key(), item.value().detach().to(torch::kCPU).contiguous());
   }
   const std::vector<char> bytes = torch::pickle_save(torch::IValue(dict));
-  write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
+  util::write_file_atomic(path, std::string_view(bytes.data(), bytes.size()));
 }
 
 TensorDict load_tensors(const std::string& path) {
@@ -96,7 +96,7 @@ TensorDict rename_prefixes(const TensorDict& tensors,
       }
     }
     if (result.contains(name)) {
-      throw InputError("renaming gives two tensors the name '" + name + "'");
+      throw util::InputError("renaming gives two tensors the name '" + name + "'");
     }
     result.insert(name, item.value());
   }
@@ -140,7 +140,7 @@ TensorDict detectron2_resnet_to_torchvision(const TensorDict& tensors, int* rena
       ++count;
     }
     if (result.contains(name)) {
-      throw InputError("renaming gives two tensors the name '" + name + "'");
+      throw util::InputError("renaming gives two tensors the name '" + name + "'");
     }
     result.insert(name, item.value());
   }
@@ -186,7 +186,7 @@ LoadReport load_state_dict(torch::nn::Module& module, const TensorDict& tensors,
         .push_back(src.key());
   }
   if (strict && !report.complete()) {
-    throw InputError("weights do not match the model: " + report.to_text());
+    throw util::InputError("weights do not match the model: " + report.to_text());
   }
   torch::NoGradGuard no_grad;
   for (auto& [dst, src] : copies) dst.copy_(src);
@@ -201,4 +201,4 @@ LoadReport load_module(const std::string& path, torch::nn::Module& module, bool 
   return load_state_dict(module, load_tensors(path), strict);
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

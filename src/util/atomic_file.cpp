@@ -13,7 +13,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::util {
 
 namespace {
 std::string temp_name_for(const std::string& path) {
@@ -73,4 +73,4 @@ std::string read_file(const std::string& path) {
   return buffer.str();
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::util

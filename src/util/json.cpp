@@ -3,19 +3,47 @@
 #include <algorithm>
 
 #include <fmt/format.h>
-#include <simdjson.h>
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::util {
+
+std::string missing_json_cpu_features(const std::function<bool(const char*)>& has_feature) {
+#ifdef ALIGNDETR_JSON_AVX2
+  // The flags CMakeLists.txt gives the readers: -mavx2 -mbmi -mbmi2 -mpclmul -mlzcnt -mpopcnt.
+  static constexpr const char* kNeeded[] = {"avx2", "bmi", "bmi2", "pclmul", "lzcnt", "popcnt"};
+  std::string missing;
+  for (const char* feature : kNeeded) {
+    if (!has_feature(feature)) missing += (missing.empty() ? "" : ", ") + std::string(feature);
+  }
+  return missing;
+#else
+  (void)has_feature;
+  return {};
+#endif
+}
 
 void check_json_cpu_support() {
-  static const bool supported = simdjson::builtin_implementation()->supported_by_runtime_system();
-  if (!supported) {
+  static const std::string missing = missing_json_cpu_features([](const char* feature) {
+#ifdef ALIGNDETR_JSON_AVX2
+    __builtin_cpu_init();
+    // __builtin_cpu_supports needs a literal argument.
+    const std::string f = feature;
+    if (f == "avx2") return __builtin_cpu_supports("avx2") != 0;
+    if (f == "bmi") return __builtin_cpu_supports("bmi") != 0;
+    if (f == "bmi2") return __builtin_cpu_supports("bmi2") != 0;
+    if (f == "pclmul") return __builtin_cpu_supports("pclmul") != 0;
+    if (f == "lzcnt") return __builtin_cpu_supports("lzcnt") != 0;
+    if (f == "popcnt") return __builtin_cpu_supports("popcnt") != 0;
+#endif
+    (void)feature;
+    return false;
+  });
+  if (!missing.empty()) {
     throw InputError(fmt::format(
-        "this build's JSON reader uses the '{}' kernels, which this CPU lacks; rebuild with "
+        "this build's JSON readers use x86-64 extensions this CPU lacks ({}); rebuild with "
         "-DALIGNDETR_JSON_AVX2=OFF",
-        simdjson::builtin_implementation()->name()));
+        missing));
   }
 }
 
@@ -54,4 +82,4 @@ std::string json_escape(const std::string& s) {
   return out;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::util

@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-namespace aligndetr {
+namespace aligndetr::util {
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "?";
@@ -73,4 +73,4 @@ void ProgressBar::draw(bool final) {
   std::fflush(stderr);
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::util

@@ -8,7 +8,7 @@
 
 #include "aligndetr/util/error.h"
 
-namespace aligndetr {
+namespace aligndetr::vis {
 
 namespace {
 
@@ -56,9 +56,9 @@ void write_image_rgb(const std::string& path, const cv::Mat& rgb) {
   try {
     ok = cv::imwrite(path, bgr);
   } catch (const cv::Exception& e) {
-    throw InputError(fmt::format("cannot write image '{}': {}", path, e.what()));
+    throw util::InputError(fmt::format("cannot write image '{}': {}", path, e.what()));
   }
-  if (!ok) throw InputError(fmt::format("cannot write image '{}'", path));
+  if (!ok) throw util::InputError(fmt::format("cannot write image '{}'", path));
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::vis

@@ -259,7 +259,7 @@ cv::Point legend_corner(const cv::Rect& r, cv::Size size, const std::vector<cv::
 
 void check_size(const PlotStyle& style) {
   if (style.width < 200 || style.height < 150 || style.width > 10000 || style.height > 10000) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("plot size {}x{} outside 200x150 .. 10000x10000", style.width, style.height));
   }
 }
@@ -282,7 +282,7 @@ cv::Mat render_line_plot(const std::vector<Series>& series, const PlotStyle& sty
   double y_lo = x_lo, y_hi = -x_lo;
   for (const auto& s : series) {
     if (s.x.size() != s.y.size()) {
-      throw InputError(
+      throw util::InputError(
           fmt::format("plot series '{}' has {} x and {} y values", s.name, s.x.size(), s.y.size()));
     }
     for (size_t i = 0; i < s.x.size(); ++i) {
@@ -364,8 +364,8 @@ cv::Mat render_bar_plot(const std::vector<std::string>& categories,
   double y_hi = 0;
   for (const auto& s : series) {
     if (s.values.size() != categories.size()) {
-      throw InputError(fmt::format("bar series '{}' has {} values for {} categories", s.name,
-                                   s.values.size(), categories.size()));
+      throw util::InputError(fmt::format("bar series '{}' has {} values for {} categories", s.name,
+                                         s.values.size(), categories.size()));
     }
     for (double v : s.values) {
       if (std::isfinite(v)) y_hi = std::max(y_hi, v);
@@ -429,11 +429,11 @@ cv::Mat render_heat_map(const std::vector<double>& values, int rows, int cols,
                         const HeatMapAxes& axes, const PlotStyle& style, PlotArea* area_out) {
   check_size(style);
   if (rows < 1 || cols < 1 || values.size() != static_cast<size_t>(rows) * cols) {
-    throw InputError(
+    throw util::InputError(
         fmt::format("heat map of {} values is not {} x {}", values.size(), rows, cols));
   }
   if (!(axes.x_min < axes.x_max && axes.y_min < axes.y_max)) {
-    throw InputError("heat map axes need min < max");
+    throw util::InputError("heat map axes need min < max");
   }
   const Fonts f(style);
   double top = 0;
@@ -528,11 +528,11 @@ void write_png(const std::filesystem::path& path, const cv::Mat& bgr) {
   try {
     ok = cv::imencode(".png", bgr, bytes);
   } catch (const cv::Exception& e) {
-    throw InputError(fmt::format("cannot encode PNG '{}': {}", path.string(), e.what()));
+    throw util::InputError(fmt::format("cannot encode PNG '{}': {}", path.string(), e.what()));
   }
-  if (!ok) throw InputError(fmt::format("cannot encode PNG '{}'", path.string()));
-  write_file_atomic(path.string(),
-                    std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  if (!ok) throw util::InputError(fmt::format("cannot encode PNG '{}'", path.string()));
+  util::write_file_atomic(
+      path.string(), std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 }  // namespace aligndetr::vis

@@ -5,9 +5,9 @@
 #include "aligndetr/util/progress.h"
 #include "aligndetr/vis/draw.h"
 
-namespace aligndetr {
+namespace aligndetr::vis {
 
-int render_preview(const CocoDetection& dataset, const PreviewOptions& options) {
+int render_preview(const data::CocoDetection& dataset, const PreviewOptions& options) {
   namespace fs = std::filesystem;
   fs::create_directories(options.out_dir);
   std::vector<std::string> names;
@@ -15,10 +15,10 @@ int render_preview(const CocoDetection& dataset, const PreviewOptions& options) 
     names.push_back(dataset.categories().name(c));
   }
   const int count = std::min<int>(options.limit, static_cast<int>(dataset.size()));
-  ProgressBar progress(count, "rendering", "img");
+  util::ProgressBar progress(count, "rendering", "img");
   for (int i = 0; i < count; ++i) {
     const size_t index = static_cast<size_t>(i);
-    Annotated sample =
+    data::Annotated sample =
         options.augment ? dataset.get_annotated(index, options.seed, 0) : dataset.load(index);
     std::vector<DrawnBox> drawn;
     for (size_t b = 0; b < sample.boxes.size(); ++b) {
@@ -33,4 +33,4 @@ int render_preview(const CocoDetection& dataset, const PreviewOptions& options) 
   return count;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::vis

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
+#include "aligndetr/coco/results.h"
 #include "aligndetr/eval/coco_eval.h"
-#include "aligndetr/eval/results_json.h"
 #include "aligndetr/util/error.h"
 #include "test_support.h"
 
@@ -34,9 +34,9 @@ const double kP1 = prec(1, 1);  // one true positive ranked first: 1 - 2^-52, no
 
 enum Stat { AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl };
 
-CocoAnnotation gt_box(int64_t id, int64_t image, int64_t cat, double x, double y, double w,
-                      double h, bool crowd = false, double area = -1) {
-  CocoAnnotation a;
+coco::CocoAnnotation gt_box(int64_t id, int64_t image, int64_t cat, double x, double y, double w,
+                            double h, bool crowd = false, double area = -1) {
+  coco::CocoAnnotation a;
   a.id = id;
   a.image_id = image;
   a.category_id = cat;
@@ -46,13 +46,14 @@ CocoAnnotation gt_box(int64_t id, int64_t image, int64_t cat, double x, double y
   return a;
 }
 
-Detection det(int64_t image, int64_t cat, double x, double y, double w, double h, double score) {
-  return Detection{image, cat, {x, y, w, h}, score};
+coco::Detection det(int64_t image, int64_t cat, double x, double y, double w, double h,
+                    double score) {
+  return coco::Detection{image, cat, {x, y, w, h}, score};
 }
 
-CocoDataset make_gt(const std::vector<int64_t>& images, const std::vector<int64_t>& cats,
-                    std::vector<CocoAnnotation> anns) {
-  CocoDataset ds;
+coco::CocoDataset make_gt(const std::vector<int64_t>& images, const std::vector<int64_t>& cats,
+                          std::vector<coco::CocoAnnotation> anns) {
+  coco::CocoDataset ds;
   for (int64_t id : images) ds.images.push_back({id, std::to_string(id) + ".jpg", 640, 480});
   for (int64_t id : cats) ds.categories.push_back({id, "cat" + std::to_string(id), ""});
   ds.annotations = std::move(anns);
@@ -60,10 +61,11 @@ CocoDataset make_gt(const std::vector<int64_t>& images, const std::vector<int64_
   return ds;
 }
 
-CocoEvalResult run(const CocoDataset& gt, const std::vector<Detection>& dts, int threads = 1) {
-  CocoEvalOptions options;
+eval::CocoEvalResult run(const coco::CocoDataset& gt, const std::vector<coco::Detection>& dts,
+                         int threads = 1) {
+  eval::CocoEvalOptions options;
   options.threads = threads;
-  return evaluate_coco(gt, dts, options);
+  return eval::evaluate_coco(gt, dts, options);
 }
 
 // Mean over the ten IoU thresholds of a value that is `first` at IoU 0.5 and `rest` above.
@@ -91,29 +93,30 @@ std::vector<double> read_expected_stats(const std::string& path) {
 }
 
 TEST(CocoEval, ThresholdsAreNumpysLinspace) {
-  const auto& t = coco_iou_thresholds();
+  const auto& t = eval::coco_iou_thresholds();
   EXPECT_EQ(t[0], 0.5);
   EXPECT_EQ(t[5], 0.75);  // summarize() finds AP75 by equality
   EXPECT_EQ(t[9], 0.95);
   EXPECT_EQ(t[1], 1.0 * ((0.95 - 0.5) / 9) + 0.5);
-  const auto& r = coco_recall_thresholds();
+  const auto& r = eval::coco_recall_thresholds();
   EXPECT_EQ(r[0], 0.0);
   EXPECT_EQ(r[37], 37.0 * 0.01);
   EXPECT_EQ(r[100], 1.0);
 }
 
 TEST(CocoEval, MatchesPycocotoolsOnItsDemoFiles) {
-  REQUIRE_SHARED_DATA();
+  REQUIRE_SHARED_DATA("pycocotools' numbers on its cocoapi demo files");
   const auto dir = testing::shared_data() / "cocoapi-fake100";
-  const auto gt = read_coco((dir / "instances_val2014_100.json").string());
-  const auto dts = read_coco_results((dir / "instances_val2014_fakebbox100_results.json").string());
+  const auto gt = coco::read_coco((dir / "instances_val2014_100.json").string());
+  const auto dts =
+      coco::read_coco_results((dir / "instances_val2014_fakebbox100_results.json").string());
   ASSERT_EQ(dts.size(), 734u);
   const auto expected = read_expected_stats((dir / "expected_bbox_stats.json").string());
   ASSERT_EQ(expected.size(), 12u);
   const auto one = run(gt, dts, 1);
   const auto two = run(gt, dts, 2);
   for (size_t i = 0; i < 12; ++i) {
-    EXPECT_NEAR(one.stats[i], expected[i], 1e-12) << kCocoStatNames[i];
+    EXPECT_NEAR(one.stats[i], expected[i], 1e-12) << eval::kCocoStatNames[i];
     EXPECT_EQ(one.stats[i], two.stats[i]) << "threads must not change the result";
   }
   EXPECT_EQ(one.precision, two.precision);
@@ -156,7 +159,7 @@ TEST(CocoEval, CrowdRegionsAbsorbDetectionsAndUseTheDetectionArea) {
   // A: normal small GT. C: crowd region of 100x100.
   const auto gt =
       make_gt({1}, {1}, {gt_box(1, 1, 1, 0, 0, 10, 10), gt_box(2, 1, 1, 100, 100, 100, 100, true)});
-  const std::vector<Detection> dts = {
+  const std::vector<coco::Detection> dts = {
       // Half inside C: IoU against a crowd region is inter / det area = 5000 / 10000 = 0.5
       // (the usual IoU would be 1/3): ignored at IoU 0.5, a false positive above.
       det(1, 1, 100, 50, 100, 100, 0.95),
@@ -199,8 +202,8 @@ TEST(CocoEval, EqualScoresAcrossImagesFollowAscendingImageIds) {
       run(gt_swapped, {det(2, 1, 0, 0, 10, 10, 0.5), det(1, 1, 0, 0, 10, 10, 0.5)}).stats[AP], kP1);
 }
 
-std::vector<Detection> far_false_positives(int n, int64_t cat, double score) {
-  std::vector<Detection> out;
+std::vector<coco::Detection> far_false_positives(int n, int64_t cat, double score) {
+  std::vector<coco::Detection> out;
   for (int i = 0; i < n; ++i) out.push_back(det(1, cat, 100 + 3 * i, 300, 2, 2, score));
   return out;
 }
@@ -296,14 +299,14 @@ TEST(CocoEval, EqualIouGoesToTheLaterGroundTruth) {
   const auto r = run(gt, {det(1, 1, 2.5, 0, 10, 10, 0.9), det(1, 1, 5, 0, 10, 10, 0.8)});
   // IoU 0.5: recall 1/2 reached with precision 1, then nothing.
   double expected = 0;
-  for (double thr : coco_recall_thresholds()) expected += thr <= 0.5 ? kP1 : 0.0;
+  for (double thr : eval::coco_recall_thresholds()) expected += thr <= 0.5 ? kP1 : 0.0;
   EXPECT_NEAR(r.stats[AP50], expected / 101, 1e-15);
   EXPECT_EQ(r.recall_at(0, 0, 0, 2), 0.5);
 }
 
 TEST(CocoEval, ThreadCountDoesNotChangeResults) {
-  std::vector<CocoAnnotation> anns;
-  std::vector<Detection> dts;
+  std::vector<coco::CocoAnnotation> anns;
+  std::vector<coco::Detection> dts;
   uint64_t state = 12345;
   const auto uniform = [&state] {
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -334,7 +337,7 @@ TEST(CocoEval, ThreadCountDoesNotChangeResults) {
 }
 
 TEST(CocoEval, SummaryTextAndJson) {
-  CocoEvalResult r;
+  eval::CocoEvalResult r;
   r.stats = {0.5045806987249628, 0.6969727247299577, 0.5729816669904824,  -1,
              0.5193996948036719, 0.5013978986347466, 0.38681277964578054, 0.5936795762842003,
              0.595352982877607,  0.6398109626113442, 0.5664205978994309,  0.5642905982905982};
@@ -365,7 +368,7 @@ TEST(CocoEval, GroundTruthWithIdZeroNeverCountsAsFound) {
   const auto r = run(gt, {det(1, 1, 0, 0, 10, 10, 0.9), det(1, 1, 50, 50, 10, 10, 0.8)});
   // False positive then true positive: recall 1/2 at precision 1/2.
   double expected = 0;
-  for (double thr : coco_recall_thresholds()) expected += thr <= 0.5 ? prec(1, 2) : 0.0;
+  for (double thr : eval::coco_recall_thresholds()) expected += thr <= 0.5 ? prec(1, 2) : 0.0;
   EXPECT_NEAR(r.stats[AP], expected / 101, 1e-15);
   EXPECT_EQ(r.stats[AR100], 0.5);
 }
@@ -373,8 +376,8 @@ TEST(CocoEval, GroundTruthWithIdZeroNeverCountsAsFound) {
 // A literal, slow transcription of COCOeval's evaluate / accumulate / summarize, written from
 // its documented steps, to check the optimized evaluator on random cases that mix every rule.
 struct Reference {
-  static constexpr int T = kCocoIouThresholds, R = kCocoRecallThresholds, A = kCocoAreaRanges,
-                       M = kCocoMaxDetsCount;
+  static constexpr int T = eval::kCocoIouThresholds, R = eval::kCocoRecallThresholds,
+                       A = eval::kCocoAreaRanges, M = eval::kCocoMaxDetsCount;
   struct G {
     std::array<double, 4> b;
     double area;
@@ -393,7 +396,7 @@ struct Reference {
     std::vector<bool> gt_ig;
   };
   std::vector<double> precision, recall;
-  std::array<double, kCocoStats> stats{};
+  std::array<double, eval::kCocoStats> stats{};
 
   static double iou(const std::array<double, 4>& d, const G& g) {
     const double w = std::min(d[2] + d[0], g.b[2] + g.b[0]) - std::max(d[0], g.b[0]);
@@ -404,7 +407,7 @@ struct Reference {
     return i / (g.crowd ? da : da + g.b[2] * g.b[3] - i);
   }
 
-  Reference(const CocoDataset& gt, const std::vector<Detection>& dts) {
+  Reference(const coco::CocoDataset& gt, const std::vector<coco::Detection>& dts) {
     std::vector<int64_t> imgs, cats;
     for (const auto& im : gt.images) imgs.push_back(im.id);
     for (const auto& c : gt.categories) cats.push_back(c.id);
@@ -422,12 +425,12 @@ struct Reference {
       dtm[{d.image_id, d.category_id}].push_back(
           {d.bbox, d.bbox[2] * d.bbox[3], d.score, static_cast<int64_t>(i) + 1});
     }
-    const auto& thr = coco_iou_thresholds();
+    const auto& thr = eval::coco_iou_thresholds();
     const size_t K = cats.size(), I = imgs.size();
     std::vector<std::optional<ImgEval>> evals(K * A * I);
     for (size_t k = 0; k < K; ++k) {
       for (int a = 0; a < A; ++a) {
-        const double lo = kCocoAreaRangeBounds[a][0], hi = kCocoAreaRangeBounds[a][1];
+        const double lo = eval::kCocoAreaRangeBounds[a][0], hi = eval::kCocoAreaRangeBounds[a][1];
         for (size_t i = 0; i < I; ++i) {
           auto g = gts[{imgs[i], cats[k]}];
           auto d = dtm[{imgs[i], cats[k]}];
@@ -476,13 +479,13 @@ struct Reference {
         }
       }
     }
-    const auto& rec = coco_recall_thresholds();
+    const auto& rec = eval::coco_recall_thresholds();
     precision.assign(T * R * K * A * M, -1);
     recall.assign(T * K * A * M, -1);
     for (size_t k = 0; k < K; ++k) {
       for (int a = 0; a < A; ++a) {
         for (int m = 0; m < M; ++m) {
-          const size_t max_det = kCocoMaxDets[m];
+          const size_t max_det = eval::kCocoMaxDets[m];
           std::vector<double> sc;
           std::vector<std::array<int64_t, T>> mt;
           std::vector<std::array<bool, T>> ig;
@@ -569,8 +572,8 @@ TEST(CocoEval, AgreesWithALiteralTranscriptionOnRandomScenes) {
     const int num_images = 3 + scene;
     for (int i = 0; i < num_images; ++i) images.push_back(100 - 7 * i);
     const std::vector<int64_t> cats = {3, 1, 7, 4};  // 4 never has GT, 7 rarely
-    std::vector<CocoAnnotation> anns;
-    std::vector<Detection> dts;
+    std::vector<coco::CocoAnnotation> anns;
+    std::vector<coco::Detection> dts;
     for (int64_t im : images) {
       if (uniform() < 0.2) continue;  // an image without GT
       const int n = 1 + static_cast<int>(uniform() * 6);
@@ -609,9 +612,9 @@ TEST(CocoEval, AgreesWithALiteralTranscriptionOnRandomScenes) {
     ASSERT_EQ(got.precision.size(), ref.precision.size());
     EXPECT_EQ(got.precision, ref.precision) << "scene " << scene;
     EXPECT_EQ(got.recall, ref.recall) << "scene " << scene;
-    for (int i = 0; i < kCocoStats; ++i) {
+    for (int i = 0; i < eval::kCocoStats; ++i) {
       EXPECT_NEAR(got.stats[i], ref.stats[i], 1e-12)
-          << "scene " << scene << " " << kCocoStatNames[i];
+          << "scene " << scene << " " << eval::kCocoStatNames[i];
     }
   }
 }
@@ -619,12 +622,12 @@ TEST(CocoEval, AgreesWithALiteralTranscriptionOnRandomScenes) {
 // Bad input: a clear InputError naming the detection.
 TEST(CocoEval, RejectsDetectionsItCannotEvaluate) {
   const auto gt = make_gt({1}, {1}, {gt_box(1, 1, 1, 0, 0, 10, 10)});
-  const auto message = [&](const std::vector<Detection>& dts) {
+  const auto message = [&](const std::vector<coco::Detection>& dts) {
     try {
-      CocoEvalOptions options;
+      eval::CocoEvalOptions options;
       options.detections_source = "dets.json";
-      evaluate_coco(gt, dts, options);
-    } catch (const InputError& e) {
+      eval::evaluate_coco(gt, dts, options);
+    } catch (const util::InputError& e) {
       return std::string(e.what());
     }
     return std::string("no error");

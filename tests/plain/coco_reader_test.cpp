@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
 #include "aligndetr/util/error.h"
 #include "test_support.h"
 
@@ -10,9 +10,9 @@ namespace {
 using testing::TempDir;
 
 TEST(CocoReader, ReadsCoco128Counts) {
-  REQUIRE_SHARED_DATA();
+  REQUIRE_SHARED_DATA("COCO128's counts");
   const auto ds =
-      read_coco((testing::shared_data() / "coco128/annotations/instances.json").string());
+      coco::read_coco((testing::shared_data() / "coco128/annotations/instances.json").string());
   EXPECT_EQ(ds.images.size(), 128u);
   EXPECT_EQ(ds.annotations.size(), 939u);
   EXPECT_EQ(ds.categories.size(), 80u);
@@ -38,7 +38,7 @@ TEST(CocoReader, FieldsInAnyOrderAndIntegerValuedFloats) {
   const std::string json = R"({"categories":[{"name":"b","id":7}],
     "annotations":[{"bbox":[1,2,3.5,4],"category_id":7.0,"image_id":5,"id":1,"iscrowd":1}],
     "images":[{"width":10,"height":20,"id":5,"file_name":"x.jpg"}]})";
-  const auto ds = parse_coco(json, "inline");
+  const auto ds = coco::parse_coco(json, "inline");
   ASSERT_EQ(ds.annotations.size(), 1u);
   EXPECT_EQ(ds.annotations[0].category_id, 7);
   EXPECT_TRUE(ds.annotations[0].iscrowd);
@@ -58,7 +58,7 @@ TEST(CocoReader, SkipsPolygonAndRleSegmentationsOfAnyShape) {
        "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "area": 3},
       {"id": 3, "image_id": 1, "category_id": 1, "bbox": [2, 2, 1, 1], "segmentation": []}],
     "categories": [{"id": 1, "name": "x"}]})";
-  const auto ds = parse_coco(json, "seg.json");
+  const auto ds = coco::parse_coco(json, "seg.json");
   ASSERT_EQ(ds.annotations.size(), 3u);
   EXPECT_EQ(ds.annotations[1].id, 2);
   EXPECT_TRUE(ds.annotations[1].iscrowd);
@@ -69,9 +69,9 @@ TEST(CocoReader, SkipsPolygonAndRleSegmentationsOfAnyShape) {
 TEST(CocoReader, MalformedJsonNamesFileAndPosition) {
   const std::string json = "{\"images\": [{\"id\": 1,}],\n \"annotations\": []}";
   try {
-    parse_coco(json, "bad.json");
+    coco::parse_coco(json, "bad.json");
     FAIL() << "expected InputError";
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("bad.json"), std::string::npos) << msg;
     EXPECT_NE(msg.find("malformed"), std::string::npos) << msg;
@@ -80,38 +80,39 @@ TEST(CocoReader, MalformedJsonNamesFileAndPosition) {
 }
 
 TEST(CocoReader, TruncatedFileIsAnInputError) {
-  EXPECT_THROW(parse_coco(R"({"images": [{"id": 1, "file_name": "a.jpg")", "t.json"), InputError);
+  EXPECT_THROW(coco::parse_coco(R"({"images": [{"id": 1, "file_name": "a.jpg")", "t.json"),
+               util::InputError);
 }
 
 TEST(CocoReader, MissingRequiredFieldNamesTheRecord) {
   const std::string json =
       R"({"images":[{"id":1}],"annotations":[{"id":42,"image_id":1,"bbox":[0,0,1,1]}]})";
   try {
-    parse_coco(json, "m.json");
+    coco::parse_coco(json, "m.json");
     FAIL() << "expected InputError";
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("annotation 42"), std::string::npos) << e.what();
   }
 }
 
 TEST(CocoReader, MissingFileIsAnInputError) {
   try {
-    read_coco("/nonexistent/instances.json");
+    coco::read_coco("/nonexistent/instances.json");
     FAIL();
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/instances.json"), std::string::npos);
   }
 }
 
 TEST(CocoReader, WriteThenReadRoundTrips) {
   TempDir dir;
-  CocoDataset ds;
+  coco::CocoDataset ds;
   ds.images = {{3, "a \"q\".jpg", 64, 48}};
   ds.annotations = {{11, 3, 2, {1.25, 2.5, 10.0, 0.1}, 0.5, false}};
   ds.categories = {{2, "disc", "shape"}};
   const auto path = (dir / "out.json").string();
-  write_coco(ds, path);
-  const auto back = read_coco(path);
+  coco::write_coco(ds, path);
+  const auto back = coco::read_coco(path);
   ASSERT_EQ(back.images.size(), 1u);
   EXPECT_EQ(back.images[0].file_name, "a \"q\".jpg");
   EXPECT_EQ(back.annotations[0].bbox, ds.annotations[0].bbox);
@@ -120,7 +121,7 @@ TEST(CocoReader, WriteThenReadRoundTrips) {
 }
 
 TEST(CategoryMap, ContiguousLabelsInIdOrder) {
-  CategoryMap map({{90, "z", ""}, {1, "a", ""}, {18, "dog", ""}});
+  coco::CategoryMap map({{90, "z", ""}, {1, "a", ""}, {18, "dog", ""}});
   EXPECT_EQ(map.num_classes(), 3);
   EXPECT_EQ(map.label(1), 0);
   EXPECT_EQ(map.label(18), 1);

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "aligndetr/coco/results.h"
 #include "aligndetr/eval/coco_eval.h"
-#include "aligndetr/eval/results_json.h"
 #include "aligndetr/util/error.h"
 #include "test_support.h"
 
@@ -29,15 +29,15 @@ std::string fmt_record(size_t i, double w) {
 
 std::string error_of(const std::string& json) {
   try {
-    parse_coco_results(json, "dets.json");
-  } catch (const InputError& e) {
+    coco::parse_coco_results(json, "dets.json");
+  } catch (const util::InputError& e) {
     return e.what();
   }
   return "no error";
 }
 
 TEST(CocoResultsJson, ReadsRecordsWithFieldsInAnyOrder) {
-  const auto dts = parse_coco_results(
+  const auto dts = coco::parse_coco_results(
       R"([{"image_id": 42, "category_id": 18, "bbox": [258.15, 41.29, 348.26, 243.78], "score": 0.236},
           {"score": 1, "segmentation": [[1, 2, 3]], "bbox": [0, 1e2, 5, 6.5], "category_id": 3.0,
            "image_id": 7, "id": 12}])",
@@ -85,17 +85,17 @@ TEST(CocoResultsJson, BadInputNamesTheFileAndTheRecord) {
         tail);
     EXPECT_NE(m.find("dets.json: malformed results JSON"), std::string::npos) << m;
   }
-  EXPECT_THROW(read_coco_results("/nonexistent/dets.json"), InputError);
+  EXPECT_THROW(coco::read_coco_results("/nonexistent/dets.json"), util::InputError);
 }
 
 TEST(CocoResultsJson, WriteThenReadIsExact) {
   TempDir dir;
-  const std::vector<Detection> dts = {
+  const std::vector<coco::Detection> dts = {
       {9, 1, {0.1 + 0.2, 1e-300, 123456.789, 1.0 / 3}, 0.30000001192092896},
       {123456789012, 90, {-5, 0, 0, 7}, 1}};
   const auto path = (dir / "out.json").string();
-  write_coco_results(dts, path);
-  const auto back = read_coco_results(path);
+  coco::write_coco_results(dts, path);
+  const auto back = coco::read_coco_results(path);
   ASSERT_EQ(back.size(), 2u);
   for (size_t i = 0; i < dts.size(); ++i) {
     EXPECT_EQ(back[i].image_id, dts[i].image_id);
@@ -105,7 +105,7 @@ TEST(CocoResultsJson, WriteThenReadIsExact) {
   }
   auto bad = dts;
   bad[0].score = std::nan("");
-  EXPECT_THROW(write_coco_results(bad, path), InputError);
+  EXPECT_THROW(coco::write_coco_results(bad, path), util::InputError);
 }
 
 TEST(CocoResultsJson, ReadsFilesOfEverySizeAroundAPageBoundary) {
@@ -118,7 +118,7 @@ TEST(CocoResultsJson, ReadsFilesOfEverySizeAroundAPageBoundary) {
                       size_t{4096}, size_t{8192} + 1}) {
     const auto path = (dir / ("r" + std::to_string(size) + ".json")).string();
     testing::write_text(path, record + std::string(size - record.size(), ' '));
-    const auto dts = read_coco_results(path);
+    const auto dts = coco::read_coco_results(path);
     ASSERT_EQ(dts.size(), 1u) << size;
     EXPECT_EQ(dts[0].image_id, 3) << size;
     EXPECT_EQ(dts[0].bbox[0], 1.5) << size;
@@ -126,7 +126,7 @@ TEST(CocoResultsJson, ReadsFilesOfEverySizeAroundAPageBoundary) {
   }
   const auto empty = (dir / "empty.json").string();
   testing::write_text(empty, "");
-  EXPECT_THROW(read_coco_results(empty), InputError);
+  EXPECT_THROW(coco::read_coco_results(empty), util::InputError);
 }
 
 // Large files are parsed in two halves on two threads, split at a guessed record boundary.
@@ -140,7 +140,7 @@ std::string big_results(size_t n, const std::string& middle_extra, size_t bad_re
   return text;
 }
 
-void expect_big_records(const std::vector<Detection>& dts, size_t n) {
+void expect_big_records(const std::vector<coco::Detection>& dts, size_t n) {
   ASSERT_EQ(dts.size(), n);
   for (size_t i = 0; i < n; ++i) {
     ASSERT_EQ(dts[i].image_id, static_cast<int64_t>(i / 10)) << i;
@@ -156,8 +156,8 @@ TEST(CocoResultsJson, LargeFilesReadExactlyInTwoHalves) {
   const size_t n = 60000;  // about 6 MB
   const auto path = (dir / "big.json").string();
   testing::write_text(path, big_results(n, ""));
-  expect_big_records(read_coco_results(path), n);
-  expect_big_records(read_coco_results(path, 1), n);
+  expect_big_records(coco::read_coco_results(path), n);
+  expect_big_records(coco::read_coco_results(path, 1), n);
 }
 
 TEST(CocoResultsJson, LargeFilesWithNestedObjectsInTheMiddle) {
@@ -170,7 +170,7 @@ TEST(CocoResultsJson, LargeFilesWithNestedObjectsInTheMiddle) {
   nested += "]";
   const auto path = (dir / "nested.json").string();
   testing::write_text(path, big_results(n, nested));
-  expect_big_records(read_coco_results(path), n);
+  expect_big_records(coco::read_coco_results(path), n);
 }
 
 TEST(CocoResultsJson, LargeFilesReportErrorsOfTheSecondHalfAsOnePassWould) {
@@ -179,9 +179,9 @@ TEST(CocoResultsJson, LargeFilesReportErrorsOfTheSecondHalfAsOnePassWould) {
   const auto path = (dir / "bad.json").string();
   testing::write_text(path, big_results(n, "", bad));
   try {
-    read_coco_results(path);
+    coco::read_coco_results(path);
     FAIL() << "expected InputError";
-  } catch (const InputError& e) {
+  } catch (const util::InputError& e) {
     const std::string m = e.what();
     EXPECT_NE(m.find(path + ": detection 45000 "), std::string::npos) << m;
     EXPECT_NE(m.find("(line 45001)"), std::string::npos) << m;
@@ -196,7 +196,7 @@ std::string fake100_args() {
 }
 
 TEST(CocoEvalCli, PrintsPycocotoolsSummary) {
-  REQUIRE_SHARED_DATA();
+  REQUIRE_SHARED_DATA("pycocotools' printed summary of its cocoapi demo files");
   const auto r = testing::run_cli(fake100_args());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // pycocotools' own output for its demo files.
@@ -216,7 +216,7 @@ TEST(CocoEvalCli, PrintsPycocotoolsSummary) {
 }
 
 TEST(CocoEvalCli, JsonAndPerClass) {
-  REQUIRE_SHARED_DATA();
+  REQUIRE_SHARED_DATA("pycocotools' numbers on its cocoapi demo files");
   auto r = testing::run_cli(fake100_args() + " --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.stdout_only.rfind("{\"AP\": 0.50458069872496281, ", 0), 0u) << r.stdout_only;
@@ -228,7 +228,7 @@ TEST(CocoEvalCli, JsonAndPerClass) {
 }
 
 TEST(CocoEvalCli, BadInputExitsWithTwoAndSaysWhy) {
-  REQUIRE_SHARED_DATA();
+  REQUIRE_SHARED_DATA("the cocoapi demo ground truth");
   TempDir dir;
   const auto gt = (testing::shared_data() / "cocoapi-fake100/instances_val2014_100.json").string();
   const auto dt = (dir / "dt.json").string();

@@ -82,15 +82,15 @@ class AlignmentAccumulator {
                  const torch::Tensor& gt_labels, const torch::Tensor& gt_boxes);
   // A batch: logits [B, Q, C], boxes [B, Q, 4] and one target per image; matched in one call.
   void add_batch(const torch::Tensor& logits, const torch::Tensor& boxes,
-                 const std::vector<matching::Target>& targets);
+                 const std::vector<boxes::Target>& targets);
 
   AlignmentReport report() const;
 
  private:
   void add_matched(const torch::Tensor& logits, const torch::Tensor& boxes,
-                   const matching::Target& target, const matching::ImageMatch& match);
+                   const boxes::Target& target, const matching::ImageMatch& match);
   void add_ranked(const torch::Tensor& logits, const torch::Tensor& boxes,
-                  const matching::Target& target);
+                  const boxes::Target& target);
 
   AlignmentOptions options_;
   int64_t images_ = 0;

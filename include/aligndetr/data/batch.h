@@ -8,34 +8,27 @@
 
 #include <torch/types.h>
 
-namespace aligndetr {
+#include "aligndetr/boxes/target.h"
+
+namespace aligndetr::data {
 
 // ImageNet statistics on 0-255 RGB, as the reference.
 inline constexpr std::array<float, 3> kPixelMean = {123.675f, 116.28f, 103.53f};
 inline constexpr std::array<float, 3> kPixelStd = {58.395f, 57.12f, 57.375f};
 
-struct Target {
-  torch::Tensor boxes;   // [n, 4] float, cxcywh normalized by the transformed image size
-  torch::Tensor labels;  // [n] int64, contiguous labels [0, C)
-  int64_t image_id = 0;
-  std::array<int64_t, 2> orig_size{};  // (height, width) of the file
-  std::array<int64_t, 2> size{};       // (height, width) after the transforms, before padding
-  Target to(const torch::Device& device) const;
-};
-
 struct Sample {
   torch::Tensor image;  // [3, H, W] float, normalized
-  Target target;
+  boxes::Target target;
 };
 
 struct Batch {
   torch::Tensor images;  // [B, 3, Hmax, Wmax], zero on padding
   torch::Tensor mask;    // [B, Hmax, Wmax] bool, true on padding
-  std::vector<Target> targets;
+  std::vector<boxes::Target> targets;
   Batch to(const torch::Device& device) const;
 };
 
 // Pads every image to the largest height and width of the batch (zeros) and builds the mask.
 Batch collate(std::vector<Sample> samples);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

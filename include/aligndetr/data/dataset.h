@@ -7,12 +7,12 @@
 #include <string>
 #include <vector>
 
+#include "aligndetr/coco/annotations.h"
 #include "aligndetr/data/batch.h"
-#include "aligndetr/data/coco.h"
 #include "aligndetr/data/transforms.h"
 #include "aligndetr/data/validate.h"
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 struct DatasetOptions {
   std::string ann_file;
@@ -35,16 +35,16 @@ class CocoDetection {
   // The transformed image (uint8 RGB) and boxes, before normalization.
   Annotated get_annotated(size_t index, uint64_t seed, int64_t epoch) const;
 
-  const CocoImage& image_info(size_t index) const;
-  const CocoDataset& coco() const { return coco_; }
-  const CategoryMap& categories() const { return categories_; }
+  const coco::CocoImage& image_info(size_t index) const;
+  const coco::CocoDataset& coco() const { return coco_; }
+  const coco::CategoryMap& categories() const { return categories_; }
   const ValidationReport& validation() const { return report_; }
   const DatasetOptions& options() const { return options_; }
 
  private:
   DatasetOptions options_;
-  CocoDataset coco_;
-  CategoryMap categories_;
+  coco::CocoDataset coco_;
+  coco::CategoryMap categories_;
   ValidationReport report_;
   std::vector<size_t> indices_;                    // dataset index -> image index
   std::vector<std::vector<int32_t>> annotations_;  // per image index
@@ -59,4 +59,4 @@ Sample to_sample(const Annotated& annotated, int64_t image_id, std::array<int64_
 // The generator for sample `index` of `epoch`: depends on nothing else.
 uint64_t sample_seed(uint64_t seed, int64_t epoch, uint64_t index);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

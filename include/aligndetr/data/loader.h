@@ -16,7 +16,7 @@
 
 #include "aligndetr/data/batch.h"
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 class CocoDetection;
 
@@ -69,4 +69,4 @@ class DataLoader {
   std::vector<std::thread> workers_;
 };
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -7,7 +7,7 @@
 
 #include "aligndetr/data/validate.h"
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 struct DatasetStats {
   int64_t images = 0;
@@ -26,6 +26,6 @@ struct DatasetStats {
 
 // Counts are of the file as written; `invalid` and `clipped_boxes` come from validating a copy
 // (image files are checked when options.images_dir is set).
-DatasetStats compute_stats(const CocoDataset& dataset, ValidationOptions options);
+DatasetStats compute_stats(const coco::CocoDataset& dataset, ValidationOptions options);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 struct SynthOptions {
   std::string out_dir;
@@ -29,4 +29,4 @@ const std::vector<std::string>& synth_class_names();
 // The JSON files are written last and atomically: a dataset with both files is complete.
 void write_synthetic_dataset(const SynthOptions& options);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -11,7 +11,7 @@
 
 #include <opencv2/core/mat.hpp>
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 using BoxXYXY = std::array<float, 4>;
 
@@ -49,4 +49,4 @@ void apply_train_transforms(Annotated& sample, const TransformOptions& options,
                             std::mt19937_64& rng);
 void apply_eval_transforms(Annotated& sample, const TransformOptions& options);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
 
-namespace aligndetr {
+namespace aligndetr::data {
 
 enum class OnInvalid { kFail, kSkip };
 OnInvalid parse_on_invalid(const std::string& text);  // "fail" | "skip"
@@ -44,9 +44,9 @@ struct ValidationReport {
 //   duplicate_image_id, image_bad_size, annotation_unknown_image, annotation_unknown_category,
 //   box_not_finite, box_non_positive_size, box_outside_image (degenerate once clipped),
 //   image_missing, image_unreadable.
-ValidationReport validate_coco(CocoDataset& dataset, const ValidationOptions& options);
+ValidationReport validate_coco(coco::CocoDataset& dataset, const ValidationOptions& options);
 
 // Checks one image file. Returns an empty string if it is fine, else what is wrong.
 std::string check_image_file(const std::string& path, bool decode);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::data

@@ -11,7 +11,7 @@
 #include <torch/nn/module.h>
 #include <torch/optim/adamw.h>
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::AdamW& optimizer, int64_t iteration,
@@ -37,4 +37,4 @@ void prune_checkpoints(const std::string& dir, int64_t keep);
 // Deletes every checkpoint in dir (a new run replacing an old one); returns how many.
 int remove_checkpoints(const std::string& dir);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -14,7 +14,7 @@ namespace YAML {
 class Node;
 }
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 class Config {
  public:
@@ -63,4 +63,4 @@ class Config {
   mutable std::set<std::string> used_;
 };
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

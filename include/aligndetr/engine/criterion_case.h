@@ -8,11 +8,11 @@
 
 #include "aligndetr/loss/criterion.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 struct CriterionCase {
-  loss::CriterionInputs inputs;  // decoder layers only
-  std::vector<loss::Target> targets;
+  model::DetectorOutputs inputs;  // decoder layers only
+  std::vector<boxes::Target> targets;
   loss::CriterionOptions options;
   // Unweighted loss_class, loss_bbox, loss_giou per layer, first to last; empty when absent.
   std::vector<std::map<std::string, double>> expected;
@@ -25,4 +25,4 @@ CriterionCase read_criterion_case(const std::string& path);
 // Unweighted terms of every layer, first to last, as {"layers":[{"loss_class":..,..},..]}.
 std::string criterion_case_result_json(const CriterionCase& c);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

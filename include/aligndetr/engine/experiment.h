@@ -14,7 +14,7 @@
 #include "aligndetr/model/dab_detr.h"
 #include "aligndetr/model/detector.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 struct SolverOptions {
   double lr = 1e-4;
@@ -45,8 +45,8 @@ struct TrainOptions {
 };
 
 struct DataOptions {
-  DatasetOptions train;
-  DatasetOptions val;
+  data::DatasetOptions train;
+  data::DatasetOptions val;
   int batch_size = 2;
   int workers = 2;
 };
@@ -80,4 +80,4 @@ ModelSpec model_spec(const Config& config);
 Experiment make_experiment(const Config& config);
 torch::Device parse_device(const std::string& text);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

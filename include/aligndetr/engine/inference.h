@@ -13,7 +13,7 @@
 #include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/dino.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 struct InferenceOptions {
   int batch_size = 1;
@@ -22,16 +22,22 @@ struct InferenceOptions {
   bool progress = true;
 };
 
-using BatchCallback = std::function<void(const Batch& batch, const loss::CriterionInputs& outputs)>;
+using BatchCallback =
+    std::function<void(const data::Batch& batch, const model::DetectorOutputs& outputs)>;
 
 // Evaluation mode, no gradient, every image of the dataset in order (eval transforms).
-std::vector<Detection> run_inference(model::DetectorImpl& model, const CocoDetection& dataset,
-                                     const torch::Device& device, const InferenceOptions& options,
-                                     const BatchCallback& on_batch = {});
+std::vector<coco::Detection> run_inference(model::DetectorImpl& model,
+                                           const data::CocoDetection& dataset,
+                                           const torch::Device& device,
+                                           const InferenceOptions& options,
+                                           const BatchCallback& on_batch = {});
 
-// Detections of one batch's final layer in COCO form (category ids, xywh pixels of the file).
-std::vector<Detection> to_coco_detections(const loss::CriterionInputs& outputs,
-                                          const std::vector<Target>& targets,
-                                          const CategoryMap& categories, int64_t top_k);
+// Detections of one batch's final layer in COCO form (xywh pixels of the file), best first per
+// image. Category ids come from `categories`; a label it does not cover keeps its number. With
+// `labels`, each detection's contiguous label is appended there.
+std::vector<coco::Detection> to_coco_detections(const model::DetectorOutputs& outputs,
+                                                const std::vector<boxes::Target>& targets,
+                                                const coco::CategoryMap& categories, int64_t top_k,
+                                                std::vector<int>* labels = nullptr);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -7,7 +7,7 @@
 #include "aligndetr/model/dab_detr.h"
 #include "aligndetr/model/dino.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 // `model.type: dino`.
 model::DinoOptions dino_options(const Config& config);
@@ -16,4 +16,4 @@ model::DabDetrOptions dab_detr_options(const Config& config);
 // `criterion`: the loss, k copies, alpha / gamma / tau, loss weights, matcher costs.
 loss::CriterionOptions criterion_options(const Config& config);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

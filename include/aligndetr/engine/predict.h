@@ -6,11 +6,11 @@
 
 #include <torch/types.h>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
 #include "aligndetr/data/transforms.h"
 #include "aligndetr/model/dino.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 struct PredictOptions {
   std::string input;             // an image file or a directory of images
@@ -28,8 +28,8 @@ struct PredictSummary {
 
 // Image ids in results.json number the input files in sorted order from 1; each result also
 // carries its "file_name". Category ids come from `categories` (contiguous labels otherwise).
-PredictSummary predict_images(model::DetectorImpl& model, const TransformOptions& transforms,
-                              const CategoryMap& categories, const torch::Device& device,
+PredictSummary predict_images(model::DetectorImpl& model, const data::TransformOptions& transforms,
+                              const coco::CategoryMap& categories, const torch::Device& device,
                               const PredictOptions& options);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

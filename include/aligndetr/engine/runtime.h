@@ -1,10 +1,10 @@
 #pragma once
 // Process-wide set-up: compute threads and the log format.
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 // Sets LibTorch's intra-op threads (Debian's build starts with one) and OpenCV's.
 // threads <= 0 means all cores. Returns the count in use.
 int configure_runtime(int threads = 0);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

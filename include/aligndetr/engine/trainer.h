@@ -17,7 +17,7 @@
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/eval/coco_eval.h"
 
-namespace aligndetr {
+namespace aligndetr::engine {
 
 // What data-parallel training plugs in; defaults are a single process.
 struct DistributedHooks {
@@ -32,7 +32,7 @@ struct DistributedHooks {
 struct TrainResult {
   int64_t iterations = 0;
   int64_t skipped_steps = 0;
-  std::optional<CocoEvalResult> final_eval;
+  std::optional<eval::CocoEvalResult> final_eval;
   std::string final_weights;
   // Losses logged at each log step (for tests and plots): total per logged iteration.
   std::vector<std::pair<int64_t, double>> loss_history;
@@ -56,10 +56,10 @@ TrainResult train(const Experiment& experiment, const std::string& output_dir, b
 
 // COCO evaluation, and optionally the alignment analysis of the final layer's raw outputs.
 struct EvaluationResult {
-  CocoEvalResult coco;
+  eval::CocoEvalResult coco;
   std::optional<analysis::AlignmentReport> alignment;
 };
-EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const CocoDetection& val,
+EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::CocoDetection& val,
                                         const torch::Device& device, const Experiment& experiment,
                                         bool analysis);
 // eval.json, and with an analysis alignment.json, iou_histogram.png and
@@ -67,8 +67,8 @@ EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const CocoDe
 std::vector<std::string> write_evaluation(const EvaluationResult& result, const std::string& dir);
 
 // COCO evaluation of a model on the experiment's validation set.
-CocoEvalResult evaluate_model(model::DetectorImpl& model, const CocoDetection& val,
-                              const torch::Device& device, const Experiment& experiment,
-                              bool progress = true);
+eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::CocoDetection& val,
+                                    const torch::Device& device, const Experiment& experiment,
+                                    bool progress = true);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::engine

@@ -12,16 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
+#include "aligndetr/coco/results.h"
 
-namespace aligndetr {
-
-struct Detection {
-  int64_t image_id = 0;
-  int64_t category_id = 0;
-  std::array<double, 4> bbox{};  // x, y, w, h in pixels
-  double score = 0.0;
-};
+namespace aligndetr::eval {
 
 struct CocoEvalOptions {
   int threads = 0;                               // <= 0: all cores
@@ -76,7 +70,7 @@ struct CocoEvalResult {
 //   CocoEvaluator ev(gt); ev.evaluate(dets); CocoEvalResult r = ev.accumulate();
 class CocoEvaluator {
  public:
-  explicit CocoEvaluator(const CocoDataset& gt, CocoEvalOptions options = {});
+  explicit CocoEvaluator(const coco::CocoDataset& gt, CocoEvalOptions options = {});
   ~CocoEvaluator();
   CocoEvaluator(const CocoEvaluator&) = delete;
   CocoEvaluator& operator=(const CocoEvaluator&) = delete;
@@ -85,7 +79,7 @@ class CocoEvaluator {
   // InputError, naming the detection, for an empty list, an image or category id absent from the
   // ground truth (pycocotools' loadRes refuses the former), a negative or non-finite box size or
   // score, or a non-finite coordinate.
-  void evaluate(const std::vector<Detection>& detections);
+  void evaluate(const std::vector<coco::Detection>& detections);
   // Precision and recall curves and the summary numbers of the last evaluate().
   CocoEvalResult accumulate() const;
 
@@ -95,7 +89,8 @@ class CocoEvaluator {
 };
 
 // evaluate() and accumulate() in one call.
-CocoEvalResult evaluate_coco(const CocoDataset& gt, const std::vector<Detection>& detections,
+CocoEvalResult evaluate_coco(const coco::CocoDataset& gt,
+                             const std::vector<coco::Detection>& detections,
                              const CocoEvalOptions& options = {});
 
-}  // namespace aligndetr
+}  // namespace aligndetr::eval

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -14,29 +15,15 @@
 
 #include "aligndetr/loss/classification.h"
 #include "aligndetr/matching/matcher.h"
+#include "aligndetr/model/detector.h"
 
 namespace aligndetr::loss {
 
-using matching::Target;
-
-// One prediction set: logits [B, Q, C] (pre-sigmoid) and boxes [B, Q, 4] (normalized cxcywh).
-struct OutputSet {
-  torch::Tensor logits;
-  torch::Tensor boxes;
-};
-
-// Denoising queries of every decoder layer, first to last, with their fixed (query, GT) pairs per
-// image (ImageMatch::query indexes the DN queries) and the number of CDN groups.
-struct DenoisingOutputs {
-  std::vector<OutputSet> layers;
-  std::vector<matching::ImageMatch> pairs;
-  int64_t groups = 1;
-};
-
-struct CriterionInputs {
-  std::vector<OutputSet> decoder;  // first to last layer
-  std::optional<OutputSet> encoder;
-  std::optional<DenoisingOutputs> denoising;
+// The model's logits or boxes hold NaN or infinite values: a diverged run rather than bad input.
+// The trainer stops or skips the step, as for a non-finite loss.
+class NonFiniteOutputs : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 struct CriterionOptions {
@@ -75,7 +62,8 @@ struct LossTerms {
   double num_boxes = 1.0;
 };
 
-LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Target>& targets,
+LossTerms compute_criterion(const model::DetectorOutputs& outputs,
+                            const std::vector<boxes::Target>& targets,
                             const CriterionOptions& options);
 
 // Losses of one output set for given matches, summed, not yet normalized: {class, bbox, giou}.
@@ -83,7 +71,7 @@ LossTerms compute_criterion(const CriterionInputs& inputs, const std::vector<Tar
 struct SetLosses {
   torch::Tensor cls, bbox, giou;
 };
-SetLosses set_losses(const OutputSet& out, const std::vector<Target>& targets,
+SetLosses set_losses(const model::OutputSet& out, const std::vector<boxes::Target>& targets,
                      const std::vector<matching::ImageMatch>& matches, bool ranks,
                      const CriterionOptions& options);
 

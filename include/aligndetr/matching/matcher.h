@@ -6,13 +6,9 @@
 
 #include <torch/types.h>
 
-namespace aligndetr::matching {
+#include "aligndetr/boxes/target.h"
 
-// Ground truth of one image: labels int64 [n], boxes normalized cxcywh [n, 4].
-struct Target {
-  torch::Tensor labels;
-  torch::Tensor boxes;
-};
+namespace aligndetr::matching {
 
 // C = cost_class * focal + cost_bbox * L1(cxcywh) + cost_giou * (-GIoU).
 struct MatcherCosts {
@@ -28,17 +24,19 @@ struct MatcherCosts {
 struct ImageMatch {
   torch::Tensor query;
   torch::Tensor gt;
+  // GT copies of many-to-one matching (effective_k); 1 for one-to-one matches and for the fixed
+  // denoising pairs, whose group count is DenoisingOutputs::groups.
   int64_t k = 1;
 };
 
 // The [Q, n] matching cost of one image (no gradient): logits [Q, C], boxes [Q, 4].
 torch::Tensor matching_cost(const torch::Tensor& logits, const torch::Tensor& boxes,
-                            const Target& target, const MatcherCosts& costs);
+                            const boxes::Target& target, const MatcherCosts& costs);
 
 // Matches every image of logits [B, Q, C] and boxes [B, Q, 4] to its targets with k copies of each
 // GT (capped per image, see effective_k). The assignment problems run in parallel.
 std::vector<ImageMatch> match(const torch::Tensor& logits, const torch::Tensor& boxes,
-                              const std::vector<Target>& targets, int64_t k,
+                              const std::vector<boxes::Target>& targets, int64_t k,
                               const MatcherCosts& costs);
 
 // One prediction set to match: logits [B, Q, C], boxes [B, Q, 4], GT copies k.
@@ -52,7 +50,7 @@ struct MatchRequest {
 // costs reach the CPU in one transfer and all (set, image) problems are solved in parallel.
 // Returns out[set][image].
 std::vector<std::vector<ImageMatch>> match_sets(const std::vector<MatchRequest>& sets,
-                                                const std::vector<Target>& targets,
+                                                const std::vector<boxes::Target>& targets,
                                                 const MatcherCosts& costs);
 
 }  // namespace aligndetr::matching

@@ -15,7 +15,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 
-namespace aligndetr {
+namespace aligndetr::model {
 
 // y = x * w / sqrt(rv + eps) + (b - rm * w / sqrt(rv + eps)), per channel. The four tensors are
 // registered as buffers named weight, bias, running_mean and running_var (torchvision's
@@ -83,4 +83,4 @@ class ResNetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ResNet);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

@@ -17,7 +17,6 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/types.h>
 
-#include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/dab_transformer.h"
 #include "aligndetr/model/detector.h"
@@ -27,12 +26,12 @@
 namespace aligndetr::model {
 
 struct DabDetrOptions {
-  // Only the last stage feeds the transformer; out_stages is set to {4} by the model.
+  // backbone.out_stages is not read: only the last stage (res5) feeds the transformer.
   ResNetOptions backbone;
   int64_t num_classes = 80;
   int64_t num_queries = 300;
   DabTransformerOptions transformer;
-  // num_pos_feats is set to embed_dim / 2.
+  // position.num_pos_feats is not read: the model uses embed_dim / 2.
   PositionEmbeddingSineOptions position = default_position();
   double prior_prob = 0.01;  // initial class probability (the classification bias)
   // detrex runs inference with an all-valid mask (the original DAB-DETR keeps the real one). With
@@ -44,7 +43,8 @@ struct DabDetrOptions {
 
   static PositionEmbeddingSineOptions default_position() {
     PositionEmbeddingSineOptions p;
-    p.temperature(20);
+    p.temperature_h = 20;
+    p.temperature_w = 20;
     p.offset = 0.0;
     return p;
   }
@@ -56,8 +56,8 @@ class DabDetrImpl : public DetectorImpl {
 
   // images [B, 3, H, W] (normalized), mask [B, H, W] (true on padding). Returns the logits
   // [B, Q, C] and boxes [B, Q, 4] (normalized cxcywh) of every decoder layer.
-  loss::CriterionInputs forward(const torch::Tensor& images, const torch::Tensor& mask,
-                                const std::vector<matching::Target>* targets = nullptr) override;
+  model::DetectorOutputs forward(const torch::Tensor& images, const torch::Tensor& mask,
+                                 const std::vector<boxes::Target>* targets = nullptr) override;
   int64_t num_classes() const override { return options_.num_classes; }
 
   const DabDetrOptions& options() const { return options_; }

@@ -33,7 +33,7 @@ struct DabTransformerOptions {
 };
 
 // Conditional-DETR self-attention: separate content and position projections for queries and
-// keys, summed before the dot product. x, pos [B, Q, D] -> x + attention.
+// keys, summed before the dot product. x, pos [B, Q, D] -> the attention (no residual).
 class ConditionalSelfAttentionImpl : public torch::nn::Module {
  public:
   ConditionalSelfAttentionImpl(int64_t embed_dim, int64_t num_heads);
@@ -50,6 +50,7 @@ TORCH_MODULE(ConditionalSelfAttention);
 // the box] and the key [content, projected position], concatenated, so the dot product adds a
 // content and a spatial term. Only the first decoder layer also adds the positional query and key
 // to the content parts, and only it has `query_pos_proj` (detrex drops it from later layers).
+// Returns the attention (no residual).
 class ConditionalCrossAttentionImpl : public torch::nn::Module {
  public:
   ConditionalCrossAttentionImpl(int64_t embed_dim, int64_t num_heads, bool first_layer);

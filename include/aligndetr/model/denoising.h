@@ -32,7 +32,7 @@ struct DenoisingQueries {
 
 // Builds the DN queries for a batch (random noise from LibTorch's generator). Nothing when
 // dn_number <= 0 or no image has a box. num_queries: matching queries that follow the DN ones.
-std::optional<DenoisingQueries> prepare_denoising(const std::vector<matching::Target>& targets,
+std::optional<DenoisingQueries> prepare_denoising(const std::vector<boxes::Target>& targets,
                                                   int64_t num_queries, int64_t num_classes,
                                                   torch::nn::Embedding& label_enc,
                                                   const DenoisingOptions& options);

@@ -4,7 +4,7 @@
 
 #include "aligndetr/model/weights.h"
 
-namespace aligndetr {
+namespace aligndetr::model {
 
 struct DetrexConversion {
   TensorDict tensors;
@@ -21,4 +21,4 @@ struct DetrexConversion {
 // other detrex DINO name is already ours.
 DetrexConversion detrex_to_ours(const TensorDict& tensors);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

@@ -13,7 +13,6 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/types.h>
 
-#include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/denoising.h"
 #include "aligndetr/model/detector.h"
@@ -27,8 +26,10 @@ struct DinoOptions {
   ResNetOptions backbone;  // outputs res3-res5 by default
   int64_t num_classes = 80;
   int num_extra_levels = 1;  // ChannelMapper levels added on the last backbone output
+  // transformer.num_levels is not read: the model has out_stages + num_extra_levels levels.
   DinoTransformerOptions transformer;
-  PositionEmbeddingSineOptions position;  // num_pos_feats is set to embed_dim / 2
+  // position.num_pos_feats is not read: the model uses embed_dim / 2.
+  PositionEmbeddingSineOptions position;
   DenoisingOptions denoising;
   double prior_prob = 0.01;  // initial class probability (the classification bias)
   // detrex runs inference with an all-valid mask (official DINO keeps the real one). With one
@@ -45,14 +46,15 @@ class DinoImpl : public DetectorImpl {
 
   // images [B, 3, H, W] (normalized), mask [B, H, W] (true on padding). In training mode and with
   // targets the denoising queries are added and their outputs returned.
-  loss::CriterionInputs forward(const torch::Tensor& images, const torch::Tensor& mask,
-                                const std::vector<matching::Target>* targets = nullptr) override;
+  model::DetectorOutputs forward(const torch::Tensor& images, const torch::Tensor& mask,
+                                 const std::vector<boxes::Target>* targets = nullptr) override;
   int64_t num_classes() const override { return options_.num_classes; }
 
   const DinoOptions& options() const { return options_; }
 
  private:
   DinoOptions options_;
+  int64_t num_levels_;  // feature levels: backbone outputs plus the neck's extra levels
   ResNet backbone_{nullptr};
   ChannelMapper neck_{nullptr};
   PositionEmbeddingSine position_{nullptr};

@@ -36,7 +36,8 @@ class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(int64_t embed_dim, int64_t num_heads);
   // x, pos [B, Q, D]; mask [Q, Q] bool, true where attention is blocked (optional);
-  // key_padding_mask [B, Q] bool, true on tokens no query may attend to (optional).
+  // key_padding_mask [B, Q] bool, true on tokens no query may attend to (optional). Returns the
+  // attention [B, Q, D] (no residual).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& pos, const torch::Tensor& mask,
                         const torch::Tensor& key_padding_mask = {});
 

@@ -10,7 +10,7 @@
 #include <map>
 #include <string>
 
-namespace aligndetr {
+namespace aligndetr::model {
 
 struct FlopReport {
   int64_t total = 0;
@@ -21,4 +21,4 @@ struct FlopReport {
 // calls inside a counted operator are not counted again).
 FlopReport count_flops(const std::function<void()>& work);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

@@ -1,6 +1,9 @@
 #pragma once
 // Small building blocks shared by the DETR models, named as detrex's so PyTorch checkpoints
 // map over by parameter name.
+//
+// Residual convention: no sublayer (attention of any kind, FFN) adds its own residual; every
+// transformer layer writes each one out, norm(x + sublayer(x)), so a reader sees them all.
 
 #include <cstdint>
 #include <memory>
@@ -44,7 +47,7 @@ class MLPImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MLP);
 
-// Two-layer feed-forward block with a residual: x + W2 act(W1 x). Parameters `layers.0.0` and
+// Two-layer feed-forward block W2 act(W1 x), without the residual. Parameters `layers.0.0` and
 // `layers.1` (detrex's FFN). The activation is ReLU, or PReLU (DAB-DETR) with its own weight.
 class FFNImpl : public torch::nn::Module {
  public:

@@ -13,7 +13,7 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
-namespace aligndetr {
+namespace aligndetr::model {
 
 // A convolution with bias followed by GroupNorm, registered as `conv` and `norm`.
 class ConvNormImpl : public torch::nn::Module {
@@ -60,4 +60,4 @@ std::vector<torch::Tensor> downsample_masks(const torch::Tensor& mask,
 // Needed when a model ran with an all-valid mask on a padded batch.
 torch::Tensor boxes_relative_to_valid_region(const torch::Tensor& boxes, const torch::Tensor& mask);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

@@ -10,7 +10,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
-namespace aligndetr {
+namespace aligndetr::model {
 
 struct PositionEmbeddingSineOptions {
   int64_t num_pos_feats = 128;  // per coordinate; the output has twice as many channels
@@ -21,11 +21,6 @@ struct PositionEmbeddingSineOptions {
   double scale = 6.283185307179586;  // 2 pi
   double offset = -0.5;              // detrex's DINO; 0 for DAB-DETR and the official DINO
   double eps = 1e-6;
-
-  PositionEmbeddingSineOptions& temperature(double t) {
-    temperature_h = temperature_w = t;
-    return *this;
-  }
 };
 
 // No parameters: a module only so that models compose it like their other parts.
@@ -42,4 +37,4 @@ class PositionEmbeddingSineImpl : public torch::nn::Module {
 };
 TORCH_MODULE(PositionEmbeddingSine);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

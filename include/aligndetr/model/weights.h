@@ -13,7 +13,7 @@
 #include <torch/nn/module.h>
 #include <torch/ordered_dict.h>
 
-namespace aligndetr {
+namespace aligndetr::model {
 
 using TensorDict = torch::OrderedDict<std::string, torch::Tensor>;
 
@@ -63,4 +63,4 @@ LoadReport load_state_dict(torch::nn::Module& module, const TensorDict& tensors,
 void save_module(const std::string& path, const torch::nn::Module& module);
 LoadReport load_module(const std::string& path, torch::nn::Module& module, bool strict);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::model

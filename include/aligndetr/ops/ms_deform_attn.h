@@ -38,11 +38,6 @@ torch::Tensor ms_deform_attn_cpu(const torch::Tensor& value, const SpatialShapes
                                  const torch::Tensor& sampling_locations,
                                  const torch::Tensor& attention_weights);
 
-// The same computation written as explicit loops over every sample (slow): the test oracle.
-torch::Tensor ms_deform_attn_loop(const torch::Tensor& value, const SpatialShapes& shapes,
-                                  const torch::Tensor& sampling_locations,
-                                  const torch::Tensor& attention_weights);
-
 // Which sampling kernel the module calls: kAuto is `ms_deform_attn` (fused on the CPU);
 // kGridSample forces the grid_sample formulation everywhere (a baseline, and a cross-check).
 enum class MSDeformAttnKernel { kAuto, kGridSample };

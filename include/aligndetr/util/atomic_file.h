@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace aligndetr {
+namespace aligndetr::util {
 
 class AtomicFile {
  public:
@@ -31,4 +31,4 @@ class AtomicFile {
 void write_file_atomic(const std::string& path, std::string_view bytes);
 std::string read_file(const std::string& path);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::util

@@ -4,7 +4,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace aligndetr {
+namespace aligndetr::util {
 
 // Bad input from the user: a missing or malformed file, an invalid record, a bad option value.
 // The message names the file and the record it concerns.
@@ -22,4 +22,4 @@ enum ExitCode : int {
   kExitDiverged = 4,  // training stopped on a non-finite loss (last good state saved)
 };
 
-}  // namespace aligndetr
+}  // namespace aligndetr::util

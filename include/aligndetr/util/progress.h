@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-namespace aligndetr {
+namespace aligndetr::util {
 
 class ProgressBar {
  public:
@@ -31,4 +31,4 @@ class ProgressBar {
 // "1h02m", "3m05s", "12s".
 std::string format_duration(double seconds);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::util

@@ -8,10 +8,10 @@
 
 #include "aligndetr/data/transforms.h"
 
-namespace aligndetr {
+namespace aligndetr::vis {
 
 struct DrawnBox {
-  BoxXYXY box;  // pixels
+  data::BoxXYXY box;  // pixels
   int label = 0;
   float score = -1.0f;  // < 0: no score shown
 };
@@ -23,4 +23,4 @@ void draw_boxes(cv::Mat& rgb, const std::vector<DrawnBox>& boxes,
 // Writes an RGB image (JPEG or PNG by extension). Throws InputError on failure.
 void write_image_rgb(const std::string& path, const cv::Mat& rgb);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::vis

@@ -6,7 +6,7 @@
 
 #include "aligndetr/data/dataset.h"
 
-namespace aligndetr {
+namespace aligndetr::vis {
 
 struct PreviewOptions {
   std::string out_dir;
@@ -16,6 +16,6 @@ struct PreviewOptions {
 };
 
 // Writes one PNG per image into out_dir, named after the source file. Returns the count.
-int render_preview(const CocoDetection& dataset, const PreviewOptions& options);
+int render_preview(const data::CocoDetection& dataset, const PreviewOptions& options);
 
-}  // namespace aligndetr
+}  // namespace aligndetr::vis

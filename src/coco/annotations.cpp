@@ -1,4 +1,4 @@
-#include "aligndetr/data/coco.h"
+#include "aligndetr/coco/annotations.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 #include "aligndetr/util/error.h"
 #include "aligndetr/util/json.h"
 
-namespace aligndetr {
+namespace aligndetr::coco {
 
 namespace od = simdjson::ondemand;
 
@@ -49,7 +49,7 @@ CocoImage parse_image(od::object obj) {
       img.height = static_cast<int>(get_int(field.value()));
     }
   }
-  if (!has_id) throw InputError("an image record has no \"id\"");
+  if (!has_id) throw util::InputError("an image record has no \"id\"");
   return img;
 }
 
@@ -74,8 +74,8 @@ CocoAnnotation parse_annotation(od::object obj) {
         ++i;
       }
       if (i != 4) {
-        throw InputError(fmt::format("annotation {} has a bbox of {} numbers, not 4",
-                                     has_id ? std::to_string(ann.id) : "?", i));
+        throw util::InputError(fmt::format("annotation {} has a bbox of {} numbers, not 4",
+                                           has_id ? std::to_string(ann.id) : "?", i));
       }
       has_bbox = true;
     } else if (key == "area") {
@@ -87,7 +87,8 @@ CocoAnnotation parse_annotation(od::object obj) {
   }
   const std::string id = has_id ? std::to_string(ann.id) : "without id";
   if (!has_id || !has_image || !has_cat || !has_bbox) {
-    throw InputError(fmt::format("annotation {} lacks one of id, image_id, category_id, bbox", id));
+    throw util::InputError(
+        fmt::format("annotation {} lacks one of id, image_id, category_id, bbox", id));
   }
   if (!has_area) ann.area = ann.bbox[2] * ann.bbox[3];
   return ann;
@@ -107,7 +108,7 @@ CocoCategory parse_category(od::object obj) {
       cat.supercategory = as_string(field.value());
     }
   }
-  if (!has_id) throw InputError("a category record has no \"id\"");
+  if (!has_id) throw util::InputError("a category record has no \"id\"");
   return cat;
 }
 
@@ -159,7 +160,7 @@ void blank_segmentations(char* data, size_t size) {
 }
 
 CocoDataset parse_padded(simdjson::padded_string& json, const std::string& source) {
-  check_json_cpu_support();
+  util::check_json_cpu_support();
   blank_segmentations(json.data(), json.size());
   CocoDataset ds;
   ds.source = source;
@@ -188,18 +189,18 @@ CocoDataset parse_padded(simdjson::padded_string& json, const std::string& sourc
         }
       }
     }
-    if (!has_images) throw InputError("no \"images\" array");
-    if (!has_annotations) throw InputError("no \"annotations\" array");
+    if (!has_images) throw util::InputError("no \"images\" array");
+    if (!has_annotations) throw util::InputError("no \"annotations\" array");
   } catch (const simdjson::simdjson_error& e) {
     const char* loc = nullptr;
     if (started && doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
-    throw InputError(fmt::format("{}: malformed COCO JSON at {}: {}", source,
-                                 json_location(base, json.size(), at), e.what()));
-  } catch (const InputError& e) {
+    throw util::InputError(fmt::format("{}: malformed COCO JSON at {}: {}", source,
+                                       util::json_location(base, json.size(), at), e.what()));
+  } catch (const util::InputError& e) {
     const char* loc = nullptr;
     if (started && doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
-    throw InputError(fmt::format("{}: invalid COCO record near {}: {}", source,
-                                 json_location(base, json.size(), at), e.what()));
+    throw util::InputError(fmt::format("{}: invalid COCO record near {}: {}", source,
+                                       util::json_location(base, json.size(), at), e.what()));
   }
   ds.reindex();
   return ds;
@@ -236,7 +237,7 @@ std::vector<std::vector<int32_t>> CocoDataset::annotations_by_image() const {
 CocoDataset read_coco(const std::string& path) {
   simdjson::padded_string json;
   if (const auto err = simdjson::padded_string::load(path).get(json)) {
-    throw InputError(fmt::format(
+    throw util::InputError(fmt::format(
         "cannot read COCO file '{}': {}", path,
         err == simdjson::IO_ERROR ? "no such file or unreadable" : simdjson::error_message(err)));
   }
@@ -255,7 +256,7 @@ void write_coco(const CocoDataset& ds, const std::string& path) {
   for (size_t i = 0; i < ds.images.size(); ++i) {
     const auto& im = ds.images[i];
     out += fmt::format("{}\n{{\"id\": {}, \"file_name\": \"{}\", \"width\": {}, \"height\": {}}}",
-                       i ? "," : "", im.id, json_escape(im.file_name), im.width, im.height);
+                       i ? "," : "", im.id, util::json_escape(im.file_name), im.width, im.height);
   }
   out += "],\n\"annotations\": [";
   for (size_t i = 0; i < ds.annotations.size(); ++i) {
@@ -269,11 +270,12 @@ void write_coco(const CocoDataset& ds, const std::string& path) {
   out += "],\n\"categories\": [";
   for (size_t i = 0; i < ds.categories.size(); ++i) {
     const auto& c = ds.categories[i];
-    out += fmt::format("{}\n{{\"id\": {}, \"name\": \"{}\", \"supercategory\": \"{}\"}}",
-                       i ? "," : "", c.id, json_escape(c.name), json_escape(c.supercategory));
+    out +=
+        fmt::format("{}\n{{\"id\": {}, \"name\": \"{}\", \"supercategory\": \"{}\"}}", i ? "," : "",
+                    c.id, util::json_escape(c.name), util::json_escape(c.supercategory));
   }
   out += "]\n}\n";
-  write_file_atomic(path, out);
+  util::write_file_atomic(path, out);
 }
 
 CategoryMap::CategoryMap(const std::vector<CocoCategory>& categories) {
@@ -294,4 +296,4 @@ int CategoryMap::label(int64_t category_id) const {
   return it == labels_.end() ? -1 : it->second;
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::coco

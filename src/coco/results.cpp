@@ -1,4 +1,4 @@
-#include "aligndetr/eval/results_json.h"
+#include "aligndetr/coco/results.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,7 +20,7 @@
 #include "aligndetr/util/error.h"
 #include "aligndetr/util/json.h"
 
-namespace aligndetr {
+namespace aligndetr::coco {
 
 namespace od = simdjson::ondemand;
 
@@ -32,7 +32,7 @@ int64_t get_id(od::value v) {
   if (v.get_int64().get(id) == simdjson::SUCCESS) return id;
   const double d = v.get_double();
   if (std::floor(d) != d || std::fabs(d) > 9.007199254740992e15) {
-    throw InputError(fmt::format("id {} is not an integer", d));
+    throw util::InputError(fmt::format("id {} is not an integer", d));
   }
   return static_cast<int64_t>(d);
 }
@@ -65,7 +65,7 @@ void parse_record(od::object obj, Detection& det, unsigned& seen) {
             if (n < 4) det.bbox[n] = v;
             ++n;
           }
-          if (n != 4) throw InputError(fmt::format("bbox has {} numbers, not 4", n));
+          if (n != 4) throw util::InputError(fmt::format("bbox has {} numbers, not 4", n));
           seen |= kBbox;
         }
         break;
@@ -108,7 +108,7 @@ std::vector<Detection> parse_text(simdjson::padded_string_view json, const std::
   const auto here = [&] {
     const char* loc = nullptr;
     if (!started || doc.current_location().get(loc) != simdjson::SUCCESS) loc = nullptr;
-    return json_location(base, json.size(), loc);
+    return util::json_location(base, json.size(), loc);
   };
   try {
     doc = parser.iterate(json);
@@ -116,7 +116,7 @@ std::vector<Detection> parse_text(simdjson::padded_string_view json, const std::
     od::array records;
     const auto err = doc.get_array().get(records);
     if (err == simdjson::INCORRECT_TYPE) {
-      throw InputError(
+      throw util::InputError(
           fmt::format("{}: a COCO results file must be a JSON array of detections", source));
     }
     if (err) throw simdjson::simdjson_error(err);
@@ -136,29 +136,32 @@ std::vector<Detection> parse_text(simdjson::padded_string_view json, const std::
         Detection det;
         unsigned seen = 0;
         parse_record(record.get_object(), det, seen);
-        if (seen != kAll) throw InputError(fmt::format("no {}", missing_fields(seen)));
+        if (seen != kAll) throw util::InputError(fmt::format("no {}", missing_fields(seen)));
         if (det.bbox[2] < 0 || det.bbox[3] < 0) {
-          throw InputError(fmt::format("negative bbox size {} x {}", det.bbox[2], det.bbox[3]));
+          throw util::InputError(
+              fmt::format("negative bbox size {} x {}", det.bbox[2], det.bbox[3]));
         }
-        if (det.score < 0) throw InputError(fmt::format("negative score {}", det.score));
+        if (det.score < 0) throw util::InputError(fmt::format("negative score {}", det.score));
         out.push_back(det);
-      } catch (const InputError& e) {
-        throw InputError(
+      } catch (const util::InputError& e) {
+        throw util::InputError(
             fmt::format("{}: detection {} (near {}): {}", source, index, here(), e.what()));
       } catch (const simdjson::simdjson_error& e) {
-        throw InputError(fmt::format("{}: malformed results JSON in detection {} at {}: {}", source,
-                                     index, here(), e.what()));
+        throw util::InputError(fmt::format("{}: malformed results JSON in detection {} at {}: {}",
+                                           source, index, here(), e.what()));
       }
     }
     const char* rest = nullptr;
     if (doc.current_location().get(rest) == simdjson::SUCCESS) {
-      throw InputError(
+      throw util::InputError(
           fmt::format("{}: malformed results JSON: text after the array at {}", source, here()));
     }
   } catch (const simdjson::simdjson_error& e) {
-    throw InputError(fmt::format("{}: malformed results JSON at {}: {}", source, here(), e.what()));
+    throw util::InputError(
+        fmt::format("{}: malformed results JSON at {}: {}", source, here(), e.what()));
   }
-  if (out.empty()) throw InputError(fmt::format("{}: the results file has no detections", source));
+  if (out.empty())
+    throw util::InputError(fmt::format("{}: the results file has no detections", source));
   return out;
 }
 
@@ -194,7 +197,7 @@ const char* find_split(simdjson::padded_string_view json, int threads) {
 // single pass reports them.
 std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std::string& source,
                                     int threads) {
-  check_json_cpu_support();
+  util::check_json_cpu_support();
   bool stopped = false;
   const char* split = find_split(json, threads);
   if (!split) return parse_text(json, source, nullptr, {}, &stopped);
@@ -207,7 +210,7 @@ std::vector<Detection> parse_padded(simdjson::padded_string_view json, const std
     try {
       bool unused = false;
       return parse_text(tail_text, source, nullptr, {}, &unused);
-    } catch (const InputError&) {
+    } catch (const util::InputError&) {
       return std::nullopt;
     }
   });
@@ -268,7 +271,7 @@ std::vector<Detection> read_coco_results(const std::string& path, int threads) {
   if (mapped.usable_by_simdjson()) return parse_padded(mapped.view(), path, threads);
   simdjson::padded_string json;
   if (const auto err = simdjson::padded_string::load(path).get(json)) {
-    throw InputError(fmt::format(
+    throw util::InputError(fmt::format(
         "cannot read results file '{}': {}", path,
         err == simdjson::IO_ERROR ? "no such file or unreadable" : simdjson::error_message(err)));
   }
@@ -281,7 +284,8 @@ std::vector<Detection> parse_coco_results(std::string_view json, const std::stri
   return parse_padded(padded, source_name, threads);
 }
 
-void write_coco_results(const std::vector<Detection>& detections, const std::string& path) {
+void write_coco_results(const std::vector<Detection>& detections, const std::string& path,
+                        const std::unordered_map<int64_t, std::string>& file_names) {
   fmt::memory_buffer out;
   out.reserve(detections.size() * 110 + 4);
   out.push_back('[');
@@ -289,17 +293,20 @@ void write_coco_results(const std::vector<Detection>& detections, const std::str
     const Detection& d = detections[i];
     if (!std::isfinite(d.bbox[0]) || !std::isfinite(d.bbox[1]) || !std::isfinite(d.bbox[2]) ||
         !std::isfinite(d.bbox[3]) || !std::isfinite(d.score)) {
-      throw InputError(
+      throw util::InputError(
           fmt::format("{}: detection {} has a non-finite number, which JSON cannot hold", path, i));
     }
+    fmt::format_to(std::back_inserter(out), "{}{{\"image_id\": {}, ", i ? ",\n" : "", d.image_id);
+    if (const auto name = file_names.find(d.image_id); name != file_names.end()) {
+      fmt::format_to(std::back_inserter(out), "\"file_name\": \"{}\", ",
+                     util::json_escape(name->second));
+    }
     fmt::format_to(std::back_inserter(out),
-                   "{}{{\"image_id\": {}, \"category_id\": {}, \"bbox\": [{}, {}, {}, {}], "
-                   "\"score\": {}}}",
-                   i ? ",\n" : "", d.image_id, d.category_id, d.bbox[0], d.bbox[1], d.bbox[2],
-                   d.bbox[3], d.score);
+                   "\"category_id\": {}, \"bbox\": [{}, {}, {}, {}], \"score\": {}}}",
+                   d.category_id, d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3], d.score);
   }
   out.append(std::string_view("]\n"));
-  write_file_atomic(path, std::string_view(out.data(), out.size()));
+  util::write_file_atomic(path, std::string_view(out.data(), out.size()));
 }
 
-}  // namespace aligndetr
+}  // namespace aligndetr::coco

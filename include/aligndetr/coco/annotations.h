@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-namespace aligndetr {
+namespace aligndetr::coco {
 
 struct CocoImage {
   int64_t id = 0;
@@ -75,4 +75,4 @@ class CategoryMap {
   std::unordered_map<int64_t, int> labels_;
 };
 
-}  // namespace aligndetr
+}  // namespace aligndetr::coco

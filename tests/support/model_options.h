@@ -1,0 +1,34 @@
+#pragma once
+// Backbone and neck options for tests, every field set by name (never by position, which would
+// silently change meaning when a field moves).
+
+#include <cstdint>
+#include <vector>
+
+#include "aligndetr/model/backbone.h"
+#include "aligndetr/model/neck.h"
+
+namespace aligndetr::testing {
+
+inline model::ResNetOptions resnet_options(int depth, int freeze_at, bool dc5,
+                                           std::vector<int> out_stages) {
+  model::ResNetOptions o;
+  o.depth = depth;
+  o.freeze_at = freeze_at;
+  o.dc5 = dc5;
+  o.out_stages = std::move(out_stages);
+  return o;
+}
+
+inline model::ChannelMapperOptions channel_mapper_options(std::vector<int64_t> in_channels,
+                                                          int64_t out_channels, int num_extra,
+                                                          int groups) {
+  model::ChannelMapperOptions o;
+  o.in_channels = std::move(in_channels);
+  o.out_channels = out_channels;
+  o.num_extra = num_extra;
+  o.groups = groups;
+  return o;
+}
+
+}  // namespace aligndetr::testing
