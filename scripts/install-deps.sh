@@ -7,7 +7,8 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-openmp
   libopencv-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev
-  libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
+  libpugixml-dev
   clang-format
   # The weight-import tests write real PyTorch checkpoints with Debian's torch and torchvision.
   python3-torch python3-torchvision

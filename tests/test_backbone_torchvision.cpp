@@ -9,7 +9,9 @@
 
 #include <torch/torch.h>
 
+#include "aligndetr/engine/init_weights.h"
 #include "aligndetr/model/backbone.h"
+#include "aligndetr/model/dino.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 #include "python_fixture.h"
@@ -116,6 +118,43 @@ TEST_F(TorchvisionResNet, OurCheckpointReadsBackInPython) {
       "assert float(d['bn1.running_var'].sum()) == 64.0";
   const std::string cmd = python_ + " -c \"" + script + "\" " + file("ours.pt");
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+}
+
+// The same file as a new training run's initial weights, into the backbone of a DINO: the
+// detector's backbone then gives torchvision's features.
+TEST_F(TorchvisionResNet, InitWeightsLoadItIntoADetectorsBackbone) {
+  model::DinoOptions o;
+  o.backbone.depth = 18;
+  o.num_classes = 2;
+  o.transformer.embed_dim = 32;
+  o.transformer.num_heads = 2;
+  o.transformer.encoder_layers = 1;
+  o.transformer.decoder_layers = 1;
+  o.transformer.ffn_dim = 32;
+  o.transformer.num_queries = 10;
+  model::Dino dino(o);
+  engine::InitWeightsOptions init;
+  engine::InitWeightsFile f;
+  f.file = file("resnet18.pth");
+  f.prefix = "backbone.";
+  init.files.push_back(f);
+  const auto report = engine::apply_init_weights(*dino, init, {"a", "b"});
+  EXPECT_NE(report.text.find("unexpected 2"), std::string::npos) << report.text;  // fc.*
+  for (const auto& m : report.random_modules) EXPECT_NE(m.rfind("backbone", 0), 0u) << m;
+
+  std::shared_ptr<torch::nn::Module> backbone;
+  for (const auto& child : dino->named_children()) {
+    if (child.key() == "backbone") backbone = child.value();
+  }
+  ASSERT_TRUE(backbone);
+  const model::TensorDict reference = model::load_tensors(file("features.pth"));
+  torch::NoGradGuard no_grad;
+  dino->eval();
+  const auto features = backbone->as<model::ResNetImpl>()->forward(reference["input"]);
+  const char* names[] = {"layer2", "layer3", "layer4"};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_LT((features[i] - reference[names[i]]).abs().max().item<double>(), 1e-4) << names[i];
+  }
 }
 
 }  // namespace

@@ -106,5 +106,31 @@ TEST(Config, DumpRoundTrips) {
   EXPECT_EQ(back.get_int_list("a.c"), (std::vector<int64_t>{1, 2}));
 }
 
+TEST(Config, ListsOfMapsAreAddressedByIndex) {
+  auto c = engine::Config::parse(
+      "model:\n  init_weights:\n    - {file: a.pt, prefix: backbone.}\n    - {file: b.pt, fille: "
+      "x}\n",
+      "lists");
+  EXPECT_EQ(c.list_size("model.init_weights"), 2u);
+  EXPECT_EQ(c.list_size("model.absent"), 0u);
+  EXPECT_EQ(c.get_string("model.init_weights.0.file"), "a.pt");
+  EXPECT_EQ(c.get_string("model.init_weights.0.prefix"), "backbone.");
+  EXPECT_EQ(c.get_string("model.init_weights.1.file"), "b.pt");
+  EXPECT_FALSE(c.has("model.init_weights.2.file"));
+  // A typo inside an element is reported like any other unknown key.
+  EXPECT_EQ(c.unused_keys("model"), (std::vector<std::string>{"model.init_weights.1.fille"}));
+  EXPECT_THROW(c.list_size("model.init_weights.0.file"), util::InputError);
+  // Records the engine adds: a new element at the end, a new key in one.
+  c.assign("model.init_weights.2.file", "c.pt");
+  c.assign("model.init_weights.0.sha256", "abc");
+  EXPECT_EQ(c.list_size("model.init_weights"), 3u);
+  EXPECT_EQ(c.get_string("model.init_weights.2.file"), "c.pt");
+  EXPECT_EQ(c.get_string("model.init_weights.0.sha256"), "abc");
+  c.remove("model.init_weights");
+  EXPECT_EQ(c.list_size("model.init_weights"), 0u);
+  c.assign("model.init_weights.0.file", "d.pt");
+  EXPECT_EQ(engine::Config::parse(c.dump()).get_string("model.init_weights.0.file"), "d.pt");
+}
+
 }  // namespace
 }  // namespace aligndetr

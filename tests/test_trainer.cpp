@@ -5,17 +5,20 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include <fmt/format.h>
 
+#include "aligndetr/coco/annotations.h"
 #include "aligndetr/data/synth.h"
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/trainer.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
+#include "aligndetr/util/sha256.h"
 #include "test_support.h"
 
 namespace aligndetr {
@@ -239,6 +242,77 @@ TEST(Trainer, DivergenceStopsWithTheLastGoodStateSaved) {
     const auto model = e.model.build();
     EXPECT_GE(engine::load_checkpoint(diverged.checkpoint(), *model).iteration, 0);
   }
+}
+
+// A run started from another run's weights (--init): with a zero learning rate its weights stay
+// exactly the loaded ones; the resolved config records the file's digest; a resumed run never
+// loads the file again.
+TEST(Trainer, InitWeightsStartANewRunAndAreRecorded) {
+  testing::TempDir dir;
+  const auto first = engine::train(engine::make_experiment(tiny_config(dir.path(), 2, 2)),
+                                   (dir / "a").string(), false);
+  const auto init = (dir / "init.pt").string();
+  fs::copy_file(first.final_weights, init);
+  auto config = tiny_config(dir.path(), 2, 1);
+  engine::set_init_weights(config, init);
+  auto e = engine::make_experiment(config);
+  ASSERT_EQ(e.model.init.files.size(), 1u);
+  e.solver.lr = 0.0;
+  const auto second = engine::train(e, (dir / "b").string(), false);
+  const auto a = model::load_tensors(init), b = model::load_tensors(second.final_weights);
+  for (const auto& kv : a) {
+    ASSERT_TRUE(b.contains(kv.key())) << kv.key();
+    EXPECT_TRUE(torch::equal(kv.value(), b[kv.key()])) << kv.key();
+  }
+  EXPECT_EQ(model::category_names(b), model::category_names(a));
+  EXPECT_EQ(model::category_names(b).size(), 8u);
+  const auto recorded = engine::Config::load((dir / "b/config.yaml").string());
+  EXPECT_EQ(recorded.get_string("model.init_weights.0.sha256"), util::sha256_file(init));
+  EXPECT_EQ(recorded.get_string("model.init_weights.0.file"), init);
+  // The recorded config is a valid config: running it again checks the digest.
+  EXPECT_EQ(engine::make_experiment(recorded).model.init.files[0].sha256, util::sha256_file(init));
+  fs::remove(init);
+  EXPECT_NO_THROW(engine::train(e, (dir / "b").string(), true));
+}
+
+TEST(Trainer, TrainingAndValidationFilesMustShareCategories) {
+  testing::TempDir dir;
+  auto config = tiny_config(dir.path(), 2, 1);
+  auto val = coco::read_coco(config.get_string("data.val.ann"));
+  val.categories[3].name = "pentagon";
+  const auto val_file = (dir / "val.json").string();
+  coco::write_coco(val, val_file);
+  config.set("data.val.ann=" + val_file);
+  try {
+    engine::train(engine::make_experiment(config), (dir / "run").string(), false);
+    FAIL();
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("'pentagon'"), std::string::npos) << e.what();
+  }
+}
+
+// Background images (no box at all) as pure negatives: every loss term stays finite.
+TEST(Trainer, BackgroundImagesTrainWithKeepEmpty) {
+  testing::TempDir dir;
+  auto config = tiny_config(dir.path(), 2, 3);
+  auto train_set = coco::read_coco(config.get_string("data.train.ann"));
+  const int64_t background = train_set.images[0].id;
+  std::vector<coco::CocoAnnotation> kept;
+  for (const auto& a : train_set.annotations) {
+    if (a.image_id != background) kept.push_back(a);
+  }
+  train_set.annotations = kept;
+  const auto file = (dir / "with_background.json").string();
+  coco::write_coco(train_set, file);
+  config.set("data.train.ann=" + file);
+  config.set("data.val.ann=" + file);
+  config.assign("data.train.keep_empty", "true");
+  const auto e = engine::make_experiment(config);
+  EXPECT_FALSE(e.data.train.drop_empty);
+  const auto result = engine::train(e, (dir / "run").string(), false);
+  ASSERT_EQ(result.loss_history.size(), 3u);
+  for (const auto& [iter, loss] : result.loss_history) EXPECT_TRUE(std::isfinite(loss)) << iter;
+  EXPECT_EQ(result.skipped_steps, 0);
 }
 
 TEST(Trainer, ConfigErrors) {

@@ -1,4 +1,4 @@
-// `aligndetr dataset stats|show`: inspect a COCO dataset.
+// `aligndetr dataset stats|show|convert`: inspect a COCO dataset, or write one from YOLO or VOC.
 
 #include <cstdio>
 #include <memory>
@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "aligndetr/coco/annotations.h"
+#include "aligndetr/data/convert.h"
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/data/stats.h"
 #include "aligndetr/vis/preview.h"
@@ -85,11 +86,49 @@ void setup_show(CLI::App* dataset) {
   });
 }
 
+void setup_convert(CLI::App* dataset) {
+  struct Args {
+    std::string from, images, labels, ann, classes, out;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = dataset->add_subcommand(
+      "convert",
+      "Write a COCO instances file from YOLO labels (one 'class cx cy w h' line per box, "
+      "normalized; an image without a label file is a background image) or Pascal VOC XML. "
+      "Category ids are 1, 2, ... in the order of --classes");
+  cmd->add_option("--from", args->from, "Source format")
+      ->required()
+      ->check(CLI::IsMember({"yolo", "voc"}));
+  cmd->add_option("--images", args->images,
+                  "Image directory (YOLO; file names are relative to it)");
+  cmd->add_option("--labels", args->labels, "YOLO label directory (<image stem>.txt)");
+  cmd->add_option("--ann", args->ann, "VOC annotation directory (one .xml per image)");
+  cmd->add_option("--classes", args->classes, "Class names, one per line")->required();
+  cmd->add_option("--out", args->out, "COCO instances file to write")->required();
+  cmd->callback([args] {
+    const auto classes = data::read_class_names(args->classes);
+    coco::CocoDataset converted;
+    if (args->from == "yolo") {
+      if (args->images.empty() || args->labels.empty()) {
+        throw CLI::ValidationError("--from yolo", "needs --images and --labels");
+      }
+      converted = data::convert_yolo(args->images, args->labels, classes);
+    } else {
+      if (args->ann.empty()) throw CLI::ValidationError("--from voc", "needs --ann");
+      converted = data::convert_voc(args->ann, classes);
+    }
+    coco::write_coco(converted, args->out);
+    std::printf("%zu images, %zu annotations, %zu categories -> %s\n", converted.images.size(),
+                converted.annotations.size(), converted.categories.size(), args->out.c_str());
+  });
+}
+
 void setup_dataset(CLI::App& app) {
   auto* dataset = app.add_subcommand("dataset", "Inspect a COCO-format dataset");
   dataset->require_subcommand(1);
   setup_stats(dataset);
   setup_show(dataset);
+  setup_convert(dataset);
 }
 
 const CommandRegistrar registrar(20, setup_dataset);

@@ -36,7 +36,8 @@ void setup_eval(CLI::App& app) {
     const auto model = e.model.load(args->weights, device);
     const data::CocoDetection val(e.data.val);
     const auto result = engine::evaluate_with_analysis(*model, val, device, e, args->analysis);
-    std::printf("%s\n", result.coco.summary().c_str());
+    std::printf("%s\n\n%s", result.coco.summary().c_str(),
+                result.coco.per_category_table().c_str());
     if (result.alignment) {
       const auto& a = *result.alignment;
       std::printf(

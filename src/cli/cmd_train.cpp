@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/trainer.h"
 #include "command.h"
 #include "config_args.h"
@@ -17,6 +18,7 @@ void setup_train(CLI::App& app) {
     ConfigArgs config;
     std::string output = "output";
     bool resume = false;
+    std::string init;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -26,8 +28,16 @@ void setup_train(CLI::App& app) {
   args->config.add_to(cmd);
   cmd->add_option("--output", args->output, "Output directory")->capture_default_str();
   cmd->add_flag("--resume", args->resume, "Continue from the newest checkpoint in OUTPUT");
+  cmd->add_option("--init", args->init,
+                  "Start a new run from these weights (replaces model.init_weights): our "
+                  "checkpoints and weight files, detrex / Align-DETR checkpoints, torchvision or "
+                  "detectron2-named ResNets; classes that differ from the dataset's are "
+                  "re-initialised (see model.init_class_map)")
+      ->check(CLI::ExistingFile);
   cmd->callback([args] {
-    const auto experiment = engine::make_experiment(args->config.load());
+    auto config = args->config.load();
+    if (!args->init.empty()) engine::set_init_weights(config, args->init);
+    const auto experiment = engine::make_experiment(config);
     const auto result = engine::train(experiment, args->output, args->resume);
     if (result.final_eval) {
       std::printf("%s\n", result.final_eval->summary().c_str());

@@ -22,17 +22,6 @@ std::string param_key(const torch::Tensor& p) {
   return c10::guts::to_string(p.unsafeGetTensorImpl());
 }
 
-torch::Tensor string_tensor(const std::string& s) {
-  auto t = torch::empty({int64_t(s.size())}, torch::kUInt8);
-  std::memcpy(t.data_ptr<uint8_t>(), s.data(), s.size());
-  return t;
-}
-
-std::string tensor_string(const torch::Tensor& t) {
-  const auto c = t.contiguous();
-  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), size_t(c.numel()));
-}
-
 std::string cuda_rng_key(int64_t device) {
   return fmt::format("trainer.rng_cuda.{}", device);
 }
@@ -70,7 +59,8 @@ void restore_cuda_rng(const std::string& path, const model::TensorDict& dict) {
 
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::AdamW& optimizer, int64_t iteration,
-                     const std::string& config_yaml) {
+                     const std::string& config_yaml,
+                     const std::vector<std::string>& category_names) {
   model::TensorDict dict;
   for (const auto& kv : model::module_state(model)) dict.insert("model." + kv.key(), kv.value());
   const auto& groups = optimizer.param_groups();
@@ -97,7 +87,8 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     std::lock_guard<std::mutex> lock(gen.mutex());
     dict.insert(cuda_rng_key(i), gen.get_state());
   }
-  dict.insert("trainer.config", string_tensor(config_yaml));
+  dict.insert("trainer.config", model::string_tensor(config_yaml));
+  if (!category_names.empty()) model::set_category_names(dict, category_names);
   model::save_tensors(path, dict);
 }
 
@@ -121,7 +112,7 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
   }
   if (!training_checkpoint) return info;
   info.iteration = dict["trainer.iteration"].item<int64_t>();
-  info.config_yaml = tensor_string(dict["trainer.config"]);
+  info.config_yaml = model::tensor_string(dict["trainer.config"]);
   if (optimizer) {
     auto& groups = optimizer->param_groups();
     for (size_t g = 0; g < groups.size(); ++g) {

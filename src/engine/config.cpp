@@ -71,8 +71,31 @@ YAML::Node load_with_bases(const fs::path& path, std::vector<fs::path>& chain) {
   return merge(merged, node);
 }
 
+// A sequence of maps (e.g. model.init_weights) is walked like a map with keys 0, 1, ...; any other
+// sequence is one value.
+bool is_map_sequence(const YAML::Node& node) {
+  if (!node.IsSequence() || node.size() == 0) return false;
+  for (const auto& item : node) {
+    if (!item.IsMap()) return false;
+  }
+  return true;
+}
+
+// An index into a sequence: digits only.
+bool index_of(const std::string& part, size_t* index) {
+  if (part.empty() || part.find_first_not_of("0123456789") != std::string::npos) return false;
+  *index = std::stoul(part);
+  return true;
+}
+
 void collect_leaves(const YAML::Node& node, const std::string& prefix,
                     std::vector<std::string>& out) {
+  if (is_map_sequence(node)) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      collect_leaves(node[i], prefix + "." + std::to_string(i), out);
+    }
+    return;
+  }
   if (node.IsMap()) {
     for (const auto& kv : node) {
       const auto key = kv.first.as<std::string>();
@@ -150,10 +173,66 @@ YAML::Node Config::lookup(const std::string& key) const {
   YAML::Node node = root;
   for (const auto& part : split_key(key)) {
     const YAML::Node& current = node;  // const access never inserts
+    size_t index = 0;
+    if (current.IsSequence() && index_of(part, &index) && index < current.size()) {
+      node.reset(current[index]);
+      continue;
+    }
     if (!current.IsMap() || !current[part]) return YAML::Node(YAML::NodeType::Undefined);
     node.reset(current[part]);
   }
   return node;
+}
+
+void Config::remove(const std::string& key) {
+  const auto parts = split_key(key);
+  const std::string parent_key = key.substr(0, key.size() - parts.back().size());
+  YAML::Node parent =
+      parent_key.empty() ? *root_ : lookup(parent_key.substr(0, parent_key.size() - 1));
+  if (parent.IsMap()) parent.remove(parts.back());
+}
+
+size_t Config::list_size(const std::string& key) const {
+  const YAML::Node node = lookup(key);
+  if (!node.IsDefined() || node.IsNull()) return 0;
+  if (!node.IsSequence()) {
+    throw util::InputError(fmt::format("config '{}': key '{}' must be a list", source_, key));
+  }
+  used_.insert(key);
+  return node.size();
+}
+
+void Config::assign(const std::string& key, const std::string& value) {
+  YAML::Node node = *root_;
+  const auto parts = split_key(key);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const bool last = i + 1 == parts.size();
+    size_t index = 0;
+    if (node.IsSequence() && index_of(parts[i], &index)) {
+      if (index > node.size()) {
+        throw std::logic_error("Config::assign: index past the end of " + key);
+      }
+      if (index == node.size()) node.push_back(YAML::Node(YAML::NodeType::Map));
+      YAML::Node child = node[index];
+      if (last) {
+        node[index] = value;
+        return;
+      }
+      node.reset(child);
+      continue;
+    }
+    if (last) {
+      node[parts[i]] = value;
+      return;
+    }
+    YAML::Node child = node[parts[i]];
+    if (!child.IsDefined() || child.IsNull()) {
+      const bool next_is_index = index_of(parts[i + 1], &index);
+      node[parts[i]] = YAML::Node(next_is_index ? YAML::NodeType::Sequence : YAML::NodeType::Map);
+      child = node[parts[i]];
+    }
+    node.reset(child);
+  }
 }
 
 YAML::Node Config::require(const std::string& key) const {

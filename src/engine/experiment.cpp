@@ -94,8 +94,14 @@ data::TransformOptions transform_options(const Config& c) {
 
 }  // namespace
 
+void set_init_weights(Config& config, const std::string& file) {
+  config.remove("model.init_weights");
+  config.assign("model.init_weights.0.file", file);
+}
+
 ModelSpec model_spec(const Config& c) {
   ModelSpec spec;
+  spec.init = init_weights_options(c);
   spec.type = c.get_string("model.type");
   if (spec.type == "dab_detr") {
     spec.dab_detr = dab_detr_options(c);
@@ -116,7 +122,8 @@ Experiment make_experiment(const Config& c) {
   e.data.train.ann_file = c.get_string("data.train.ann");
   e.data.train.images_dir = c.get_string("data.train.images");
   e.data.train.train = true;
-  e.data.train.drop_empty = c.get_bool("data.drop_empty", e.data.train.drop_empty);
+  // Background images take part as pure negatives only when asked (the reference drops them).
+  e.data.train.drop_empty = !c.get_bool("data.train.keep_empty", !e.data.train.drop_empty);
   e.data.train.on_invalid = policy;
   e.data.train.transforms = transforms;
   e.data.val.ann_file = c.get_string("data.val.ann");

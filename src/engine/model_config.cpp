@@ -30,6 +30,25 @@ model::ResNetOptions resnet_options(const Config& c) {
 
 }  // namespace
 
+InitWeightsOptions init_weights_options(const Config& c) {
+  InitWeightsOptions o;
+  const size_t n = c.list_size("model.init_weights");
+  for (size_t i = 0; i < n; ++i) {
+    const std::string k = fmt::format("model.init_weights.{}.", i);
+    InitWeightsFile f;
+    f.file = c.get_string(k + "file");
+    f.prefix = c.get_string(k + "prefix", f.prefix);
+    f.strict = c.get_bool(k + "strict", f.strict);
+    f.sha256 = c.get_string(k + "sha256", f.sha256);
+    f.hint = c.get_string(k + "hint", f.hint);
+    o.files.push_back(std::move(f));
+  }
+  if (c.has("model.init_class_map")) {
+    o.class_map = parse_class_map(c.get_string("model.init_class_map"));
+  }
+  return o;
+}
+
 model::DinoOptions dino_options(const Config& c) {
   const auto type = c.get_string("model.type");
   if (type != "dino") {
@@ -84,6 +103,8 @@ model::DinoOptions dino_options(const Config& c) {
                     "of 32 (GroupNorm groups in the neck)",
                     c.source(), t.embed_dim));
   }
+  // The run's initial weights share the model section: read them so that every key is checked.
+  init_weights_options(c);
   c.require_all_used("model");
   return o;
 }
@@ -121,6 +142,8 @@ model::DabDetrOptions dab_detr_options(const Config& c) {
         fmt::format("config '{}': model.transformer needs at least one decoder layer and one query",
                     c.source()));
   }
+  // The run's initial weights share the model section: read them so that every key is checked.
+  init_weights_options(c);
   c.require_all_used("model");
   return o;
 }

@@ -1,5 +1,6 @@
 #include "aligndetr/engine/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "aligndetr/data/loader.h"
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/inference.h"
+#include "aligndetr/engine/init_weights.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/atomic_file.h"
 #include "aligndetr/util/error.h"
@@ -99,7 +101,30 @@ std::string eval_json(int64_t iteration, const eval::CocoEvalResult& r) {
   std::string s = fmt::format("{{\"iter\": {}, \"type\": \"eval\"", iteration);
   for (int i = 0; i < eval::kCocoStats; ++i)
     s += fmt::format(", \"{}\": {:.6f}", eval::kCocoStatNames[size_t(i)], r.stats[size_t(i)]);
-  return s + "}";
+  return s + ", \"per_category\": " + r.per_category_json() + "}";
+}
+
+// Training and validation must speak of the same classes, or the evaluation would silently score
+// one against the other's labels.
+void check_same_categories(const coco::CocoDataset& train_set, const coco::CocoDataset& val_set,
+                           const std::string& train_file, const std::string& val_file) {
+  const auto describe = [](const coco::CocoCategory& c) {
+    return fmt::format("id {} '{}'", c.id, c.name);
+  };
+  const auto by_id = [](std::vector<coco::CocoCategory> c) {
+    std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return c;
+  };
+  const auto train = by_id(train_set.categories), val = by_id(val_set.categories);
+  const size_t n = std::max(train.size(), val.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto* t = i < train.size() ? &train[i] : nullptr;
+    const auto* v = i < val.size() ? &val[i] : nullptr;
+    if (t && v && t->id == v->id && t->name == v->name) continue;
+    throw util::InputError(fmt::format(
+        "the training and validation files have different categories: {} has {}, {} has {}",
+        train_file, t ? describe(*t) : "nothing", val_file, v ? describe(*v) : "nothing"));
+  }
 }
 
 }  // namespace
@@ -153,6 +178,13 @@ std::vector<std::string> write_evaluation(const EvaluationResult& result, const 
   const auto eval_path = (fs::path(dir) / "eval.json").string();
   util::write_file_atomic(eval_path, result.coco.stats_json() + "\n");
   written.push_back(eval_path);
+  for (const auto& [name, text] :
+       {std::pair{"per_category.txt", result.coco.per_category_table()},
+        std::pair{"per_category.json", result.coco.per_category_json() + "\n"}}) {
+    const auto path = (fs::path(dir) / name).string();
+    util::write_file_atomic(path, text);
+    written.push_back(path);
+  }
   if (result.alignment) {
     const auto path = (fs::path(dir) / "alignment.json").string();
     util::write_file_atomic(path, result.alignment->to_json() + "\n");
@@ -169,8 +201,6 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   const auto device = parse_device(e.train.device);
   const std::string ckpt_dir = (fs::path(output_dir) / "checkpoints").string();
   fs::create_directories(ckpt_dir);
-  util::write_file_atomic((fs::path(output_dir) / "config.yaml").string(), e.config.dump());
-
   torch::manual_seed(e.train.seed);
   auto train_set = std::make_shared<const data::CocoDetection>(e.data.train);
   const data::CocoDetection val_set(e.data.val);
@@ -178,6 +208,12 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
     throw util::InputError(
         fmt::format("the training set has {} categories but model.num_classes is {}",
                     train_set->categories().num_classes(), e.model.num_classes()));
+  }
+  check_same_categories(train_set->coco(), val_set.coco(), e.data.train.ann_file,
+                        e.data.val.ann_file);
+  std::vector<std::string> class_names;
+  for (int c = 0; c < train_set->categories().num_classes(); ++c) {
+    class_names.push_back(train_set->categories().name(c));
   }
   const auto model = e.model.build();
   model->to(device);
@@ -196,6 +232,16 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
       spdlog::info("resumed from {} at iteration {}", last, start_iter);
     }
   }
+  Config resolved = e.config;
+  if (start_iter == 0 && !e.model.init.files.empty()) {
+    // A resumed run never re-applies them: its checkpoint holds the weights.
+    const auto init = apply_init_weights(*model, e.model.init, class_names);
+    spdlog::info("initial weights:\n{}", init.text);
+    for (size_t i = 0; i < init.sha256.size(); ++i) {
+      resolved.assign(fmt::format("model.init_weights.{}.sha256", i), init.sha256[i]);
+    }
+  }
+  util::write_file_atomic((fs::path(output_dir) / "config.yaml").string(), resolved.dump());
   if (start_iter == 0) {
     // A new run in a directory that held one: leftovers would mix two runs in the log and plots
     // and let a later --resume pick up the old run's checkpoints.
@@ -233,10 +279,11 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
   std::map<std::string, double> running;
   int64_t running_count = 0;
   auto last_log = std::chrono::steady_clock::now();
+  bool first_eval = true;
 
   const auto save = [&](int64_t iteration) {
     save_checkpoint(checkpoint_path(ckpt_dir, iteration), *model, optimizer, iteration,
-                    e.config.dump());
+                    resolved.dump(), class_names);
     prune_checkpoints(ckpt_dir, e.train.keep_checkpoints);
   };
 
@@ -331,13 +378,26 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
       const auto r = evaluate_model(*model, val_set, device, e, false);
       metrics.write(eval_json(done, r));
       spdlog::info("iteration {}: AP {:.4f} AP50 {:.4f}", done, r.stats[0], r.stats[1]);
+      const auto& losses = result.loss_history;
+      if (first_eval && r.stats[0] == 0.0 && losses.size() >= 2 &&
+          losses.back().second < losses.front().second) {
+        spdlog::warn(
+            "AP is 0 after {} iterations while the loss falls ({:.3f} -> {:.3f}). The usual "
+            "causes: the classes were remapped or re-initialised (see the initial-weights report "
+            "above), boxes in the wrong format (COCO's are x, y, width, height in pixels), or a "
+            "learning rate far from the preset's. Check what the model is fed with `aligndetr "
+            "dataset show --ann {} --images {} --out DIR --augment`",
+            done, losses.front().second, losses.back().second, e.data.train.ann_file,
+            e.data.train.images_dir);
+      }
+      first_eval = false;
     }
   }
   progress.finish();
   result.iterations = e.solver.max_iter;
   save(e.solver.max_iter);
   result.final_weights = (fs::path(output_dir) / "model_final.pt").string();
-  model::save_module(result.final_weights, *model);
+  model::save_module(result.final_weights, *model, class_names);
   const auto r = evaluate_model(*model, val_set, device, e);
   metrics.write(eval_json(e.solver.max_iter, r));
   util::write_file_atomic((fs::path(output_dir) / "eval_final.json").string(),

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "aligndetr/util/error.h"
+#include "aligndetr/util/json.h"
 
 namespace aligndetr::eval {
 namespace {
@@ -673,6 +674,7 @@ CocoEvalResult CocoEvaluator::accumulate() const {
   CocoEvalResult res;
   res.category_ids = d.category_ids;
   res.category_names = d.category_names;
+  for (const auto& counts : d.num_gt) res.category_gt.push_back(counts[0]);
   const size_t K = d.category_ids.size();
   res.precision.assign(static_cast<size_t>(T) * R * K * A * M, -1.0);
   res.recall.assign(static_cast<size_t>(T) * K * A * M, -1.0);
@@ -792,15 +794,31 @@ std::string CocoEvalResult::stats_json() const {
 std::string CocoEvalResult::per_category_table() const {
   size_t width = 8;
   for (const auto& name : category_names) width = std::max(width, name.size());
-  std::string out = fmt::format("{:<{}}  {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}\n", "category", width,
-                                "AP", "AP50", "AP75", "APs", "APm", "APl");
+  std::string out = fmt::format("{:<{}}  {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}\n", "category",
+                                width, "AP", "AP50", "AP75", "APs", "APm", "APl", "GT");
   for (int k = 0; k < num_categories(); ++k) {
     const auto v = category_ap(k);
     out += fmt::format("{:<{}} ", category_names[static_cast<size_t>(k)], width);
     for (double x : v) out += x < 0 ? fmt::format(" {:>6}", "-") : fmt::format(" {:6.3f}", x);
+    if (static_cast<size_t>(k) < category_gt.size()) {
+      out += fmt::format(" {:>7}", category_gt[static_cast<size_t>(k)]);
+    }
     out += '\n';
   }
   return out;
+}
+
+std::string CocoEvalResult::per_category_json() const {
+  std::string out = "{";
+  for (int k = 0; k < num_categories(); ++k) {
+    const auto v = category_ap(k);
+    const auto escaped = util::json_escape(category_names[static_cast<size_t>(k)]);
+    out +=
+        fmt::format("{}\"{}\": {{\"AP\": {:.6f}, \"AP50\": {:.6f}, \"AP75\": {:.6f}, \"gt\": {}}}",
+                    k ? ", " : "", escaped, v[0], v[1], v[2],
+                    static_cast<size_t>(k) < category_gt.size() ? category_gt[size_t(k)] : 0);
+  }
+  return out + "}";
 }
 
 CocoEvalResult evaluate_coco(const coco::CocoDataset& gt,

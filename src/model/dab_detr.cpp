@@ -37,6 +37,10 @@ DabDetrImpl::DabDetrImpl(DabDetrOptions options) : options_(std::move(options)) 
   last->bias.zero_();
 }
 
+std::vector<std::string> DabDetrImpl::class_parameters() const {
+  return {"class_embed.weight", "class_embed.bias"};
+}
+
 model::DetectorOutputs DabDetrImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
                                             const std::vector<boxes::Target>* /*targets*/) {
   const bool all_valid = !is_training() && options_.eval_ignores_padding_mask;

@@ -53,6 +53,16 @@ DinoImpl::DinoImpl(DinoOptions options)
   label_enc_ = register_module("label_enc", torch::nn::Embedding(o.num_classes, D));
 }
 
+std::vector<std::string> DinoImpl::class_parameters() const {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < heads_.class_embed.size(); ++i) {
+    names.push_back("class_embed." + std::to_string(i) + ".weight");
+    names.push_back("class_embed." + std::to_string(i) + ".bias");
+  }
+  names.push_back("label_enc.weight");
+  return names;
+}
+
 model::DetectorOutputs DinoImpl::forward(const torch::Tensor& images, const torch::Tensor& mask,
                                          const std::vector<boxes::Target>* targets) {
   const auto& o = options_;

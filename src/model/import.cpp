@@ -1,9 +1,21 @@
 #include "aligndetr/model/import.h"
 
+#include <regex>
+
 #include "aligndetr/model/detrex.h"
 #include "aligndetr/util/error.h"
 
 namespace aligndetr::model {
+
+ImportLayout detect_layout(const TensorDict& tensors) {
+  static const std::regex detectron2(R"((^|\.)(stem\.conv1|res[2-5]\.\d+)\.)");
+  bool resnet = false;
+  for (const auto& item : tensors) {
+    if (item.key().rfind("transformer.decoder.class_embed.", 0) == 0) return ImportLayout::kDetrex;
+    resnet = resnet || std::regex_search(item.key(), detectron2);
+  }
+  return resnet ? ImportLayout::kDetectron2ResNet : ImportLayout::kOurs;
+}
 
 std::pair<std::string, std::string> parse_prefix_rule(const std::string& text) {
   const size_t eq = text.find('=');

@@ -1,5 +1,6 @@
 #include "aligndetr/model/weights.h"
 
+#include <cstring>
 #include <regex>
 #include <sstream>
 #include <string_view>
@@ -164,6 +165,37 @@ std::string LoadReport::to_text() const {
   return out.str();
 }
 
+torch::Tensor string_tensor(const std::string& text) {
+  auto t = torch::empty({int64_t(text.size())}, torch::kUInt8);
+  if (!text.empty()) std::memcpy(t.data_ptr<uint8_t>(), text.data(), text.size());
+  return t;
+}
+
+std::string tensor_string(const torch::Tensor& tensor) {
+  const auto c = tensor.to(torch::kCPU, torch::kUInt8).contiguous();
+  return std::string(reinterpret_cast<const char*>(c.data_ptr<uint8_t>()), size_t(c.numel()));
+}
+
+void set_category_names(TensorDict& tensors, const std::vector<std::string>& names) {
+  std::string joined;
+  for (size_t i = 0; i < names.size(); ++i) joined += (i ? "\n" : "") + names[i];
+  if (tensors.contains(kCategoryNamesKey)) {
+    tensors[kCategoryNamesKey] = string_tensor(joined);
+  } else {
+    tensors.insert(kCategoryNamesKey, string_tensor(joined));
+  }
+}
+
+std::vector<std::string> category_names(const TensorDict& tensors) {
+  const torch::Tensor* t = tensors.find(kCategoryNamesKey);
+  if (!t) return {};
+  std::vector<std::string> names;
+  std::string text = tensor_string(*t), name;
+  std::stringstream in(text);
+  while (std::getline(in, name)) names.push_back(name);
+  return names;
+}
+
 LoadReport load_state_dict(torch::nn::Module& module, const TensorDict& tensors, bool strict) {
   LoadReport report;
   const TensorDict destinations = module_state(module);
@@ -181,7 +213,7 @@ LoadReport load_state_dict(torch::nn::Module& module, const TensorDict& tensors,
     }
   }
   for (const auto& src : tensors) {
-    if (destinations.contains(src.key())) continue;
+    if (destinations.contains(src.key()) || src.key().rfind("meta.", 0) == 0) continue;
     (ends_with(src.key(), ".num_batches_tracked") ? report.ignored : report.unexpected)
         .push_back(src.key());
   }
@@ -193,8 +225,11 @@ LoadReport load_state_dict(torch::nn::Module& module, const TensorDict& tensors,
   return report;
 }
 
-void save_module(const std::string& path, const torch::nn::Module& module) {
-  save_tensors(path, module_state(module));
+void save_module(const std::string& path, const torch::nn::Module& module,
+                 const std::vector<std::string>& category_names) {
+  TensorDict tensors = module_state(module);
+  if (!category_names.empty()) set_category_names(tensors, category_names);
+  save_tensors(path, tensors);
 }
 
 LoadReport load_module(const std::string& path, torch::nn::Module& module, bool strict) {

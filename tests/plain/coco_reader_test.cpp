@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "aligndetr/coco/annotations.h"
+#include "aligndetr/coco/names.h"
 #include "aligndetr/util/error.h"
 #include "test_support.h"
 
@@ -129,6 +130,28 @@ TEST(CategoryMap, ContiguousLabelsInIdOrder) {
   EXPECT_EQ(map.label(5), -1);
   EXPECT_EQ(map.category_id(1), 18);
   EXPECT_EQ(map.name(1), "dog");
+}
+
+TEST(CocoNames, EightyClassesInIdOrderAndTheNinetyOneIdLayout) {
+  ASSERT_EQ(coco::coco80_names().size(), 80u);
+  ASSERT_EQ(coco::coco91_names().size(), 91u);
+  EXPECT_EQ(coco::coco80_names().front(), "person");
+  EXPECT_EQ(coco::coco80_names().back(), "toothbrush");
+  EXPECT_EQ(coco::coco91_names()[1], "person");
+  EXPECT_EQ(coco::coco91_names()[12], "");  // an id COCO does not use
+  EXPECT_EQ(coco::coco91_names()[13], "stop sign");
+}
+
+TEST(CocoNames, MatchTheCategoriesOfACocoFile) {
+  REQUIRE_SHARED_DATA("COCO128's category list");
+  const auto ds =
+      coco::read_coco((testing::shared_data() / "coco128/annotations/instances.json").string());
+  const coco::CategoryMap categories(ds.categories);
+  ASSERT_EQ(categories.num_classes(), 80);
+  for (int label = 0; label < 80; ++label) {
+    EXPECT_EQ(coco::coco80_names()[size_t(label)], categories.name(label)) << label;
+    EXPECT_EQ(coco::coco91_names()[size_t(categories.category_id(label))], categories.name(label));
+  }
 }
 
 }  // namespace

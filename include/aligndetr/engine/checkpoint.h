@@ -7,15 +7,18 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/optim/adamw.h>
 
 namespace aligndetr::engine {
 
+// With category_names, the file records them (model::kCategoryNamesKey).
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::AdamW& optimizer, int64_t iteration,
-                     const std::string& config_yaml);
+                     const std::string& config_yaml,
+                     const std::vector<std::string>& category_names = {});
 
 struct CheckpointInfo {
   int64_t iteration = -1;  // -1 for a model-only file

@@ -44,6 +44,16 @@ class Config {
   bool get_bool(const std::string& key, bool fallback) const;
   std::string get_string(const std::string& key, const std::string& fallback) const;
 
+  // Lists of maps are addressed by index: "model.init_weights.0.file".
+  // Elements of the list at `key`: 0 when absent; InputError when it is not a list.
+  size_t list_size(const std::string& key) const;
+  // Sets a string value, creating the keys (and a list element at index == size) on the way.
+  // For records the engine adds to a resolved config (e.g. the sha256 of an initial weights file),
+  // not for user overrides, which must name existing keys (set).
+  void assign(const std::string& key, const std::string& value);
+  // Removes a key of a map (nothing when absent).
+  void remove(const std::string& key);
+
   // Leaf keys under `prefix` ("" for all) that no getter has read: left-over typos.
   std::vector<std::string> unused_keys(const std::string& prefix = "") const;
   // Throws InputError listing unused keys under prefix.

@@ -10,6 +10,7 @@
 
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/engine/config.h"
+#include "aligndetr/engine/init_weights.h"
 #include "aligndetr/engine/model_config.h"
 #include "aligndetr/model/dab_detr.h"
 #include "aligndetr/model/detector.h"
@@ -56,6 +57,8 @@ struct ModelSpec {
   std::string type = "dino";
   model::DinoOptions dino;
   model::DabDetrOptions dab_detr;
+  // model.init_weights and model.init_class_map: applied by train() to a new run only.
+  InitWeightsOptions init;
   int64_t num_classes() const;
   model::DetectorPtr build() const;
   // build(), then weights from a weights file or a training checkpoint (strictly by name), on
@@ -75,6 +78,9 @@ struct Experiment {
 
 // The `model` section alone (for tools that need no data or solver).
 ModelSpec model_spec(const Config& config);
+
+// `train --init FILE`: the run starts from FILE alone (replacing model.init_weights).
+void set_init_weights(Config& config, const std::string& file);
 
 // Reads every section; throws InputError naming the first missing or unknown key.
 Experiment make_experiment(const Config& config);

@@ -3,6 +3,7 @@
 // YAML; every key of those sections must be understood, or loading fails naming the stray key.
 
 #include "aligndetr/engine/config.h"
+#include "aligndetr/engine/init_weights.h"
 #include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/dab_detr.h"
 #include "aligndetr/model/dino.h"
@@ -10,6 +11,9 @@
 namespace aligndetr::engine {
 
 // `model.type: dino`.
+// model.init_weights and model.init_class_map (the DINO and DAB-DETR readers check them too).
+InitWeightsOptions init_weights_options(const Config& config);
+
 model::DinoOptions dino_options(const Config& config);
 // `model.type: dab_detr`.
 model::DabDetrOptions dab_detr_options(const Config& config);

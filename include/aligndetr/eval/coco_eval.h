@@ -46,6 +46,7 @@ struct CocoEvalResult {
   std::array<double, kCocoStats> stats{};
   std::vector<int64_t> category_ids;  // ascending, as pycocotools' params.catIds
   std::vector<std::string> category_names;
+  std::vector<int64_t> category_gt;  // non-crowd GT boxes of each category (area "all")
   // pycocotools' eval['precision'] [T][R][K][A][M] and eval['recall'] [T][K][A][M], flattened in
   // that index order; -1 where the category has no (non-ignored) GT in the area range.
   std::vector<double> precision;
@@ -62,8 +63,10 @@ struct CocoEvalResult {
   std::string summary() const;
   // {"AP": ..., ..., "ARl": ...} with every number round-tripping (%.17g).
   std::string stats_json() const;
-  // One row per category: name, AP, AP50, AP75, APs, APm, APl.
+  // One row per category: name, AP, AP50, AP75, APs, APm, APl, GT count.
   std::string per_category_table() const;
+  // {"<name>": {"AP": .., "AP50": .., "AP75": .., "gt": n}, ...}; -1 where undefined.
+  std::string per_category_json() const;
 };
 
 // The three stages of COCOeval, separable so each can be timed:

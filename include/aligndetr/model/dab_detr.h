@@ -59,6 +59,8 @@ class DabDetrImpl : public DetectorImpl {
   model::DetectorOutputs forward(const torch::Tensor& images, const torch::Tensor& mask,
                                  const std::vector<boxes::Target>* targets = nullptr) override;
   int64_t num_classes() const override { return options_.num_classes; }
+  // class_embed.{weight,bias}.
+  std::vector<std::string> class_parameters() const override;
 
   const DabDetrOptions& options() const { return options_; }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <torch/nn/module.h>
@@ -44,6 +45,9 @@ class DetectorImpl : public torch::nn::Module {
   virtual DetectorOutputs forward(const torch::Tensor& images, const torch::Tensor& mask,
                                   const std::vector<boxes::Target>* targets) = 0;
   virtual int64_t num_classes() const = 0;
+  // Parameters whose first dimension indexes the classes (the classification heads, DINO's
+  // denoising label embedding): what fine-tuning on another class set re-initialises or remaps.
+  virtual std::vector<std::string> class_parameters() const = 0;
 };
 
 using DetectorPtr = std::shared_ptr<DetectorImpl>;

@@ -49,6 +49,8 @@ class DinoImpl : public DetectorImpl {
   model::DetectorOutputs forward(const torch::Tensor& images, const torch::Tensor& mask,
                                  const std::vector<boxes::Target>* targets = nullptr) override;
   int64_t num_classes() const override { return options_.num_classes; }
+  // class_embed.N.{weight,bias} of every head and label_enc.weight.
+  std::vector<std::string> class_parameters() const override;
 
   const DinoOptions& options() const { return options_; }
 

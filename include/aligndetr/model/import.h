@@ -35,6 +35,10 @@ struct ImportResult {
   int dropped = 0;
 };
 
+// The layout a checkpoint's names follow: detrex's (its decoder lists the heads again), a
+// detectron2 ResNet (stem, res2..res5), or ours (torchvision's ResNet names included).
+ImportLayout detect_layout(const TensorDict& tensors);
+
 // "OLD=NEW" (NEW may be empty) as a prefix rule; InputError naming the text otherwise.
 std::pair<std::string, std::string> parse_prefix_rule(const std::string& text);
 

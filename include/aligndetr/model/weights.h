@@ -20,6 +20,18 @@ using TensorDict = torch::OrderedDict<std::string, torch::Tensor>;
 // The module's parameters, then its buffers, by their dotted names (the state_dict of PyTorch).
 TensorDict module_state(const torch::nn::Module& module);
 
+// Strings as uint8 tensors (UTF-8 bytes), so metadata travels inside the same files.
+torch::Tensor string_tensor(const std::string& text);
+std::string tensor_string(const torch::Tensor& tensor);
+
+// File metadata lives under "meta."; loading into a module skips these entries. Our weight files
+// and checkpoints record the dataset's category names, in label order, so that fine-tuning can
+// match classes by name.
+inline constexpr const char* kCategoryNamesKey = "meta.category_names";
+void set_category_names(TensorDict& tensors, const std::vector<std::string>& names);
+// Empty when the file records none.
+std::vector<std::string> category_names(const TensorDict& tensors);
+
 // Writes the tensors (moved to the CPU) atomically: a temporary file renamed over the target.
 void save_tensors(const std::string& path, const TensorDict& tensors);
 
@@ -55,12 +67,15 @@ struct LoadReport {
 };
 
 // Copies tensors into the module's parameters and buffers by name, keeping each destination's
-// device and dtype. strict: a missing, unexpected or mismatched name throws InputError listing
-// all of them, and the module is left unchanged. Otherwise matching tensors are copied.
+// device and dtype; "meta." entries are not tensors of the module and are skipped. strict: a
+// missing, unexpected or mismatched name throws InputError listing all of them, and the module is
+// left unchanged. Otherwise matching tensors are copied.
 LoadReport load_state_dict(torch::nn::Module& module, const TensorDict& tensors, bool strict);
 
 // module_state + save_tensors, and load_tensors + load_state_dict.
-void save_module(const std::string& path, const torch::nn::Module& module);
+// With category_names, the file records them (kCategoryNamesKey).
+void save_module(const std::string& path, const torch::nn::Module& module,
+                 const std::vector<std::string>& category_names = {});
 LoadReport load_module(const std::string& path, torch::nn::Module& module, bool strict);
 
 }  // namespace aligndetr::model
