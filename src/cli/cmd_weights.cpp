@@ -64,6 +64,7 @@ void setup_import(CLI::App* weights) {
     int backbone = 0;
     bool detectron2 = false;
     bool detrex = false;
+    bool official_dino = false;
     std::string config;
   };
   auto args = std::make_shared<Args>();
@@ -85,6 +86,14 @@ void setup_import(CLI::App* weights) {
                 "the detector heads (each checked equal to its head) and rename the detectron2 "
                 "ResNet as --detectron2-resnet does")
       ->excludes("--detectron2-resnet");
+  cmd->add_flag("--official-dino", args->official_dino,
+                "The file is an IDEA-Research DINO checkpoint (backbone.0.body.*, input_proj.*, "
+                "shared decoder heads, transformer.enc_out_*): rename to ours, copy the shared "
+                "heads into every layer and keep COCO's 80 classes (91 with a --config of "
+                "model.num_classes 91). Use it with configs/dino_r50_4scale_official.yaml, which "
+                "embeds positions as the official model does")
+      ->excludes("--detectron2-resnet")
+      ->excludes("--detrex");
   cmd->add_option("--drop", args->drop, "Leave out tensors whose names start with this prefix");
   cmd->add_option("--backbone", args->backbone,
                   "ResNet depth (18, 34, 50, 101): report how the converted tensors load into "
@@ -98,12 +107,18 @@ void setup_import(CLI::App* weights) {
     model::ImportOptions options;
     if (args->detrex) options.layout = model::ImportLayout::kDetrex;
     if (args->detectron2) options.layout = model::ImportLayout::kDetectron2ResNet;
+    if (args->official_dino) {
+      options.layout = model::ImportLayout::kOfficialDino;
+      if (!args->config.empty()) {
+        options.num_classes = engine::model_spec(engine::Config::load(args->config)).num_classes();
+      }
+    }
     for (const auto& rule : args->prefix_map) {
       options.prefix_map.push_back(model::parse_prefix_rule(rule));
     }
     options.drop = args->drop;
     const auto imported = model::import_weights(model::load_tensors(args->from), options);
-    if (args->detrex) {
+    if (args->detrex || args->official_dino) {
       std::printf("%d decoder copies of the detector heads dropped (each equal to its head)\n",
                   imported.aliases_dropped);
     }

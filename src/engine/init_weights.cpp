@@ -24,6 +24,8 @@ const char* layout_name(model::ImportLayout layout) {
   switch (layout) {
     case model::ImportLayout::kDetrex:
       return "detrex";
+    case model::ImportLayout::kOfficialDino:
+      return "official DINO";
     case model::ImportLayout::kDetectron2ResNet:
       return "detectron2 ResNet";
     case model::ImportLayout::kOurs:
@@ -99,6 +101,7 @@ InitWeightsReport apply_init_weights(model::DetectorImpl& model, const InitWeigh
     const auto layout = model::detect_layout(own);
     model::ImportOptions import;
     import.layout = layout;
+    import.num_classes = model.num_classes();
     if (!f.prefix.empty()) import.prefix_map = {{ "", f.prefix }};
     model::TensorDict tensors = model::import_weights(own, import).tensors;
 

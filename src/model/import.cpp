@@ -3,12 +3,14 @@
 #include <regex>
 
 #include "aligndetr/model/detrex.h"
+#include "aligndetr/model/official_dino.h"
 #include "aligndetr/util/error.h"
 
 namespace aligndetr::model {
 
 ImportLayout detect_layout(const TensorDict& tensors) {
   static const std::regex detectron2(R"((^|\.)(stem\.conv1|res[2-5]\.\d+)\.)");
+  if (is_official_dino(tensors)) return ImportLayout::kOfficialDino;
   bool resnet = false;
   for (const auto& item : tensors) {
     if (item.key().rfind("transformer.decoder.class_embed.", 0) == 0) return ImportLayout::kDetrex;
@@ -34,6 +36,10 @@ ImportResult import_weights(const TensorDict& source, const ImportOptions& optio
     result.aliases_dropped = detrex.aliases_dropped;
     result.layout_renamed = detrex.resnet_renamed;
     converted = std::move(detrex.tensors);
+  } else if (options.layout == ImportLayout::kOfficialDino) {
+    OfficialDinoConversion official = official_dino_to_ours(source, options.num_classes);
+    result.aliases_dropped = official.aliases_dropped;
+    converted = std::move(official.tensors);
   } else if (options.layout == ImportLayout::kDetectron2ResNet) {
     converted = detectron2_resnet_to_torchvision(source, &result.layout_renamed);
   }

@@ -1,0 +1,176 @@
+// An official DINO checkpoint (IDEA-Research/DINO names and layout, built here from a model's own
+// tensors by the inverse renaming) imports completely: every tensor of ours loaded, nothing left
+// over, the shared decoder heads copied into every layer, COCO's 80 class rows picked by id.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "aligndetr/coco/names.h"
+#include "aligndetr/engine/init_weights.h"
+#include "aligndetr/model/dino.h"
+#include "aligndetr/model/import.h"
+#include "aligndetr/model/official_dino.h"
+#include "aligndetr/model/weights.h"
+#include "aligndetr/util/error.h"
+#include "test_support.h"
+
+namespace aligndetr {
+namespace {
+
+model::DinoOptions tiny_dino(int64_t classes) {
+  model::DinoOptions o;
+  o.backbone.depth = 18;
+  o.num_classes = classes;
+  o.transformer.embed_dim = 32;
+  o.transformer.num_heads = 2;
+  o.transformer.num_points = 2;
+  o.transformer.encoder_layers = 1;
+  o.transformer.decoder_layers = 2;
+  o.transformer.ffn_dim = 64;
+  o.transformer.num_queries = 10;
+  return o;
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  const auto at = s.find(from);
+  return at == std::string::npos ? s : s.replace(at, from.size(), to);
+}
+
+bool starts_with(const std::string& s, const std::string& p) {
+  return s.rfind(p, 0) == 0;
+}
+
+std::vector<int64_t> coco_ids() {
+  std::vector<int64_t> ids;
+  const auto& by_id = coco::coco91_names();
+  for (size_t id = 0; id < by_id.size(); ++id) {
+    if (!by_id[id].empty()) ids.push_back(int64_t(id));
+  }
+  return ids;
+}
+
+// The official names of a tiny DINO's tensors (2 decoder layers, 3 backbone levels + 1 extra):
+// one shared class and box head (decoder layer 0's), listed again under transformer.decoder.*,
+// the encoder heads as transformer.enc_out_*, 91 class rows and 92 label rows by COCO id.
+model::TensorDict official_names(const model::TensorDict& ours) {
+  const auto ids = torch::tensor(coco_ids(), torch::kLong);
+  const auto by_id = [&](const torch::Tensor& t, int64_t rows) {
+    auto sizes = t.sizes().vec();
+    sizes[0] = rows;
+    auto out = torch::randn(sizes);
+    out.index_copy_(0, ids, t);
+    return out;
+  };
+  model::TensorDict official;
+  for (const auto& kv : ours) {
+    std::string k = kv.key();
+    torch::Tensor v = kv.value();
+    if (starts_with(k, "class_embed.1.") || starts_with(k, "bbox_embed.1.")) continue;  // shared
+    if (starts_with(k, "backbone.")) {
+      k = "backbone.0.body." + k.substr(9);
+    } else if (starts_with(k, "neck.convs.")) {
+      k = replace(replace(replace(k, "neck.convs.", "input_proj."), ".conv.", ".0."), ".norm.",
+                  ".1.");
+    } else if (starts_with(k, "neck.extra_convs.0.")) {
+      k = replace(replace(replace(k, "neck.extra_convs.0.", "input_proj.3."), ".conv.", ".0."),
+                  ".norm.", ".1.");
+    } else if (k == "transformer.level_embeds") {
+      k = "transformer.level_embed";
+    } else if (starts_with(k, "transformer.encoder.layers.")) {
+      for (const auto& [from, to] :
+           {std::pair{".attentions.0.", ".self_attn."},
+            std::pair{".ffns.0.layers.0.0.", ".linear1."},
+            std::pair{".ffns.0.layers.1.", ".linear2."}, std::pair{".norms.0.", ".norm1."},
+            std::pair{".norms.1.", ".norm2."}}) {
+        k = replace(k, from, to);
+      }
+    } else if (starts_with(k, "transformer.decoder.layers.")) {
+      for (const auto& [from, to] :
+           {std::pair{".attentions.0.attn.", ".self_attn."},
+            std::pair{".attentions.1.", ".cross_attn."},
+            std::pair{".ffns.0.layers.0.0.", ".linear1."},
+            std::pair{".ffns.0.layers.1.", ".linear2."}, std::pair{".norms.0.", ".norm2."},
+            std::pair{".norms.1.", ".norm1."}, std::pair{".norms.2.", ".norm3."}}) {
+        k = replace(k, from, to);
+      }
+    } else if (starts_with(k, "class_embed.2.")) {
+      k = "transformer.enc_out_class_embed." + k.substr(14);
+    } else if (starts_with(k, "bbox_embed.2.")) {
+      k = "transformer.enc_out_bbox_embed." + k.substr(13);
+    }
+    if (starts_with(k, "class_embed.") || starts_with(k, "transformer.enc_out_class_embed.")) {
+      v = by_id(v, 91);
+    } else if (k == "label_enc.weight") {
+      v = by_id(v, 92);
+    }
+    official.insert(k, v);
+    if (starts_with(k, "class_embed.0.") || starts_with(k, "bbox_embed.0.")) {
+      // The one shared head under every decoder layer's name, and again in the decoder.
+      const std::string rest = k.substr(k.find('.', 12) + 1);
+      const std::string head = starts_with(k, "class_embed.") ? "class_embed." : "bbox_embed.";
+      official.insert(head + "1." + rest, v);
+      official.insert("transformer.decoder." + head + "0." + rest, v);
+      official.insert("transformer.decoder." + head + "1." + rest, v);
+    }
+  }
+  return official;
+}
+
+TEST(OfficialDino, ImportsCompletelyWithSharedHeadsAndCocoRows) {
+  torch::manual_seed(0);
+  model::Dino source(tiny_dino(80));
+  const auto ours = model::module_state(*source);
+  const auto official = official_names(ours);
+  ASSERT_TRUE(model::is_official_dino(official));
+  EXPECT_EQ(model::detect_layout(official), model::ImportLayout::kOfficialDino);
+
+  model::ImportOptions options;
+  options.layout = model::ImportLayout::kOfficialDino;
+  const auto imported = model::import_weights(official, options);
+  int copies = 0;
+  for (const auto& kv : official)
+    copies += starts_with(kv.key(), "transformer.decoder.class_embed.") ||
+              starts_with(kv.key(), "transformer.decoder.bbox_embed.");
+  EXPECT_EQ(imported.aliases_dropped, copies);
+  EXPECT_EQ(copies, 2 * (2 + 6));  // two layers' class (weight, bias) and box (3 linears) heads
+  torch::manual_seed(1);
+  model::Dino target(tiny_dino(80));
+  const auto report = model::load_state_dict(*target, imported.tensors, /*strict=*/false);
+  EXPECT_TRUE(report.complete()) << report.to_text();
+  const auto loaded = model::module_state(*target);
+  for (const auto& kv : ours) {
+    // Every decoder layer now has the shared head (layer 0's); the encoder head is its own.
+    std::string from = kv.key();
+    if (starts_with(from, "class_embed.1.")) from = "class_embed.0." + from.substr(14);
+    if (starts_with(from, "bbox_embed.1.")) from = "bbox_embed.0." + from.substr(13);
+    EXPECT_TRUE(torch::equal(loaded[kv.key()], ours[from])) << kv.key();
+  }
+
+  // The same file as a run's initial weights is recognised by its names and loads completely.
+  testing::TempDir dir;
+  model::save_tensors((dir / "checkpoint0011_4scale.pth").string(), official);
+  torch::manual_seed(2);
+  model::Dino fresh(tiny_dino(80));
+  engine::InitWeightsOptions init;
+  engine::InitWeightsFile f;
+  f.file = (dir / "checkpoint0011_4scale.pth").string();
+  init.files.push_back(f);
+  const auto init_report = engine::apply_init_weights(*fresh, init, coco::coco80_names());
+  EXPECT_TRUE(init_report.random_modules.empty()) << init_report.text;
+  EXPECT_TRUE(init_report.reinitialised.empty()) << init_report.text;
+  EXPECT_NE(init_report.text.find("official DINO names"), std::string::npos) << init_report.text;
+
+  // 91 classes keep the official layout; anything else is refused.
+  options.num_classes = 91;
+  const auto by_id = model::import_weights(official, options);
+  EXPECT_EQ(by_id.tensors["class_embed.0.bias"].size(0), 91);
+  EXPECT_EQ(by_id.tensors["label_enc.weight"].size(0), 91);
+  options.num_classes = 20;
+  EXPECT_THROW(model::import_weights(official, options), util::InputError);
+}
+
+}  // namespace
+}  // namespace aligndetr
