@@ -126,6 +126,15 @@ TEST(Config, ListsOfMapsAreAddressedByIndex) {
   EXPECT_EQ(c.list_size("model.init_weights"), 3u);
   EXPECT_EQ(c.get_string("model.init_weights.2.file"), "c.pt");
   EXPECT_EQ(c.get_string("model.init_weights.0.sha256"), "abc");
+  // An override reaches list elements by number and leaves the list a list.
+  c.set("model.init_weights.1.file=e.pt");
+  EXPECT_EQ(c.get_string("model.init_weights.1.file"), "e.pt");
+  EXPECT_EQ(c.list_size("model.init_weights"), 3u);
+  EXPECT_THROW(c.set("model.init_weights.99999999999999999999.file=x"), util::InputError);
+  // `init_weights:` with nothing is an empty list, and a known key.
+  auto none = engine::Config::parse("model:\n  init_weights:\n", "none");
+  EXPECT_EQ(none.list_size("model.init_weights"), 0u);
+  EXPECT_TRUE(none.unused_keys("model").empty());
   c.remove("model.init_weights");
   EXPECT_EQ(c.list_size("model.init_weights"), 0u);
   c.assign("model.init_weights.0.file", "d.pt");

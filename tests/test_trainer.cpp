@@ -273,6 +273,10 @@ TEST(Trainer, InitWeightsStartANewRunAndAreRecorded) {
   EXPECT_EQ(engine::make_experiment(recorded).model.init.files[0].sha256, util::sha256_file(init));
   fs::remove(init);
   EXPECT_NO_THROW(engine::train(e, (dir / "b").string(), true));
+  // Resuming from the original config keeps the recorded digest.
+  EXPECT_EQ(engine::Config::load((dir / "b/config.yaml").string())
+                .get_string("model.init_weights.0.sha256"),
+            recorded.get_string("model.init_weights.0.sha256"));
 }
 
 TEST(Trainer, TrainingAndValidationFilesMustShareCategories) {

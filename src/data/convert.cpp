@@ -104,7 +104,8 @@ coco::CocoDataset convert_yolo(const std::string& images_dir, const std::string&
   }
   auto d = with_categories(classes);
   for (const auto& image : files_with(images_dir, {".jpg", ".jpeg", ".png", ".bmp"}, "images")) {
-    const cv::Mat decoded = cv::imread(image.string(), cv::IMREAD_UNCHANGED);
+    // Decoded as training reads it (EXIF orientation applied), so width and height agree.
+    const cv::Mat decoded = cv::imread(image.string(), cv::IMREAD_COLOR);
     if (decoded.empty()) {
       throw util::InputError(fmt::format("'{}' cannot be decoded as an image", image.string()));
     }

@@ -82,8 +82,12 @@ bool is_map_sequence(const YAML::Node& node) {
 }
 
 // An index into a sequence: digits only.
+// An index into a sequence: up to 9 digits (a longer one is no index any list has).
 bool index_of(const std::string& part, size_t* index) {
-  if (part.empty() || part.find_first_not_of("0123456789") != std::string::npos) return false;
+  if (part.empty() || part.size() > 9 ||
+      part.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
   *index = std::stoul(part);
   return true;
 }
@@ -162,10 +166,23 @@ void Config::set(const std::string& assignment) {
     throw util::InputError(fmt::format("override '{}': invalid value: {}", assignment, e.msg));
   }
   const auto parts = split_key(key);
-  // yaml-cpp nodes are handles: walking with operator[] on a copy of the root edits the tree.
-  std::vector<YAML::Node> path{*root_};
-  for (size_t i = 0; i + 1 < parts.size(); ++i) path.push_back(path.back()[parts[i]]);
-  path.back()[parts.back()] = value;
+  // yaml-cpp nodes are handles: walking with operator[] on a copy of the root edits the tree. A
+  // list element is reached by its number (a string subscript would turn the list into a map).
+  YAML::Node node = *root_;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    size_t index = 0;
+    const bool element = node.IsSequence() && index_of(parts[i], &index);
+    if (i + 1 == parts.size()) {
+      if (element) {
+        node[index] = value;
+      } else {
+        node[parts[i]] = value;
+      }
+      return;
+    }
+    YAML::Node child = element ? node[index] : node[parts[i]];
+    node.reset(child);
+  }
 }
 
 YAML::Node Config::lookup(const std::string& key) const {
@@ -194,11 +211,12 @@ void Config::remove(const std::string& key) {
 
 size_t Config::list_size(const std::string& key) const {
   const YAML::Node node = lookup(key);
-  if (!node.IsDefined() || node.IsNull()) return 0;
+  if (!node.IsDefined()) return 0;
+  used_.insert(key);
+  if (node.IsNull()) return 0;  // `init_weights:` with nothing: an empty list
   if (!node.IsSequence()) {
     throw util::InputError(fmt::format("config '{}': key '{}' must be a list", source_, key));
   }
-  used_.insert(key);
   return node.size();
 }
 
@@ -220,6 +238,10 @@ void Config::assign(const std::string& key, const std::string& value) {
       }
       node.reset(child);
       continue;
+    }
+    if (!node.IsMap() && !node.IsNull()) {
+      throw util::InputError(
+          fmt::format("config '{}': cannot set '{}': '{}' is not a map", source_, key, parts[i]));
     }
     if (last) {
       node[parts[i]] = value;

@@ -83,6 +83,7 @@ InitWeightsReport apply_init_weights(model::DetectorImpl& model, const InitWeigh
   const model::TensorDict state = model::module_state(model);
   const auto class_parameters = model.class_parameters();
   std::set<std::string> covered, reinitialised, kept;
+  bool remapped = false;  // some class parameter's rows were not the checkpoint's as they are
   for (size_t i = 0; i < options.files.size(); ++i) {
     const auto& f = options.files[i];
     const std::string where = fmt::format("model.init_weights.{}", i);
@@ -101,7 +102,9 @@ InitWeightsReport apply_init_weights(model::DetectorImpl& model, const InitWeigh
     const auto layout = model::detect_layout(own);
     model::ImportOptions import;
     import.layout = layout;
-    import.num_classes = model.num_classes();
+    // An official DINO file's rows become COCO's 80 for an 80-class model; for any other the
+    // 91-by-id layout stays, for the class remapping below to read by name.
+    import.num_classes = model.num_classes() == 80 ? 80 : 91;
     if (!f.prefix.empty()) import.prefix_map = {{ "", f.prefix }};
     model::TensorDict tensors = model::import_weights(own, import).tensors;
 
@@ -109,12 +112,17 @@ InitWeightsReport apply_init_weights(model::DetectorImpl& model, const InitWeigh
       const torch::Tensor* src = tensors.find(name);
       if (!src) continue;
       const torch::Tensor& dst = state[name];
-      const auto from = checkpoint_classes(file, src->size(0));
+      const auto from = checkpoint_classes(file, src->dim() > 0 ? src->size(0) : 0);
       const bool same = src->sizes() == dst.sizes() && (from.empty() || from == class_names);
-      if (same) continue;
+      if (same) {
+        if (!from.empty()) kept.insert(class_names.begin(), class_names.end());
+        continue;
+      }
+      remapped = true;
       torch::Tensor merged;
-      if (options.class_map == ClassMap::kByName && int64_t(from.size()) == src->size(0) &&
-          src->dim() == dst.dim() && src->sizes().slice(1) == dst.sizes().slice(1)) {
+      if (options.class_map == ClassMap::kByName && src->dim() > 0 &&
+          int64_t(from.size()) == src->size(0) && src->dim() == dst.dim() &&
+          src->sizes().slice(1) == dst.sizes().slice(1)) {
         merged = dst.detach().clone();
         for (size_t j = 0; j < class_names.size() && int64_t(j) < dst.size(0); ++j) {
           const auto it = std::find(from.begin(), from.end(), class_names[j]);
@@ -178,7 +186,7 @@ InitWeightsReport apply_init_weights(model::DetectorImpl& model, const InitWeigh
                                                  "of classes with the same name"
                                                : "");
   }
-  if (options.class_map == ClassMap::kByName) {
+  if (options.class_map == ClassMap::kByName && remapped) {
     report.text +=
         fmt::format("classes kept by name: {} of {}{}{}\n", kept.size(), class_names.size(),
                     kept.empty() ? "" : ": ", fmt::join(report.kept_classes, ", "));

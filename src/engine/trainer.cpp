@@ -241,7 +241,19 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
       resolved.assign(fmt::format("model.init_weights.{}.sha256", i), init.sha256[i]);
     }
   }
-  util::write_file_atomic((fs::path(output_dir) / "config.yaml").string(), resolved.dump());
+  const auto config_path = (fs::path(output_dir) / "config.yaml").string();
+  if (start_iter > 0 && fs::exists(config_path)) {
+    // The digests the first run recorded stay in the resumed run's config.
+    const Config before = Config::load(config_path);
+    for (size_t i = 0; i < resolved.list_size("model.init_weights"); ++i) {
+      const std::string key = fmt::format("model.init_weights.{}.", i);
+      if (before.has(key + "sha256") && !resolved.has(key + "sha256") &&
+          before.get_string(key + "file", "") == resolved.get_string(key + "file")) {
+        resolved.assign(key + "sha256", before.get_string(key + "sha256"));
+      }
+    }
+  }
+  util::write_file_atomic(config_path, resolved.dump());
   if (start_iter == 0) {
     // A new run in a directory that held one: leftovers would mix two runs in the log and plots
     // and let a later --resume pick up the old run's checkpoints.

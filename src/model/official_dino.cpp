@@ -113,7 +113,8 @@ OfficialDinoConversion official_dino_to_ours(const TensorDict& tensors, int64_t 
                starts_with(k, "transformer.decoder.bbox_embed.")) {
       const std::string head = k.substr(20);
       const torch::Tensor* same = tensors.find(head);
-      if (!same || !torch::equal(*same, kv.value())) {
+      if (!same || same->sizes() != kv.value().sizes() ||
+          same->scalar_type() != kv.value().scalar_type() || !torch::equal(*same, kv.value())) {
         throw util::InputError("official DINO checkpoint: " + k + " differs from " + head +
                                " (or " + head + " is missing)");
       }
@@ -125,8 +126,11 @@ OfficialDinoConversion official_dino_to_ours(const TensorDict& tensors, int64_t 
       name = "bbox_embed." + std::to_string(layers) + "." + k.substr(31);
     }
     torch::Tensor value = kv.value();
+    // Exactly the official layout's rows (91 classes, 92 in the label book); any other count is
+    // left as it is, to show up as a shape mismatch.
+    const int64_t official_rows = name == "label_enc.weight" ? 92 : 91;
     if ((starts_with(name, "class_embed.") || name == "label_enc.weight") && value.dim() >= 1 &&
-        value.size(0) >= 91) {
+        value.size(0) == official_rows) {
       value = value.index_select(0, rows);
     }
     out.tensors.insert(name, value);
