@@ -17,25 +17,11 @@
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 #include "aligndetr/util/sha256.h"
+#include "support/model_options.h"
 #include "test_support.h"
 
 namespace aligndetr {
 namespace {
-
-model::DinoOptions tiny_dino(int64_t classes) {
-  model::DinoOptions o;
-  o.backbone.depth = 18;
-  o.num_classes = classes;
-  o.transformer.embed_dim = 32;
-  o.transformer.num_heads = 2;
-  o.transformer.num_points = 2;
-  o.transformer.encoder_layers = 1;
-  o.transformer.decoder_layers = 2;
-  o.transformer.ffn_dim = 64;
-  o.transformer.num_queries = 10;
-  o.denoising.dn_number = 4;
-  return o;
-}
 
 model::TensorDict snapshot(const torch::nn::Module& m) {
   model::TensorDict out;
@@ -59,7 +45,7 @@ bool starts_with(const std::string& s, const std::string& prefix) {
 struct FineTune : ::testing::Test {
   void SetUp() override {
     torch::manual_seed(0);
-    model::Dino old(tiny_dino(3));
+    model::Dino old(testing::tiny_dino_options(3));
     saved = snapshot(*old);
     model::save_module((dir / "old.pt").string(), *old, {"circle", "square", "star"});
   }
@@ -69,7 +55,7 @@ struct FineTune : ::testing::Test {
 
 TEST_F(FineTune, ClassesByNameKeepTheirRowsTheRestLoadsAndNewClassesKeepThePrior) {
   torch::manual_seed(1);
-  model::Dino fresh(tiny_dino(2));
+  model::Dino fresh(testing::tiny_dino_options(2));
   const auto initial = snapshot(*fresh);
   engine::InitWeightsOptions o;
   o.files.push_back(init_file((dir / "old.pt").string()));
@@ -98,7 +84,7 @@ TEST_F(FineTune, ClassesByNameKeepTheirRowsTheRestLoadsAndNewClassesKeepThePrior
 
 TEST_F(FineTune, OtherClassesAreReinitialisedAndListed) {
   torch::manual_seed(1);
-  model::Dino fresh(tiny_dino(3));
+  model::Dino fresh(testing::tiny_dino_options(3));
   const auto initial = snapshot(*fresh);
   engine::InitWeightsOptions o;
   o.files.push_back(init_file((dir / "old.pt").string()));
@@ -117,7 +103,7 @@ TEST_F(FineTune, OtherClassesAreReinitialisedAndListed) {
   EXPECT_TRUE(listed) << report.text;
   // The same names load everything as it is.
   torch::manual_seed(1);
-  model::Dino same(tiny_dino(3));
+  model::Dino same(testing::tiny_dino_options(3));
   const auto full = engine::apply_init_weights(*same, o, {"circle", "square", "star"});
   EXPECT_TRUE(full.reinitialised.empty());
   EXPECT_TRUE(full.random_modules.empty()) << full.text;
@@ -133,7 +119,7 @@ TEST(InitWeights, ABackboneFileUnderAPrefixStrictlyAndWhatStaysRandom) {
   auto tensors = snapshot(*resnet);
   model::save_tensors((dir / "r18.pt").string(), tensors);
   torch::manual_seed(1);
-  model::Dino dino(tiny_dino(2));
+  model::Dino dino(testing::tiny_dino_options(2));
   engine::InitWeightsOptions o;
   o.files.push_back(init_file((dir / "r18.pt").string(), "backbone.", /*strict=*/true));
   const auto report = engine::apply_init_weights(*dino, o, {"a", "b"});
@@ -164,7 +150,7 @@ TEST(InitWeights, ABackboneFileUnderAPrefixStrictlyAndWhatStaysRandom) {
 TEST(InitWeights, MissingFilesAndChangedFilesAreClearErrors) {
   testing::TempDir dir;
   torch::manual_seed(1);
-  model::Dino dino(tiny_dino(2));
+  model::Dino dino(testing::tiny_dino_options(2));
   engine::InitWeightsOptions o;
   engine::InitWeightsFile f;
   f.file = (dir / "weights/resnet50.pth").string();
@@ -188,7 +174,7 @@ TEST(InitWeights, MissingFilesAndChangedFilesAreClearErrors) {
 TEST(InitWeights, CategoryNamesTravelInOurWeightFiles) {
   testing::TempDir dir;
   torch::manual_seed(1);
-  model::Dino dino(tiny_dino(2));
+  model::Dino dino(testing::tiny_dino_options(2));
   model::save_module((dir / "w.pt").string(), *dino, {"a b", "c"});
   const auto loaded = model::load_tensors((dir / "w.pt").string());
   EXPECT_EQ(model::category_names(loaded), (std::vector<std::string>{"a b", "c"}));
@@ -204,7 +190,7 @@ TEST(InitWeights, TheR50PresetsNameTheirImageNetBackboneAndSayWhereToGetIt) {
   EXPECT_EQ(init.files[0].file, "weights/resnet50-0676ba61.pth");
   EXPECT_EQ(init.files[0].prefix, "backbone.");
   torch::manual_seed(1);
-  model::Dino dino(tiny_dino(2));
+  model::Dino dino(testing::tiny_dino_options(2));
   auto missing = init;
   missing.files[0].file = "no/such/resnet50.pth";
   try {

@@ -15,24 +15,11 @@
 #include "aligndetr/model/official_dino.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
+#include "support/model_options.h"
 #include "test_support.h"
 
 namespace aligndetr {
 namespace {
-
-model::DinoOptions tiny_dino(int64_t classes) {
-  model::DinoOptions o;
-  o.backbone.depth = 18;
-  o.num_classes = classes;
-  o.transformer.embed_dim = 32;
-  o.transformer.num_heads = 2;
-  o.transformer.num_points = 2;
-  o.transformer.encoder_layers = 1;
-  o.transformer.decoder_layers = 2;
-  o.transformer.ffn_dim = 64;
-  o.transformer.num_queries = 10;
-  return o;
-}
 
 std::string replace(std::string s, const std::string& from, const std::string& to) {
   const auto at = s.find(from);
@@ -121,7 +108,7 @@ model::TensorDict official_names(const model::TensorDict& ours) {
 
 TEST(OfficialDino, ImportsCompletelyWithSharedHeadsAndCocoRows) {
   torch::manual_seed(0);
-  model::Dino source(tiny_dino(80));
+  model::Dino source(testing::tiny_dino_options(80));
   const auto ours = model::module_state(*source);
   const auto official = official_names(ours);
   ASSERT_TRUE(model::is_official_dino(official));
@@ -137,7 +124,7 @@ TEST(OfficialDino, ImportsCompletelyWithSharedHeadsAndCocoRows) {
   EXPECT_EQ(imported.aliases_dropped, copies);
   EXPECT_EQ(copies, 2 * (2 + 6));  // two layers' class (weight, bias) and box (3 linears) heads
   torch::manual_seed(1);
-  model::Dino target(tiny_dino(80));
+  model::Dino target(testing::tiny_dino_options(80));
   const auto report = model::load_state_dict(*target, imported.tensors, /*strict=*/false);
   EXPECT_TRUE(report.complete()) << report.to_text();
   const auto loaded = model::module_state(*target);
@@ -153,7 +140,7 @@ TEST(OfficialDino, ImportsCompletelyWithSharedHeadsAndCocoRows) {
   testing::TempDir dir;
   model::save_tensors((dir / "checkpoint0011_4scale.pth").string(), official);
   torch::manual_seed(2);
-  model::Dino fresh(tiny_dino(80));
+  model::Dino fresh(testing::tiny_dino_options(80));
   engine::InitWeightsOptions init;
   engine::InitWeightsFile f;
   f.file = (dir / "checkpoint0011_4scale.pth").string();

@@ -1,11 +1,12 @@
 #pragma once
-// Backbone and neck options for tests, every field set by name (never by position, which would
+// Model options for tests, every field set by name (never by position, which would
 // silently change meaning when a field moves).
 
 #include <cstdint>
 #include <vector>
 
 #include "aligndetr/model/backbone.h"
+#include "aligndetr/model/dino.h"
 #include "aligndetr/model/neck.h"
 
 namespace aligndetr::testing {
@@ -28,6 +29,23 @@ inline model::ChannelMapperOptions channel_mapper_options(std::vector<int64_t> i
   o.out_channels = out_channels;
   o.num_extra = num_extra;
   o.groups = groups;
+  return o;
+}
+
+// A DINO small enough for tests that load and save weights: ResNet-18, width 32, 1 + 2 layers,
+// 10 queries, 4 denoising queries.
+inline model::DinoOptions tiny_dino_options(int64_t classes) {
+  model::DinoOptions o;
+  o.backbone.depth = 18;
+  o.num_classes = classes;
+  o.transformer.embed_dim = 32;
+  o.transformer.num_heads = 2;
+  o.transformer.num_points = 2;
+  o.transformer.encoder_layers = 1;
+  o.transformer.decoder_layers = 2;
+  o.transformer.ffn_dim = 64;
+  o.transformer.num_queries = 10;
+  o.denoising.dn_number = 4;
   return o;
 }
 
