@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include "aligndetr/coco/names.h"
+#include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/init_weights.h"
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/dino.h"
@@ -154,6 +156,40 @@ TEST_F(TorchvisionResNet, InitWeightsLoadItIntoADetectorsBackbone) {
   const char* names[] = {"layer2", "layer3", "layer4"};
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_LT((features[i] - reference[names[i]]).abs().max().item<double>(), 1e-4) << names[i];
+  }
+}
+
+// The R50 DINO preset as a new run starts it: its model.init_weights (the ImageNet file, pointed
+// here at the python-written ResNet-50) into `backbone.`; the detector's backbone then gives
+// torchvision's features, the bound relative as in Bottleneck50FeaturesMatchTheReference.
+TEST_F(TorchvisionResNet, TheR50PresetsInitialWeightsGiveTorchvisionsFeatures) {
+  auto config = engine::Config::load(std::string(ALIGNDETR_SOURCE_DIR) +
+                                     "/configs/align_dino_r50_4scale_12ep.yaml");
+  config.set("model.init_weights.0.file=" + file("resnet50.pth"));
+  const auto spec = engine::model_spec(config);
+  ASSERT_EQ(spec.init.files.size(), 1u);
+  EXPECT_EQ(spec.init.files[0].prefix, "backbone.");
+  const auto detector = spec.build();
+  const auto report = engine::apply_init_weights(*detector, spec.init, coco::coco80_names());
+  EXPECT_NE(report.text.find("missing 0, unexpected 2, shape mismatches 0"), std::string::npos)
+      << report.text;  // fc.*
+  for (const auto& m : report.random_modules) EXPECT_NE(m.rfind("backbone", 0), 0u) << m;
+
+  std::shared_ptr<torch::nn::Module> backbone;
+  for (const auto& child : detector->named_children()) {
+    if (child.key() == "backbone") backbone = child.value();
+  }
+  ASSERT_TRUE(backbone);
+  const model::TensorDict reference = model::load_tensors(file("features50.pth"));
+  torch::NoGradGuard no_grad;
+  detector->eval();
+  const auto features = backbone->as<model::ResNetImpl>()->forward(reference["input"]);
+  ASSERT_EQ(features.size(), 3u);
+  const char* names[] = {"layer2", "layer3", "layer4"};
+  for (size_t i = 0; i < 3; ++i) {
+    const double scale = reference[names[i]].abs().max().item<double>();
+    EXPECT_LT((features[i] - reference[names[i]]).abs().max().item<double>(), 1e-5 * scale)
+        << names[i];
   }
 }
 

@@ -211,7 +211,9 @@ TEST(Postprocess, TopKOverQueriesAndClassesScaledAndClipped) {
   const auto logits = torch::tensor({2.0f, -5.0f, -4.0f, 1.0f, -6.0f, 3.0f}).view({1, 2, 3});
   const auto boxes =
       torch::tensor({0.5f, 0.5f, 0.2f, 0.4f, 0.9f, 0.5f, 0.4f, 0.2f}).view({1, 2, 4});
-  const auto d = model::postprocess(logits, boxes, {{{100, 200}}}, 3);
+  PostprocessOptions options;
+  options.top_k = 3;
+  const auto d = model::postprocess(logits, boxes, {{{100, 200}}}, options);
   ASSERT_EQ(d.size(), 1u);
   EXPECT_TRUE(torch::equal(d[0].labels, torch::tensor({2, 0, 0}, torch::kInt64)));
   EXPECT_NEAR(d[0].scores[0].item<float>(), 1 / (1 + std::exp(-3.0f)), 1e-6);
@@ -230,8 +232,25 @@ TEST(Postprocess, DropsBoxesEmptyAfterClipping) {
   const auto logits = torch::zeros({1, 2, 1});
   const auto boxes =
       torch::tensor({1.5f, 0.5f, 0.2f, 0.2f, 0.5f, 0.5f, 0.2f, 0.2f}).view({1, 2, 4});
-  const auto d = model::postprocess(logits, boxes, {{{10, 10}}}, 2);
+  PostprocessOptions options;
+  options.top_k = 2;
+  const auto d = model::postprocess(logits, boxes, {{{10, 10}}}, options);
   EXPECT_EQ(d[0].boxes.size(0), 1);
+}
+
+TEST(Postprocess, WithoutClippingKeepsBoxesAsPredictedLikeTheOfficialDino) {
+  // Both queries are kept: x 14..16 (outside a 10-pixel image) and 4..6, unclipped.
+  const auto logits = torch::tensor({1.0f, 0.0f}).view({1, 2, 1});
+  const auto boxes =
+      torch::tensor({1.5f, 0.5f, 0.2f, 0.2f, 0.5f, 0.5f, 0.2f, 0.2f}).view({1, 2, 4});
+  PostprocessOptions options;
+  options.top_k = 2;
+  options.clip_boxes = false;
+  const auto d = model::postprocess(logits, boxes, {{{10, 10}}}, options);
+  ASSERT_EQ(d[0].boxes.size(0), 2);
+  EXPECT_TRUE(torch::allclose(
+      d[0].boxes, torch::tensor({14.0f, 4.0f, 16.0f, 6.0f, 4.0f, 4.0f, 6.0f, 6.0f}).view({2, 4})));
+  EXPECT_TRUE(torch::equal(d[0].scores, torch::sigmoid(torch::tensor({1.0f, 0.0f}))));
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
-// An official DINO checkpoint (IDEA-Research/DINO names and layout, built here from a model's own
-// tensors by the inverse renaming) imports completely: every tensor of ours loaded, nothing left
-// over, the shared decoder heads copied into every layer, COCO's 80 class rows picked by id.
+// An official DINO checkpoint imports completely: every tensor of ours loaded, nothing left over,
+// the shared decoder heads copied into every layer, COCO's 80 class rows picked by id or the 91 of
+// the official layout kept with its 92-row label book. Two sources: a model's own tensors renamed
+// back to the official names here, and a checkpoint that python3-torch writes from a module tree
+// laid out like the official code's (tests/python/make_official_dino_checkpoint.py).
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -9,12 +11,14 @@
 #include <vector>
 
 #include "aligndetr/coco/names.h"
+#include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/init_weights.h"
 #include "aligndetr/model/dino.h"
 #include "aligndetr/model/import.h"
 #include "aligndetr/model/official_dino.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
+#include "python_fixture.h"
 #include "support/model_options.h"
 #include "test_support.h"
 
@@ -155,8 +159,138 @@ TEST(OfficialDino, ImportsCompletelyWithSharedHeadsAndCocoRows) {
   const auto by_id = model::import_weights(official, options);
   EXPECT_EQ(by_id.tensors["class_embed.0.bias"].size(0), 91);
   EXPECT_EQ(by_id.tensors["label_enc.weight"].size(0), 91);
+  options.label_rows = 92;
+  const auto with_book = model::import_weights(official, options);
+  EXPECT_TRUE(torch::equal(with_book.tensors["label_enc.weight"], official["label_enc.weight"]));
   options.num_classes = 20;
   EXPECT_THROW(model::import_weights(official, options), util::InputError);
+}
+
+TEST(OfficialDino, LabelBookSizeSetsTheLabelEmbeddingRows) {
+  auto options = testing::tiny_dino_options(91);
+  options.denoising.label_book_size = 92;
+  model::Dino dino(options);
+  const auto state = model::module_state(*dino);
+  EXPECT_EQ(state["label_enc.weight"].size(0), 92);
+  EXPECT_EQ(state["class_embed.0.bias"].size(0), 91);
+  options.denoising.label_book_size = 90;
+  EXPECT_ANY_THROW(model::Dino{options});
+}
+
+TEST(OfficialDino, TheOfficialPresetKeepsBoxesAsPredictedAndChecksTheLabelBook) {
+  const std::string dir = std::string(ALIGNDETR_SOURCE_DIR) + "/configs/";
+  EXPECT_FALSE(
+      engine::model_spec(engine::Config::load(dir + "dino_r50_4scale_official.yaml")).clip_boxes);
+  auto config = engine::Config::load(dir + "align_dino_tiny.yaml");
+  const auto tiny = engine::make_experiment(config);
+  EXPECT_TRUE(tiny.model.clip_boxes);
+  EXPECT_TRUE(tiny.postprocess().clip_boxes);
+  EXPECT_EQ(tiny.postprocess().top_k, tiny.eval_top_k);
+  config.set("model.denoising.label_book_size=4");  // below the tiny preset's 8 classes
+  try {
+    engine::model_spec(config);
+    FAIL() << "a label book smaller than the classes was accepted";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("label_book_size 4 is smaller than model.num_classes 8"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// The official checkpoint as python3-torch writes it, with its training entries (optimizer,
+// epoch, an argparse.Namespace) beside the model.
+class OfficialDinoFile : public testing::PythonScriptTest<OfficialDinoFile> {
+ public:
+  static constexpr const char* kScript = "make_official_dino_checkpoint.py";
+  static constexpr const char* kModules = "torch, torchvision";
+  static constexpr const char* kPackages = "python3-torch and python3-torchvision";
+
+  // configs/align_dino_tiny.yaml with COCO's classes: 80 contiguous, or the official 91 by id
+  // with the 92-row label book.
+  static std::string tiny_config(int classes) {
+    const std::string path = file("tiny_" + std::to_string(classes) + ".yaml");
+    testing::write_text(
+        path,
+        "_base_: " + std::string(ALIGNDETR_SOURCE_DIR) +
+            "/configs/align_dino_tiny.yaml\nmodel:\n  num_classes: " + std::to_string(classes) +
+            (classes == 91 ? "\n  denoising: {label_book_size: 92}\n" : "\n"));
+    return path;
+  }
+};
+
+TEST_F(OfficialDinoFile, ImportsStrictlyInTheOfficialLayout) {
+  const std::string config = tiny_config(91);
+  const std::string out = file("ours_91.pt");
+  const auto result =
+      testing::run_cli("weights import --official-dino --from " + file("checkpoint_official.pth") +
+                       " --config " + config + " --out " + out);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  // Two decoder layers' shared heads, each once more under transformer.decoder: class (2
+  // tensors) and box (3 linears, 6 tensors).
+  EXPECT_NE(result.output.find("16 decoder copies of the detector heads dropped"),
+            std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("missing 0, unexpected 0, shape mismatches 0"), std::string::npos)
+      << result.output;
+
+  const auto model = engine::model_spec(engine::Config::load(config)).build();
+  const model::LoadReport report = model::load_module(out, *model, /*strict=*/true);
+  EXPECT_TRUE(report.complete()) << report.to_text();
+  const auto official = model::load_tensors(file("checkpoint_official.pth"));
+  const auto ours = model::module_state(*model);
+  const std::vector<std::pair<std::string, std::string>> same = {
+      {"backbone.0.body.conv1.weight", "backbone.conv1.weight"},
+      {"backbone.0.body.layer3.1.bn2.running_var", "backbone.layer3.1.bn2.running_var"},
+      {"input_proj.1.1.weight", "neck.convs.1.norm.weight"},
+      {"input_proj.3.0.weight", "neck.extra_convs.0.conv.weight"},
+      {"transformer.level_embed", "transformer.level_embeds"},
+      {"transformer.encoder.layers.1.self_attn.sampling_offsets.weight",
+       "transformer.encoder.layers.1.attentions.0.sampling_offsets.weight"},
+      {"transformer.encoder.layers.0.norm2.bias", "transformer.encoder.layers.0.norms.1.bias"},
+      {"transformer.decoder.layers.1.self_attn.in_proj_weight",
+       "transformer.decoder.layers.1.attentions.0.attn.in_proj_weight"},
+      {"transformer.decoder.layers.0.norm2.weight", "transformer.decoder.layers.0.norms.0.weight"},
+      {"transformer.decoder.layers.0.norm1.weight", "transformer.decoder.layers.0.norms.1.weight"},
+      {"transformer.decoder.layers.1.norm3.bias", "transformer.decoder.layers.1.norms.2.bias"},
+      {"transformer.decoder.layers.1.linear2.weight",
+       "transformer.decoder.layers.1.ffns.0.layers.1.weight"},
+      {"transformer.tgt_embed.weight", "transformer.tgt_embed.weight"},
+      {"transformer.enc_output_norm.weight", "transformer.enc_output_norm.weight"},
+      // The one shared head in every decoder layer; the encoder's own head last.
+      {"class_embed.0.weight", "class_embed.0.weight"},
+      {"class_embed.0.weight", "class_embed.1.weight"},
+      {"transformer.decoder.bbox_embed.0.layers.2.bias", "bbox_embed.1.layers.2.bias"},
+      {"transformer.enc_out_class_embed.bias", "class_embed.2.bias"},
+      {"transformer.enc_out_bbox_embed.layers.0.weight", "bbox_embed.2.layers.0.weight"},
+      {"label_enc.weight", "label_enc.weight"},
+  };
+  for (const auto& [official_name, our_name] : same) {
+    ASSERT_TRUE(official.contains(official_name)) << official_name;
+    ASSERT_TRUE(ours.contains(our_name)) << our_name;
+    EXPECT_TRUE(torch::equal(official[official_name], ours[our_name])) << our_name;
+  }
+}
+
+TEST_F(OfficialDinoFile, InitWeightsPicksCocoRowsForEightyClasses) {
+  const auto spec = engine::model_spec(engine::Config::load(tiny_config(80)));
+  torch::manual_seed(3);
+  const auto model = spec.build();
+  engine::InitWeightsOptions init;
+  engine::InitWeightsFile f;
+  f.file = file("checkpoint_official.pth");
+  init.files.push_back(f);
+  const auto report = engine::apply_init_weights(*model, init, coco::coco80_names());
+  EXPECT_TRUE(report.random_modules.empty()) << report.text;
+  EXPECT_TRUE(report.reinitialised.empty()) << report.text;
+  const auto official = model::load_tensors(file("checkpoint_official.pth"));
+  const auto ours = model::module_state(*model);
+  const auto ids = torch::tensor(coco_ids(), torch::kLong);
+  EXPECT_TRUE(torch::equal(ours["class_embed.1.bias"],
+                           official["class_embed.0.bias"].index_select(0, ids)));
+  EXPECT_TRUE(
+      torch::equal(ours["label_enc.weight"], official["label_enc.weight"].index_select(0, ids)));
+  EXPECT_TRUE(
+      torch::equal(ours["bbox_embed.0.layers.1.weight"], official["bbox_embed.1.layers.1.weight"]));
 }
 
 }  // namespace

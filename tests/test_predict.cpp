@@ -77,6 +77,8 @@ TEST(Predict, ResultsFileHoldsTheEvaluationDetectionsWithFileNames) {
   ASSERT_EQ(files.size(), 2u);
   dino->eval();
   torch::NoGradGuard no_grad;
+  model::PostprocessOptions top7;
+  top7.top_k = 7;
   for (size_t i = 0; i < files.size(); ++i) {
     EXPECT_NE(text.find("\"file_name\": \"" + files[i].filename().string() + "\""),
               std::string::npos);
@@ -89,7 +91,7 @@ TEST(Predict, ResultsFileHoldsTheEvaluationDetectionsWithFileNames) {
     const auto out =
         dino->forward(s.image.unsqueeze(0),
                       torch::zeros({1, s.image.size(1), s.image.size(2)}, torch::kBool), nullptr);
-    const auto expected = engine::to_coco_detections(out, {s.target}, categories, 7);
+    const auto expected = engine::to_coco_detections(out, {s.target}, categories, top7);
     ASSERT_EQ(expected.size(), 7u);
     for (size_t k = 0; k < expected.size(); ++k) {
       const auto& got = results[i * 7 + k];

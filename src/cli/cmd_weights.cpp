@@ -110,7 +110,9 @@ void setup_import(CLI::App* weights) {
     if (args->official_dino) {
       options.layout = model::ImportLayout::kOfficialDino;
       if (!args->config.empty()) {
-        options.num_classes = engine::model_spec(engine::Config::load(args->config)).num_classes();
+        const auto spec = engine::model_spec(engine::Config::load(args->config));
+        options.num_classes = spec.num_classes();
+        options.label_rows = spec.type == "dino" ? spec.dino.denoising.label_book_size : 0;
       }
     }
     for (const auto& rule : args->prefix_map) {

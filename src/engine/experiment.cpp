@@ -99,9 +99,17 @@ void set_init_weights(Config& config, const std::string& file) {
   config.assign("model.init_weights.0.file", file);
 }
 
+model::PostprocessOptions Experiment::postprocess() const {
+  model::PostprocessOptions o;
+  o.top_k = eval_top_k;
+  o.clip_boxes = model.clip_boxes;
+  return o;
+}
+
 ModelSpec model_spec(const Config& c) {
   ModelSpec spec;
   spec.init = init_weights_options(c);
+  spec.clip_boxes = clip_boxes_option(c);
   spec.type = c.get_string("model.type");
   if (spec.type == "dab_detr") {
     spec.dab_detr = dab_detr_options(c);

@@ -10,12 +10,13 @@ namespace aligndetr::engine {
 
 std::vector<coco::Detection> to_coco_detections(const model::DetectorOutputs& outputs,
                                                 const std::vector<boxes::Target>& targets,
-                                                const coco::CategoryMap& categories, int64_t top_k,
+                                                const coco::CategoryMap& categories,
+                                                const model::PostprocessOptions& postprocess,
                                                 std::vector<int>* labels) {
   std::vector<std::array<int64_t, 2>> sizes;
   for (const auto& t : targets) sizes.push_back(t.orig_size);
   const auto& last = outputs.decoder.back();
-  const auto dets = model::postprocess(last.logits, last.boxes, sizes, top_k);
+  const auto dets = model::postprocess(last.logits, last.boxes, sizes, postprocess);
   std::vector<coco::Detection> out;
   for (size_t b = 0; b < dets.size(); ++b) {
     const auto boxes = dets[b].boxes.to(torch::kCPU, torch::kFloat64).contiguous();
@@ -57,7 +58,8 @@ std::vector<coco::Detection> run_inference(model::DetectorImpl& model,
   while (auto batch = loader.next()) {
     const data::Batch b = batch->to(device);
     const auto outputs = model.forward(b.images, b.mask, nullptr);
-    const auto dets = to_coco_detections(outputs, b.targets, dataset.categories(), options.top_k);
+    const auto dets =
+        to_coco_detections(outputs, b.targets, dataset.categories(), options.postprocess);
     detections.insert(detections.end(), dets.begin(), dets.end());
     if (on_batch) on_batch(b, outputs);
     if (options.progress) progress.advance(static_cast<int64_t>(b.targets.size()));

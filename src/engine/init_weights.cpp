@@ -105,6 +105,9 @@ InitWeightsReport apply_init_weights(model::DetectorImpl& model, const InitWeigh
     // An official DINO file's rows become COCO's 80 for an 80-class model; for any other the
     // 91-by-id layout stays, for the class remapping below to read by name.
     import.num_classes = model.num_classes() == 80 ? 80 : 91;
+    if (const auto* label_enc = state.find("label_enc.weight")) {
+      import.label_rows = label_enc->size(0);
+    }
     if (!f.prefix.empty()) import.prefix_map = {{ "", f.prefix }};
     model::TensorDict tensors = model::import_weights(own, import).tensors;
 

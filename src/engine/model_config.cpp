@@ -49,6 +49,10 @@ InitWeightsOptions init_weights_options(const Config& c) {
   return o;
 }
 
+bool clip_boxes_option(const Config& c) {
+  return c.get_bool("model.postprocess.clip_boxes", true);
+}
+
 model::DinoOptions dino_options(const Config& c) {
   const auto type = c.get_string("model.type");
   if (type != "dino") {
@@ -89,6 +93,14 @@ model::DinoOptions dino_options(const Config& c) {
       c.get_double("model.denoising.label_noise_ratio", o.denoising.label_noise_ratio);
   o.denoising.box_noise_scale =
       c.get_double("model.denoising.box_noise_scale", o.denoising.box_noise_scale);
+  o.denoising.label_book_size =
+      c.get_int("model.denoising.label_book_size", o.denoising.label_book_size);
+  if (o.denoising.label_book_size != 0 && o.denoising.label_book_size < o.num_classes) {
+    throw util::InputError(fmt::format(
+        "config '{}': model.denoising.label_book_size {} is smaller than model.num_classes {} "
+        "(0 means num_classes; the official DINO uses 92 with 91 classes)",
+        c.source(), o.denoising.label_book_size, o.num_classes));
+  }
   o.eval_ignores_padding_mask =
       c.get_bool("model.eval_ignores_padding_mask", o.eval_ignores_padding_mask);
   if (t.embed_dim % t.num_heads != 0) {
@@ -103,8 +115,10 @@ model::DinoOptions dino_options(const Config& c) {
                     "of 32 (GroupNorm groups in the neck)",
                     c.source(), t.embed_dim));
   }
-  // The run's initial weights share the model section: read them so that every key is checked.
+  // The run's initial weights and the post-processing share the model section: read them so
+  // that every key is checked.
   init_weights_options(c);
+  clip_boxes_option(c);
   c.require_all_used("model");
   return o;
 }
@@ -142,8 +156,10 @@ model::DabDetrOptions dab_detr_options(const Config& c) {
         fmt::format("config '{}': model.transformer needs at least one decoder layer and one query",
                     c.source()));
   }
-  // The run's initial weights share the model section: read them so that every key is checked.
+  // The run's initial weights and the post-processing share the model section: read them so
+  // that every key is checked.
   init_weights_options(c);
+  clip_boxes_option(c);
   c.require_all_used("model");
   return o;
 }

@@ -81,7 +81,10 @@ PredictSummary predict_images(model::DetectorImpl& model, const data::TransformO
                                    torch::TensorOptions().dtype(torch::kBool).device(device));
     const auto out = model.forward(images, mask, nullptr);
     std::vector<int> labels;
-    const auto dets = to_coco_detections(out, {s.target}, categories, o.top_k, &labels);
+    model::PostprocessOptions postprocess;
+    postprocess.top_k = o.top_k;
+    postprocess.clip_boxes = o.clip_boxes;
+    const auto dets = to_coco_detections(out, {s.target}, categories, postprocess, &labels);
     std::vector<vis::DrawnBox> drawn;
     for (size_t k = 0; k < dets.size(); ++k) {
       const auto& d = dets[k];

@@ -135,7 +135,7 @@ eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::Coco
   InferenceOptions io;
   io.batch_size = e.data.batch_size;
   io.workers = e.data.workers;
-  io.top_k = e.eval_top_k;
+  io.postprocess = e.postprocess();
   io.progress = progress;
   const auto dets = run_inference(model, val, device, io);
   if (dets.empty()) {
@@ -158,7 +158,7 @@ EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::
   InferenceOptions io;
   io.batch_size = e.data.batch_size;
   io.workers = e.data.workers;
-  io.top_k = e.eval_top_k;
+  io.postprocess = e.postprocess();
   const auto dets = run_inference(
       model, val, device, io, [&](const data::Batch& b, const model::DetectorOutputs& out) {
         alignment.add_batch(out.decoder.back().logits, out.decoder.back().boxes, b.targets);

@@ -50,7 +50,11 @@ DinoImpl::DinoImpl(DinoOptions options)
     box->layer(box->num_layers() - 1)->weight.zero_();
     box->layer(box->num_layers() - 1)->bias.zero_();
   }
-  label_enc_ = register_module("label_enc", torch::nn::Embedding(o.num_classes, D));
+  TORCH_CHECK(o.denoising.label_book_size == 0 || o.denoising.label_book_size >= o.num_classes,
+              "Dino: denoising.label_book_size ", o.denoising.label_book_size,
+              " is smaller than num_classes ", o.num_classes);
+  label_enc_ = register_module(
+      "label_enc", torch::nn::Embedding(std::max(o.num_classes, o.denoising.label_book_size), D));
 }
 
 std::vector<std::string> DinoImpl::class_parameters() const {

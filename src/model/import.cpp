@@ -37,7 +37,8 @@ ImportResult import_weights(const TensorDict& source, const ImportOptions& optio
     result.layout_renamed = detrex.resnet_renamed;
     converted = std::move(detrex.tensors);
   } else if (options.layout == ImportLayout::kOfficialDino) {
-    OfficialDinoConversion official = official_dino_to_ours(source, options.num_classes);
+    OfficialDinoConversion official =
+        official_dino_to_ours(source, options.num_classes, options.label_rows);
     result.aliases_dropped = official.aliases_dropped;
     converted = std::move(official.tensors);
   } else if (options.layout == ImportLayout::kDetectron2ResNet) {

@@ -56,7 +56,8 @@ bool is_official_dino(const TensorDict& tensors) {
   return false;
 }
 
-OfficialDinoConversion official_dino_to_ours(const TensorDict& tensors, int64_t num_classes) {
+OfficialDinoConversion official_dino_to_ours(const TensorDict& tensors, int64_t num_classes,
+                                             int64_t label_rows) {
   if (num_classes != 80 && num_classes != 91) {
     throw util::InputError(
         "an official DINO checkpoint has COCO's classes: the model needs 80 "
@@ -75,6 +76,8 @@ OfficialDinoConversion official_dino_to_ours(const TensorDict& tensors, int64_t 
     }
   }
   const auto rows = num_classes == 80 ? coco_ids() : torch::arange(91, torch::kLong);
+  const auto label_book =
+      num_classes == 80 ? rows : torch::arange(label_rows == 92 ? 92 : 91, torch::kLong);
   OfficialDinoConversion out;
   for (const auto& kv : tensors) {
     const std::string& k = kv.key();
@@ -131,7 +134,7 @@ OfficialDinoConversion official_dino_to_ours(const TensorDict& tensors, int64_t 
     const int64_t official_rows = name == "label_enc.weight" ? 92 : 91;
     if ((starts_with(name, "class_embed.") || name == "label_enc.weight") && value.dim() >= 1 &&
         value.size(0) == official_rows) {
-      value = value.index_select(0, rows);
+      value = value.index_select(0, name == "label_enc.weight" ? label_book : rows);
     }
     out.tensors.insert(name, value);
   }

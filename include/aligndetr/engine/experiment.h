@@ -14,6 +14,7 @@
 #include "aligndetr/engine/model_config.h"
 #include "aligndetr/model/dab_detr.h"
 #include "aligndetr/model/detector.h"
+#include "aligndetr/model/postprocess.h"
 
 namespace aligndetr::engine {
 
@@ -59,6 +60,7 @@ struct ModelSpec {
   model::DabDetrOptions dab_detr;
   // model.init_weights and model.init_class_map: applied by train() to a new run only.
   InitWeightsOptions init;
+  bool clip_boxes = true;  // model.postprocess.clip_boxes
   int64_t num_classes() const;
   model::DetectorPtr build() const;
   // build(), then weights from a weights file or a training checkpoint (strictly by name), on
@@ -74,6 +76,8 @@ struct Experiment {
   SolverOptions solver;
   TrainOptions train;
   int64_t eval_top_k = 300;  // detections kept per image at evaluation
+  // The detections evaluation makes: eval_top_k per image, clipped as the model section says.
+  model::PostprocessOptions postprocess() const;
 };
 
 // The `model` section alone (for tools that need no data or solver).

@@ -12,13 +12,14 @@
 #include "aligndetr/eval/coco_eval.h"
 #include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/dino.h"
+#include "aligndetr/model/postprocess.h"
 
 namespace aligndetr::engine {
 
 struct InferenceOptions {
   int batch_size = 1;
   int workers = 2;
-  int64_t top_k = 300;  // detections per image (top-K over queries x classes)
+  model::PostprocessOptions postprocess;  // top-K detections per image, clipping
   bool progress = true;
 };
 
@@ -37,7 +38,8 @@ std::vector<coco::Detection> run_inference(model::DetectorImpl& model,
 // `labels`, each detection's contiguous label is appended there.
 std::vector<coco::Detection> to_coco_detections(const model::DetectorOutputs& outputs,
                                                 const std::vector<boxes::Target>& targets,
-                                                const coco::CategoryMap& categories, int64_t top_k,
+                                                const coco::CategoryMap& categories,
+                                                const model::PostprocessOptions& postprocess,
                                                 std::vector<int>* labels = nullptr);
 
 }  // namespace aligndetr::engine

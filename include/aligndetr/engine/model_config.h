@@ -14,6 +14,9 @@ namespace aligndetr::engine {
 // model.init_weights and model.init_class_map (the DINO and DAB-DETR readers check them too).
 InitWeightsOptions init_weights_options(const Config& config);
 
+// model.postprocess.clip_boxes (default true, detrex; false as the official DINO PostProcess).
+bool clip_boxes_option(const Config& config);
+
 model::DinoOptions dino_options(const Config& config);
 // `model.type: dab_detr`.
 model::DabDetrOptions dab_detr_options(const Config& config);

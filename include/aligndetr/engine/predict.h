@@ -17,6 +17,7 @@ struct PredictOptions {
   std::string out_dir;           // results.json and one PNG per image
   double score_threshold = 0.3;  // for the pictures; results.json keeps the top_k
   int64_t top_k = 100;
+  bool clip_boxes = true;  // the config's model.postprocess.clip_boxes
 };
 
 struct PredictSummary {

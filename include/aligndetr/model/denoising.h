@@ -20,6 +20,9 @@ struct DenoisingOptions {
   int64_t dn_number = 100;         // budget of positive queries per image; 0 turns CDN off
   double label_noise_ratio = 0.5;  // a label is replaced with probability ratio / 2
   double box_noise_scale = 1.0;
+  // Rows of the label embedding (label_enc); 0: num_classes. The official DINO has
+  // dn_labelbook_size + 1 = 92 rows for its 91 classes; rows past num_classes are never drawn.
+  int64_t label_book_size = 0;
 };
 
 struct DenoisingQueries {

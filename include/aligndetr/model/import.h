@@ -27,6 +27,7 @@ struct ImportOptions {
   std::vector<std::pair<std::string, std::string>> prefix_map;
   std::vector<std::string> drop;  // then names starting with any of these are left out
   int64_t num_classes = 80;       // kOfficialDino: the class rows to keep (80 or 91)
+  int64_t label_rows = 0;         // kOfficialDino: label embedding rows (0: num_classes)
 };
 
 struct ImportResult {

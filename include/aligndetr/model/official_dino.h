@@ -27,9 +27,11 @@ bool is_official_dino(const TensorDict& tensors);
 // Renames every tensor to ours. The shared decoder heads are copied into each decoder layer's
 // head, the encoder heads become the last head (class_embed.L, bbox_embed.L for L decoder
 // layers). Class rows: for num_classes 80 the rows of COCO's 80 category ids, in id order (as
-// detrex's contiguous labels); for 91 the official layout as it is (label embedding: its first 91
-// rows; row 91 is never drawn). InputError for another num_classes or a decoder copy that differs
-// from its head.
-OfficialDinoConversion official_dino_to_ours(const TensorDict& tensors, int64_t num_classes);
+// detrex's contiguous labels); for 91 the official layout as it is, the label embedding's first
+// `label_rows` rows (92: all of them, for model.denoising.label_book_size 92; 91 or 0: row 91,
+// never drawn, left out). InputError for another num_classes or a decoder copy that differs from
+// its head.
+OfficialDinoConversion official_dino_to_ours(const TensorDict& tensors, int64_t num_classes,
+                                             int64_t label_rows = 0);
 
 }  // namespace aligndetr::model
