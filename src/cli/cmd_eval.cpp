@@ -5,7 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "aligndetr/engine/trainer.h"
+#include "aligndetr/engine/evaluation.h"
 #include "command.h"
 #include "config_args.h"
 

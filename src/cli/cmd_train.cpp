@@ -5,8 +5,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "aligndetr/engine/distributed.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/trainer.h"
+#include "aligndetr/util/progress.h"
 #include "command.h"
 #include "config_args.h"
 
@@ -38,11 +40,30 @@ void setup_train(CLI::App& app) {
     auto config = args->config.load();
     if (!args->init.empty()) engine::set_init_weights(config, args->init);
     const auto experiment = engine::make_experiment(config);
-    const auto result = engine::train(experiment, args->output, args->resume);
+    const auto env = engine::launch_env_from_environment();
+    if (env.world_size > 1) {
+      // Rank 0 logs as a single process does; the others only warnings and errors, with their
+      // rank.
+      if (env.rank > 0) {
+        spdlog::set_pattern(fmt::format("[%H:%M:%S] [rank {}] [%l] %v", env.rank));
+        if (spdlog::get_level() < spdlog::level::warn) spdlog::set_level(spdlog::level::warn);
+        util::set_progress_enabled(false);
+      }
+    }
+    engine::DistributedOptions dist_options;
+    dist_options.backend = experiment.train.dist_backend;
+    dist_options.timeout_s = experiment.train.dist_timeout_s;
+    const auto dist = engine::Distributed::connect(env, dist_options,
+                                                   engine::parse_device(experiment.train.device));
+    if (dist->world_size() > 1) {
+      spdlog::info("data-parallel: {} ranks ({}), {} image(s) per rank per step",
+                   dist->world_size(), dist->backend(), experiment.data.batch_size);
+    }
+    const auto result = engine::train(experiment, args->output, args->resume, *dist);
     if (result.final_eval) {
       std::printf("%s\n", result.final_eval->summary().c_str());
     }
-    spdlog::info("weights: {}", result.final_weights);
+    if (dist->is_main()) spdlog::info("weights: {}", result.final_weights);
   });
 }
 

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "aligndetr/engine/distributed.h"
 #include "aligndetr/engine/runtime.h"
 #include "aligndetr/engine/trainer.h"
 #include "aligndetr/util/error.h"
@@ -61,6 +62,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? util::kExitOk : util::kExitUsage;
+  } catch (const engine::DistributedFailure& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return util::kExitDistributed;
   } catch (const engine::TrainingDiverged& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return util::kExitDiverged;

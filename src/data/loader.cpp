@@ -50,6 +50,17 @@ std::vector<size_t> DataLoader::epoch_indices(int64_t epoch) const {
     std::shuffle(order.begin(), order.end(), rng);
   }
   const size_t world = static_cast<size_t>(options_.world_size);
+  if (options_.shard_by_batch) {
+    const size_t bs = static_cast<size_t>(options_.batch_size);
+    std::vector<size_t> mine;
+    for (size_t b = static_cast<size_t>(options_.rank); b * bs < order.size(); b += world) {
+      const size_t end = std::min(order.size(), (b + 1) * bs);
+      if (end - b * bs < bs && options_.drop_last) break;
+      mine.insert(mine.end(), order.begin() + std::ptrdiff_t(b * bs),
+                  order.begin() + std::ptrdiff_t(end));
+    }
+    return mine;
+  }
   const size_t per_rank = (order.size() + world - 1) / world;
   std::vector<size_t> mine;
   mine.reserve(per_rank);
@@ -61,6 +72,13 @@ std::vector<size_t> DataLoader::epoch_indices(int64_t epoch) const {
 
 size_t DataLoader::batches_per_epoch() const {
   const size_t world = static_cast<size_t>(options_.world_size);
+  if (options_.shard_by_batch) {
+    const size_t bs = static_cast<size_t>(options_.batch_size);
+    const size_t all =
+        options_.drop_last ? dataset_->size() / bs : (dataset_->size() + bs - 1) / bs;
+    const size_t r = static_cast<size_t>(options_.rank);
+    return all > r ? (all - r + world - 1) / world : 0;
+  }
   const size_t per_rank = (dataset_->size() + world - 1) / world;
   const size_t bs = static_cast<size_t>(options_.batch_size);
   return options_.drop_last ? per_rank / bs : (per_rank + bs - 1) / bs;

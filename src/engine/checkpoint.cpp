@@ -59,8 +59,8 @@ void restore_cuda_rng(const std::string& path, const model::TensorDict& dict) {
 
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::AdamW& optimizer, int64_t iteration,
-                     const std::string& config_yaml,
-                     const std::vector<std::string>& category_names) {
+                     const std::string& config_yaml, const std::vector<std::string>& category_names,
+                     const CheckpointRanks& ranks) {
   model::TensorDict dict;
   for (const auto& kv : model::module_state(model)) dict.insert("model." + kv.key(), kv.value());
   const auto& groups = optimizer.param_groups();
@@ -87,13 +87,20 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     std::lock_guard<std::mutex> lock(gen.mutex());
     dict.insert(cuda_rng_key(i), gen.get_state());
   }
+  for (size_t r = 0; r < ranks.rng_cpu.size(); ++r) {
+    dict.insert(fmt::format("trainer.rng_cpu.rank{}", r + 1), ranks.rng_cpu[r]);
+  }
+  dict.insert("trainer.world_size", torch::tensor(ranks.world_size, torch::kInt64));
+  if (ranks.global_batch > 0) {
+    dict.insert("trainer.global_batch", torch::tensor(ranks.global_batch, torch::kInt64));
+  }
   dict.insert("trainer.config", model::string_tensor(config_yaml));
   if (!category_names.empty()) model::set_category_names(dict, category_names);
   model::save_tensors(path, dict);
 }
 
 CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::AdamW* optimizer) {
+                               torch::optim::AdamW* optimizer, int rank) {
   const model::TensorDict dict = model::load_tensors(path);
   CheckpointInfo info;
   const bool training_checkpoint = dict.contains("trainer.iteration");
@@ -113,6 +120,12 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
   if (!training_checkpoint) return info;
   info.iteration = dict["trainer.iteration"].item<int64_t>();
   info.config_yaml = model::tensor_string(dict["trainer.config"]);
+  if (dict.contains("trainer.world_size")) {
+    info.world_size = dict["trainer.world_size"].item<int64_t>();
+  }
+  if (dict.contains("trainer.global_batch")) {
+    info.global_batch = dict["trainer.global_batch"].item<int64_t>();
+  }
   if (optimizer) {
     auto& groups = optimizer->param_groups();
     for (size_t g = 0; g < groups.size(); ++g) {
@@ -127,10 +140,13 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
         optimizer->state()[param_key(params[i])] = std::move(st);
       }
     }
-    {
+    const std::string rng_key =
+        rank == 0 ? "trainer.rng_cpu" : fmt::format("trainer.rng_cpu.rank{}", rank);
+    if (dict.contains(rng_key)) {
       auto gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(dict["trainer.rng_cpu"]);
+      gen.set_state(dict[rng_key]);
+      info.rng_restored = true;
     }
     restore_cuda_rng(path, dict);
   }

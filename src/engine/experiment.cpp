@@ -1,5 +1,6 @@
 #include "aligndetr/engine/experiment.h"
 
+#include <cmath>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -177,6 +178,18 @@ Experiment make_experiment(const Config& c) {
   }
   t.skip_nonfinite = nonfinite == "skip";
   t.device = c.get_string("train.device", t.device);
+  t.dist_backend = c.get_string("train.dist_backend", t.dist_backend);
+  if (t.dist_backend != "auto" && t.dist_backend != "gloo" && t.dist_backend != "nccl") {
+    throw util::InputError(
+        fmt::format("config '{}': train.dist_backend '{}' is not one of auto, gloo, nccl",
+                    c.source(), t.dist_backend));
+  }
+  t.dist_timeout_s = c.get_double("train.dist_timeout_s", t.dist_timeout_s);
+  if (!(t.dist_timeout_s > 0) || !std::isfinite(t.dist_timeout_s)) {
+    throw util::InputError(fmt::format(
+        "config '{}': train.dist_timeout_s must be a positive number of seconds, got {}",
+        c.source(), t.dist_timeout_s));
+  }
   e.eval_top_k = c.get_int("train.eval_top_k", e.eval_top_k);
   if (t.log_period < 1 || t.checkpoint_period < 1 || t.keep_checkpoints < 1) {
     throw util::InputError(fmt::format(

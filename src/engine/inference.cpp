@@ -50,11 +50,15 @@ std::vector<coco::Detection> run_inference(model::DetectorImpl& model,
   lo.workers = options.workers;
   lo.shuffle = false;
   lo.drop_last = false;
+  lo.rank = options.shard;
+  lo.world_size = options.shards;
+  lo.shard_by_batch = true;
   data::DataLoader loader(
       std::shared_ptr<const data::CocoDetection>(&dataset, [](const data::CocoDetection*) {}), lo);
   loader.start_epoch(0);
   std::vector<coco::Detection> detections;
-  util::ProgressBar progress(static_cast<int64_t>(dataset.size()), "inference", "img");
+  util::ProgressBar progress(static_cast<int64_t>(loader.epoch_indices(0).size()), "inference",
+                             "img");
   while (auto batch = loader.next()) {
     const data::Batch b = batch->to(device);
     const auto outputs = model.forward(b.images, b.mask, nullptr);

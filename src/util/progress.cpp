@@ -3,11 +3,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 
 #include <fmt/format.h>
 
 namespace aligndetr::util {
+
+namespace {
+std::atomic<bool> g_progress_enabled{true};
+}  // namespace
+
+void set_progress_enabled(bool enabled) {
+  g_progress_enabled = enabled;
+}
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e7) return "?";
@@ -51,6 +60,7 @@ void ProgressBar::finish() {
 }
 
 void ProgressBar::draw(bool final) {
+  if (!g_progress_enabled) return;
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double rate = elapsed > 0 ? done_ / elapsed : 0.0;

@@ -29,6 +29,9 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int rank = 0;
   int world_size = 1;
+  // Evaluation: the batches one process would make, every world_size-th of them to this rank
+  // (no wrapping), so that each image is padded with the same neighbours whatever the world size.
+  bool shard_by_batch = false;
 };
 
 class DataLoader {

@@ -14,21 +14,34 @@
 
 namespace aligndetr::engine {
 
+// What a data-parallel run adds: the other ranks' CPU generator states (element i is rank
+// i + 1's; rank 0's is this process's) and the run's shape.
+struct CheckpointRanks {
+  std::vector<torch::Tensor> rng_cpu;
+  int64_t world_size = 1;
+  int64_t global_batch = 0;  // images per optimizer step over all ranks; 0: not recorded
+};
+
 // With category_names, the file records them (model::kCategoryNamesKey).
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::AdamW& optimizer, int64_t iteration,
                      const std::string& config_yaml,
-                     const std::vector<std::string>& category_names = {});
+                     const std::vector<std::string>& category_names = {},
+                     const CheckpointRanks& ranks = {});
 
 struct CheckpointInfo {
   int64_t iteration = -1;  // -1 for a model-only file
   std::string config_yaml;
+  int64_t world_size = 1;     // of the run that wrote it
+  int64_t global_batch = 0;   // 0: not recorded
+  bool rng_restored = false;  // the generator state of the loading rank was in the file
 };
 
 // Loads the model (strictly: every name must match) and, when given, the optimizer state and
-// the RNG state. Throws InputError naming the file and what does not match.
+// the RNG state of `rank` (rank 0's is the process's own). Throws InputError naming the file and
+// what does not match.
 CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::AdamW* optimizer = nullptr);
+                               torch::optim::AdamW* optimizer = nullptr, int rank = 0);
 
 // checkpoints/ckpt_0001000.pt for iteration 1000.
 std::string checkpoint_path(const std::string& dir, int64_t iteration);

@@ -44,6 +44,10 @@ struct TrainOptions {
   uint64_t seed = 42;
   bool skip_nonfinite = false;  // skip a step with a non-finite loss instead of stopping
   std::string device = "cpu";   // "cpu", "cuda" or "cuda:N"
+  // Data-parallel runs: auto (NCCL when training on CUDA and built with it, else Gloo), gloo,
+  // nccl; a collective waiting longer than the timeout fails naming the rank that stopped.
+  std::string dist_backend = "auto";
+  double dist_timeout_s = 300;
 };
 
 struct DataOptions {

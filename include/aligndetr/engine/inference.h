@@ -21,6 +21,10 @@ struct InferenceOptions {
   int workers = 2;
   model::PostprocessOptions postprocess;  // top-K detections per image, clipping
   bool progress = true;
+  // This process's share: every `shards`-th batch from batch `shard` on, the batches composed
+  // as in one process (data::LoaderOptions::shard_by_batch).
+  int shard = 0;
+  int shards = 1;
 };
 
 using BatchCallback =

@@ -1,40 +1,32 @@
 #pragma once
-// The training loop: AdamW with parameter groups, warm-up and step schedule, gradient
-// accumulation and clipping, periodic logging (progress bar, metrics.jsonl), evaluation with the
-// in-memory COCO evaluator, atomic checkpoints and exact resumption.
+// Training a detector: the loop over optimizer steps, with gradient accumulation, non-finite
+// handling, and hooks at their periods (logging, checkpoints, evaluation); data-parallel over the
+// ranks of a Distributed. The pieces: solver.h (optimizer and schedule), metrics_writer.h,
+// checkpoint.h, evaluation.h, distributed.h.
 //
-// Output directory: config.yaml (resolved), metrics.jsonl, checkpoints/ckpt_NNNNNNN.pt,
-// model_final.pt (weights only), eval_final.json.
+// Output directory (rank 0 writes it): config.yaml (resolved), metrics.jsonl,
+// checkpoints/ckpt_NNNNNNN.pt, model_final.pt (weights only), eval_final.json, plots.
 
-#include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include <torch/types.h>
-
-#include "aligndetr/analysis/alignment.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/eval/coco_eval.h"
 
 namespace aligndetr::engine {
 
-// What data-parallel training plugs in; defaults are a single process.
-struct DistributedHooks {
-  int rank = 0;
-  int world_size = 1;
-  // Local GT count -> global mean (all-reduce sum / world size).
-  std::function<double(double)> reduce_num_boxes;
-  // Called once per optimizer step on every gradient, before clipping (all-reduce mean).
-  std::function<void(std::vector<torch::Tensor>& grads)> reduce_gradients;
-};
+class Distributed;
 
 struct TrainResult {
   int64_t iterations = 0;
   int64_t skipped_steps = 0;
-  std::optional<eval::CocoEvalResult> final_eval;
+  std::optional<eval::CocoEvalResult> final_eval;  // on rank 0
   std::string final_weights;
-  // Losses logged at each log step (for tests and plots): total per logged iteration.
+  // Losses logged at each log step (for tests and plots): total per logged iteration, averaged
+  // over the ranks.
   std::vector<std::pair<int64_t, double>> loss_history;
 };
 
@@ -50,25 +42,11 @@ class TrainingDiverged : public std::runtime_error {
   std::string checkpoint_;
 };
 
-// Trains; with `resume`, continues from the newest checkpoint in output_dir/checkpoints.
+// Trains; with `resume`, continues from the newest checkpoint in output_dir/checkpoints. Every
+// rank of `dist` calls it; a rank's error is recorded for the others before it is rethrown.
 TrainResult train(const Experiment& experiment, const std::string& output_dir, bool resume,
-                  const DistributedHooks& hooks = {});
-
-// COCO evaluation, and optionally the alignment analysis of the final layer's raw outputs.
-struct EvaluationResult {
-  eval::CocoEvalResult coco;
-  std::optional<analysis::AlignmentReport> alignment;
-};
-EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::CocoDetection& val,
-                                        const torch::Device& device, const Experiment& experiment,
-                                        bool analysis);
-// eval.json, and with an analysis alignment.json, iou_histogram.png and
-// confidence_iou_density.png. Returns the paths written.
-std::vector<std::string> write_evaluation(const EvaluationResult& result, const std::string& dir);
-
-// COCO evaluation of a model on the experiment's validation set.
-eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::CocoDetection& val,
-                                    const torch::Device& device, const Experiment& experiment,
-                                    bool progress = true);
+                  const Distributed& dist);
+// A single process.
+TrainResult train(const Experiment& experiment, const std::string& output_dir, bool resume);
 
 }  // namespace aligndetr::engine

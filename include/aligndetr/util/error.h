@@ -16,10 +16,11 @@ class InputError : public std::runtime_error {
 // Exit codes of the `aligndetr` command.
 enum ExitCode : int {
   kExitOk = 0,
-  kExitInternal = 1,  // a bug or an unexpected failure
-  kExitInput = 2,     // InputError: bad data or files
-  kExitUsage = 3,     // bad command-line arguments
-  kExitDiverged = 4,  // training stopped on a non-finite loss (last good state saved)
+  kExitInternal = 1,     // a bug or an unexpected failure
+  kExitInput = 2,        // InputError: bad data or files
+  kExitUsage = 3,        // bad command-line arguments
+  kExitDiverged = 4,     // training stopped on a non-finite loss (last good state saved)
+  kExitDistributed = 5,  // another rank of a data-parallel run failed or stopped answering
 };
 
 }  // namespace aligndetr::util

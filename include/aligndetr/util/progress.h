@@ -28,6 +28,9 @@ class ProgressBar {
   bool finished_ = false;
 };
 
+// Whether bars draw at all in this process (the other ranks of a data-parallel run draw none).
+void set_progress_enabled(bool enabled);
+
 // "1h02m", "3m05s", "12s".
 std::string format_duration(double seconds);
 

@@ -1,0 +1,47 @@
+#pragma once
+// Evaluating a detector on a validation set: the COCO bbox metrics of the in-memory evaluator,
+// optionally the classification-regression alignment of the final layer. In a data-parallel run
+// each rank predicts its share of the batches and rank 0 evaluates all the detections; the
+// numbers equal a single process's.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "aligndetr/analysis/alignment.h"
+#include "aligndetr/data/dataset.h"
+#include "aligndetr/engine/experiment.h"
+#include "aligndetr/eval/coco_eval.h"
+#include "aligndetr/model/detector.h"
+
+namespace aligndetr::engine {
+
+class Distributed;
+
+struct EvaluationResult {
+  eval::CocoEvalResult coco;
+  std::optional<analysis::AlignmentReport> alignment;
+};
+
+// COCO evaluation of a model on the experiment's validation set (eval_top_k detections per
+// image, post-processed as the model section says). With `dist`, sharded: the result is complete
+// on rank 0 (other ranks get empty stats).
+eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::CocoDetection& val,
+                                    const torch::Device& device, const Experiment& experiment,
+                                    bool progress = true, const Distributed* dist = nullptr);
+
+// evaluate_model, and with `analysis` the alignment analysis of the final layer's raw outputs.
+EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::CocoDetection& val,
+                                        const torch::Device& device, const Experiment& experiment,
+                                        bool analysis);
+
+// eval.json, per_category.txt/.json, and with an analysis alignment.json, iou_histogram.png and
+// confidence_iou_density.png. Returns the paths written.
+std::vector<std::string> write_evaluation(const EvaluationResult& result, const std::string& dir);
+
+// The metrics.jsonl line of an evaluation at an iteration.
+std::string eval_json(int64_t iteration, const eval::CocoEvalResult& result);
+
+}  // namespace aligndetr::engine

@@ -1,0 +1,39 @@
+#pragma once
+// The optimizer side of a training step: AdamW with four parameter groups (backbone or not,
+// times weight decay or not: none on normalization layers), the learning rate of an iteration
+// (warm-up, then steps), gradients averaged over the ranks of a data-parallel run, clipping.
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+
+#include "aligndetr/engine/experiment.h"
+
+namespace aligndetr::engine {
+
+class Distributed;
+
+class Solver {
+ public:
+  Solver(torch::nn::Module& model, const SolverOptions& options);
+
+  // Sets every group's learning rate for `iteration` (0-based) and clears the gradients.
+  void begin_step(int64_t iteration);
+  // The base learning rate (the non-backbone groups') at `iteration`.
+  double lr(int64_t iteration) const;
+  // Averages the gradients over `dist`'s ranks (once, before clipping), clips their global
+  // L2 norm, and steps.
+  void step(const Distributed& dist);
+  void zero_grad() { optimizer_.zero_grad(); }
+
+  torch::optim::AdamW& optimizer() { return optimizer_; }
+  const torch::optim::AdamW& optimizer() const { return optimizer_; }
+
+ private:
+  SolverOptions options_;
+  torch::optim::AdamW optimizer_;
+};
+
+}  // namespace aligndetr::engine

@@ -1,0 +1,143 @@
+#include "aligndetr/engine/evaluation.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "aligndetr/engine/distributed.h"
+#include "aligndetr/engine/inference.h"
+#include "aligndetr/util/atomic_file.h"
+
+namespace aligndetr::engine {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+eval::CocoEvalResult empty_result() {
+  eval::CocoEvalResult empty;
+  empty.stats.fill(0.0);
+  return empty;
+}
+
+// Every rank's detections on every rank, in the order one process makes them: images in the
+// dataset's order (each rank predicted whole batches of it), each image's best first.
+std::vector<coco::Detection> gather_detections(const std::vector<coco::Detection>& mine,
+                                               const data::CocoDetection& val,
+                                               const Distributed& dist) {
+  // float64 rows: image id, category id, box, score (ids below 2^53 are exact).
+  auto rows = torch::empty({int64_t(mine.size()), 7}, torch::kDouble);
+  auto* r = rows.data_ptr<double>();
+  for (const auto& d : mine) {
+    *r++ = double(d.image_id);
+    *r++ = double(d.category_id);
+    for (double v : d.bbox) *r++ = v;
+    *r++ = d.score;
+  }
+  const auto all = dist.all_gather_rows(rows).contiguous();
+  std::unordered_map<int64_t, size_t> position;
+  const auto& images = val.coco().images;
+  for (size_t i = 0; i < images.size(); ++i) position.emplace(images[i].id, i);
+  std::vector<coco::Detection> out(size_t(all.size(0)));
+  const double* a = all.data_ptr<double>();
+  for (auto& d : out) {
+    d.image_id = int64_t(a[0]);
+    d.category_id = int64_t(a[1]);
+    d.bbox = {a[2], a[3], a[4], a[5]};
+    d.score = a[6];
+    a += 7;
+  }
+  std::stable_sort(out.begin(), out.end(), [&](const auto& x, const auto& y) {
+    return position[x.image_id] < position[y.image_id];
+  });
+  return out;
+}
+
+}  // namespace
+
+std::string eval_json(int64_t iteration, const eval::CocoEvalResult& r) {
+  std::string s = fmt::format("{{\"iter\": {}, \"type\": \"eval\"", iteration);
+  for (int i = 0; i < eval::kCocoStats; ++i)
+    s += fmt::format(", \"{}\": {:.6f}", eval::kCocoStatNames[size_t(i)], r.stats[size_t(i)]);
+  return s + ", \"per_category\": " + r.per_category_json() + "}";
+}
+
+eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::CocoDetection& val,
+                                    const torch::Device& device, const Experiment& e, bool progress,
+                                    const Distributed* dist) {
+  InferenceOptions io;
+  io.batch_size = e.data.batch_size;
+  io.workers = e.data.workers;
+  io.postprocess = e.postprocess();
+  io.progress = progress && (!dist || dist->is_main());
+  if (dist) {
+    io.shard = dist->rank();
+    io.shards = dist->world_size();
+  }
+  auto dets = run_inference(model, val, device, io);
+  if (dist && dist->world_size() > 1) {
+    dets = gather_detections(dets, val, *dist);
+    if (!dist->is_main()) return empty_result();
+  }
+  if (dets.empty()) {
+    eval::CocoEvalResult empty;
+    empty.stats.fill(0.0);
+    return empty;
+  }
+  return eval::evaluate_coco(val.coco(), dets);
+}
+
+EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::CocoDetection& val,
+                                        const torch::Device& device, const Experiment& e,
+                                        bool with_analysis) {
+  EvaluationResult result;
+  if (!with_analysis) {
+    result.coco = evaluate_model(model, val, device, e);
+    return result;
+  }
+  analysis::AlignmentAccumulator alignment{analysis::AlignmentOptions{}};
+  InferenceOptions io;
+  io.batch_size = e.data.batch_size;
+  io.workers = e.data.workers;
+  io.postprocess = e.postprocess();
+  const auto dets = run_inference(
+      model, val, device, io, [&](const data::Batch& b, const model::DetectorOutputs& out) {
+        alignment.add_batch(out.decoder.back().logits, out.decoder.back().boxes, b.targets);
+      });
+  if (dets.empty()) {
+    result.coco.stats.fill(0.0);
+  } else {
+    result.coco = eval::evaluate_coco(val.coco(), dets);
+  }
+  result.alignment = alignment.report();
+  return result;
+}
+
+std::vector<std::string> write_evaluation(const EvaluationResult& result, const std::string& dir) {
+  fs::create_directories(dir);
+  std::vector<std::string> written;
+  const auto eval_path = (fs::path(dir) / "eval.json").string();
+  util::write_file_atomic(eval_path, result.coco.stats_json() + "\n");
+  written.push_back(eval_path);
+  for (const auto& [name, text] :
+       {std::pair{"per_category.txt", result.coco.per_category_table()},
+        std::pair{"per_category.json", result.coco.per_category_json() + "\n"}}) {
+    const auto path = (fs::path(dir) / name).string();
+    util::write_file_atomic(path, text);
+    written.push_back(path);
+  }
+  if (result.alignment) {
+    const auto path = (fs::path(dir) / "alignment.json").string();
+    util::write_file_atomic(path, result.alignment->to_json() + "\n");
+    written.push_back(path);
+    for (const auto& p : analysis::write_alignment_plots(*result.alignment, dir)) {
+      written.push_back(p.string());
+    }
+  }
+  return written;
+}
+
+}  // namespace aligndetr::engine

@@ -1,0 +1,90 @@
+#include "aligndetr/engine/solver.h"
+
+#include <unordered_set>
+
+#include <torch/torch.h>
+
+#include "aligndetr/engine/distributed.h"
+
+namespace aligndetr::engine {
+
+namespace {
+
+double group_lr(int group, const SolverOptions& s) {
+  return s.lr * (group >= 2 ? s.backbone_lr_mult : 1.0);
+}
+
+std::vector<torch::optim::OptimizerParamGroup> param_groups(torch::nn::Module& model,
+                                                            const SolverOptions& s) {
+  std::unordered_set<const void*> norm_params;
+  for (const auto& m : model.modules()) {
+    if (m->as<torch::nn::LayerNorm>() || m->as<torch::nn::GroupNorm>() ||
+        m->as<torch::nn::BatchNorm2d>()) {
+      for (const auto& p : m->parameters()) norm_params.insert(p.unsafeGetTensorImpl());
+    }
+  }
+  std::vector<torch::Tensor> groups[4];
+  for (const auto& kv : model.named_parameters()) {
+    if (!kv.value().requires_grad()) continue;
+    const bool backbone = kv.key().rfind("backbone.", 0) == 0;
+    const bool norm = norm_params.count(kv.value().unsafeGetTensorImpl()) > 0;
+    groups[(backbone ? 2 : 0) + (norm ? 1 : 0)].push_back(kv.value());
+  }
+  std::vector<torch::optim::OptimizerParamGroup> out;
+  for (int g = 0; g < 4; ++g) {
+    auto opts = std::make_unique<torch::optim::AdamWOptions>(group_lr(g, s));
+    opts->betas({s.beta1, s.beta2}).weight_decay(g % 2 ? 0.0 : s.weight_decay);
+    out.emplace_back(groups[g], std::move(opts));
+  }
+  return out;
+}
+
+}  // namespace
+
+Solver::Solver(torch::nn::Module& model, const SolverOptions& options)
+    : options_(options), optimizer_(param_groups(model, options)) {}
+
+void Solver::begin_step(int64_t iteration) {
+  const double f = lr_factor(options_, iteration);
+  auto& groups = optimizer_.param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    static_cast<torch::optim::AdamWOptions&>(groups[g].options())
+        .lr(group_lr(int(g), options_) * f);
+  }
+  optimizer_.zero_grad();
+}
+
+double Solver::lr(int64_t iteration) const {
+  return lr_factor(options_, iteration) * options_.lr;
+}
+
+void Solver::step(const Distributed& dist) {
+  std::vector<torch::Tensor> params;
+  for (auto& g : optimizer_.param_groups()) {
+    for (auto& p : g.params()) {
+      if (p.grad().defined() || dist.world_size() > 1) params.push_back(p);
+    }
+  }
+  if (dist.world_size() > 1) {
+    // A parameter without a gradient on some rank (a head its images did not reach) gets zeros
+    // there, so that every rank reduces the same tensors; one without a gradient anywhere stays
+    // without, and the optimizer skips it as in a single process.
+    std::vector<double> has_grad;
+    for (const auto& p : params) has_grad.push_back(p.grad().defined() ? 1.0 : 0.0);
+    has_grad = dist.sum(has_grad);
+    std::vector<torch::Tensor> used;
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (has_grad[i] == 0) continue;
+      if (!params[i].grad().defined()) params[i].mutable_grad() = torch::zeros_like(params[i]);
+      used.push_back(params[i]);
+    }
+    params = std::move(used);
+    std::vector<torch::Tensor> grads;
+    for (auto& p : params) grads.push_back(p.mutable_grad());
+    dist.average(grads);
+  }
+  if (options_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, options_.clip_norm);
+  optimizer_.step();
+}
+
+}  // namespace aligndetr::engine

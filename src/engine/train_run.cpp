@@ -1,0 +1,181 @@
+#include "train_run.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "aligndetr/engine/init_weights.h"
+#include "aligndetr/util/atomic_file.h"
+#include "aligndetr/util/error.h"
+
+namespace aligndetr::engine::detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Training and validation must speak of the same classes, or the evaluation would silently score
+// one against the other's labels.
+void check_same_categories(const coco::CocoDataset& train_set, const coco::CocoDataset& val_set,
+                           const std::string& train_file, const std::string& val_file) {
+  const auto describe = [](const coco::CocoCategory& c) {
+    return fmt::format("id {} '{}'", c.id, c.name);
+  };
+  const auto by_id = [](std::vector<coco::CocoCategory> c) {
+    std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    return c;
+  };
+  const auto train = by_id(train_set.categories), val = by_id(val_set.categories);
+  const size_t n = std::max(train.size(), val.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto* t = i < train.size() ? &train[i] : nullptr;
+    const auto* v = i < val.size() ? &val[i] : nullptr;
+    if (t && v && t->id == v->id && t->name == v->name) continue;
+    throw util::InputError(fmt::format(
+        "the training and validation files have different categories: {} has {}, {} has {}",
+        train_file, t ? describe(*t) : "nothing", val_file, v ? describe(*v) : "nothing"));
+  }
+}
+
+int64_t global_batch(const Experiment& e, const Distributed& dist) {
+  return int64_t(e.data.batch_size) * e.solver.accumulate * dist.world_size();
+}
+
+// Resumes from the newest checkpoint; returns its iteration (0 without one).
+int64_t resume_run(TrainRun& run) {
+  const auto last = latest_checkpoint(run.ckpt_dir);
+  if (last.empty()) {
+    spdlog::warn("--resume: no checkpoint in {}; starting from scratch", run.ckpt_dir);
+    return 0;
+  }
+  const auto info = load_checkpoint(last, *run.model, &run.solver->optimizer(), run.dist.rank());
+  const int64_t now = global_batch(run.e, run.dist);
+  if (info.global_batch > 0 && info.global_batch != now) {
+    spdlog::warn(
+        "the checkpoint's run took {} images per step ({} rank(s)); this one takes {}: the "
+        "data order continues from image {} but the schedule is not the same run's",
+        info.global_batch, info.world_size, now, info.iteration * info.global_batch);
+  }
+  if (!info.rng_restored) {
+    // A rank the checkpoint's run did not have: its own stream, reproducible from the seed.
+    torch::manual_seed(run.e.train.seed + uint64_t(run.dist.rank()) * 1000003u +
+                       uint64_t(info.iteration));
+    spdlog::warn(
+        "rank {}: the checkpoint holds no generator state for this rank ({} rank(s) "
+        "wrote it); seeded from train.seed",
+        run.dist.rank(), info.world_size);
+  }
+  if (run.dist.is_main()) truncate_metrics(run.metrics_path, info.iteration);
+  spdlog::info("resumed from {} at iteration {}", last, info.iteration);
+  return info.iteration;
+}
+
+// config.yaml of the run: the resolved config, with the initial weights' digests (those the
+// first run recorded stay in a resumed run's).
+void write_run_config(TrainRun& run) {
+  const auto config_path = (fs::path(run.output_dir) / "config.yaml").string();
+  if (run.start_iter > 0 && fs::exists(config_path)) {
+    const Config before = Config::load(config_path);
+    for (size_t i = 0; i < run.resolved.list_size("model.init_weights"); ++i) {
+      const std::string key = fmt::format("model.init_weights.{}.", i);
+      if (before.has(key + "sha256") && !run.resolved.has(key + "sha256") &&
+          before.get_string(key + "file", "") == run.resolved.get_string(key + "file")) {
+        run.resolved.assign(key + "sha256", before.get_string(key + "sha256"));
+      }
+    }
+  }
+  util::write_file_atomic(config_path, run.resolved.dump());
+}
+
+}  // namespace
+
+std::unique_ptr<TrainRun> open_run(const Experiment& e, const std::string& output_dir, bool resume,
+                                   const Distributed& dist) {
+  auto run = std::make_unique<TrainRun>(e, dist);
+  run->device = parse_device(e.train.device);
+  if (run->device.is_cuda() && dist.world_size() > 1) {
+    run->device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist.local_rank()));
+  }
+  run->output_dir = output_dir;
+  run->ckpt_dir = (fs::path(output_dir) / "checkpoints").string();
+  run->metrics_path = (fs::path(output_dir) / "metrics.jsonl").string();
+  if (dist.is_main()) fs::create_directories(run->ckpt_dir);
+  // Rank 0 draws the stream a single process draws; the others their own.
+  torch::manual_seed(e.train.seed + uint64_t(dist.rank()));
+  run->train_set = std::make_shared<const data::CocoDetection>(e.data.train);
+  run->val_set = std::make_unique<data::CocoDetection>(e.data.val);
+  if (run->train_set->categories().num_classes() != e.model.num_classes()) {
+    throw util::InputError(
+        fmt::format("the training set has {} categories but model.num_classes is {}",
+                    run->train_set->categories().num_classes(), e.model.num_classes()));
+  }
+  check_same_categories(run->train_set->coco(), run->val_set->coco(), e.data.train.ann_file,
+                        e.data.val.ann_file);
+  for (int c = 0; c < run->train_set->categories().num_classes(); ++c) {
+    run->class_names.push_back(run->train_set->categories().name(c));
+  }
+  run->model = e.model.build();
+  run->model->to(run->device);
+  run->model->train();
+  run->solver = std::make_unique<Solver>(*run->model, e.solver);
+  run->resolved = e.config;
+  if (resume) run->start_iter = resume_run(*run);
+  if (run->start_iter == 0 && !e.model.init.files.empty()) {
+    // A resumed run never re-applies them: its checkpoint holds the weights.
+    const auto init = apply_init_weights(*run->model, e.model.init, run->class_names);
+    spdlog::info("initial weights:\n{}", init.text);
+    for (size_t i = 0; i < init.sha256.size(); ++i) {
+      run->resolved.assign(fmt::format("model.init_weights.{}.sha256", i), init.sha256[i]);
+    }
+  }
+  if (dist.world_size() > 1) {
+    std::vector<torch::Tensor> state;
+    for (auto& p : run->model->parameters()) state.push_back(p.data());
+    for (auto& b : run->model->buffers()) state.push_back(b);
+    dist.broadcast(state);
+  }
+  if (dist.is_main()) {
+    write_run_config(*run);
+    if (run->start_iter == 0) {
+      // A new run in a directory that held one: leftovers would mix two runs in the log and
+      // plots and let a later --resume pick up the old run's checkpoints.
+      const int removed = remove_checkpoints(run->ckpt_dir);
+      if (removed > 0 || fs::exists(run->metrics_path)) {
+        spdlog::warn(
+            "{} holds an earlier run: its metrics.jsonl and {} checkpoint(s) are replaced by this "
+            "run's (--resume continues a run instead)",
+            output_dir, removed);
+      }
+      util::write_file_atomic(run->metrics_path, "");
+    }
+  }
+  return run;
+}
+
+std::string save_run_checkpoint(TrainRun& run, int64_t iteration) {
+  CheckpointRanks ranks;
+  ranks.world_size = run.dist.world_size();
+  ranks.global_batch = global_batch(run.e, run.dist);
+  if (run.dist.world_size() > 1) {
+    torch::Tensor state;
+    {
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      state = gen.get_state();
+    }
+    const auto all = run.dist.all_gather_rows(state.view({1, -1}));
+    for (int r = 1; r < run.dist.world_size(); ++r) ranks.rng_cpu.push_back(all[r].clone());
+  }
+  const auto path = checkpoint_path(run.ckpt_dir, iteration);
+  if (run.dist.is_main()) {
+    save_checkpoint(path, *run.model, run.solver->optimizer(), iteration, run.resolved.dump(),
+                    run.class_names, ranks);
+    prune_checkpoints(run.ckpt_dir, run.e.train.keep_checkpoints);
+  }
+  return path;
+}
+
+}  // namespace aligndetr::engine::detail
