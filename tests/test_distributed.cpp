@@ -26,6 +26,8 @@
 #include "aligndetr/data/synth.h"
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/distributed.h"
+#include "aligndetr/engine/experiment.h"
+#include "aligndetr/model/sync_batch_norm.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 #include "test_support.h"
@@ -109,6 +111,66 @@ TEST(Distributed, CollectivesOverTwoRanks) {
         torch::equal(all, torch::tensor({1.0, 2.0, 3.0, 4.0}, torch::kDouble).view({2, 2})));
     d.barrier();
   });
+}
+
+// Two ranks with two images each give what one BatchNorm2d gives over the four: outputs, the
+// input gradient of the sum of both ranks' losses, the running statistics; the ranks' affine
+// gradients add up to the single process's.
+TEST(Distributed, SyncBatchNormEqualsBatchNormOverTheWholeBatch) {
+  torch::manual_seed(0);
+  const auto x = torch::randn({4, 3, 5, 5}) * 2 + 1;
+  const auto g = torch::randn({4, 3, 5, 5});
+  const auto weight = torch::rand({3}) + 0.5, bias = torch::randn({3});
+  torch::nn::BatchNorm2d reference(3);
+  {
+    torch::NoGradGuard no_grad;
+    reference->weight.copy_(weight);
+    reference->bias.copy_(bias);
+  }
+  const auto xr = x.clone().requires_grad_();
+  const auto yr = reference(xr);
+  (yr * g).sum().backward();
+  two_ranks([&](int rank, engine::Distributed& d) {
+    model::SyncBatchNorm2d bn(3);
+    {
+      torch::NoGradGuard no_grad;
+      bn->weight.copy_(weight);
+      bn->bias.copy_(bias);
+    }
+    EXPECT_EQ(model::set_sync_batch_norm_reducer(*bn, [&d](torch::Tensor& t) { d.sum_(t); }), 1);
+    const auto xs = x.slice(0, 2 * rank, 2 * rank + 2).clone().requires_grad_();
+    const auto y = bn(xs);
+    EXPECT_TRUE(torch::allclose(y, yr.slice(0, 2 * rank, 2 * rank + 2), 1e-5, 1e-5));
+    (y * g.slice(0, 2 * rank, 2 * rank + 2)).sum().backward();
+    EXPECT_TRUE(torch::allclose(xs.grad(), xr.grad().slice(0, 2 * rank, 2 * rank + 2), 1e-4, 1e-5));
+    auto weight_grad = bn->weight.grad().clone(), bias_grad = bn->bias.grad().clone();
+    d.sum_(weight_grad);
+    d.sum_(bias_grad);
+    EXPECT_TRUE(torch::allclose(weight_grad, reference->weight.grad(), 1e-4, 1e-5));
+    EXPECT_TRUE(torch::allclose(bias_grad, reference->bias.grad(), 1e-4, 1e-5));
+    EXPECT_TRUE(torch::allclose(bn->running_mean, reference->running_mean, 1e-5, 1e-6));
+    EXPECT_TRUE(torch::allclose(bn->running_var, reference->running_var, 1e-5, 1e-6));
+    // Evaluation uses the running statistics, as BatchNorm2d.
+    bn->eval();
+    reference->eval();
+    EXPECT_TRUE(torch::allclose(bn(x), reference(x), 1e-5, 1e-5));
+  });
+}
+
+TEST(Distributed, SyncBnIsABackboneNormChoice) {
+  auto config =
+      engine::Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml");
+  config.set("model.backbone.sync_bn=true");
+  EXPECT_THROW(engine::model_spec(config), util::InputError);  // the preset's norm is FrozenBN
+  config.set("model.backbone.norm=BN");
+  const auto detector = engine::model_spec(config).build();
+  int synced = 0, plain = 0;
+  for (const auto& m : detector->modules()) {
+    synced += m->as<model::SyncBatchNorm2dImpl>() != nullptr;
+    plain += m->as<torch::nn::BatchNorm2dImpl>() != nullptr;
+  }
+  EXPECT_GT(synced, 0);
+  EXPECT_EQ(plain, 0);
 }
 
 TEST(Distributed, ARankThatRaisesIsNamedByTheOthers) {

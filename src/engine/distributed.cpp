@@ -283,6 +283,13 @@ double Distributed::sum(double value) const {
   return sum(std::vector<double>{value})[0];
 }
 
+void Distributed::sum_(torch::Tensor& tensor) const {
+  if (!impl_) return;
+  std::vector<at::Tensor> t{tensor.is_contiguous() ? tensor : tensor.contiguous()};
+  impl_->run("all-reduce", [&](auto& g) { return g.allreduce(t); });
+  if (!t[0].is_same(tensor)) tensor.copy_(t[0]);
+}
+
 bool Distributed::any(bool value) const {
   return sum(value ? 1.0 : 0.0) > 0;
 }

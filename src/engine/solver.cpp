@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "aligndetr/engine/distributed.h"
+#include "aligndetr/model/sync_batch_norm.h"
 
 namespace aligndetr::engine {
 
@@ -19,7 +20,7 @@ std::vector<torch::optim::OptimizerParamGroup> param_groups(torch::nn::Module& m
   std::unordered_set<const void*> norm_params;
   for (const auto& m : model.modules()) {
     if (m->as<torch::nn::LayerNorm>() || m->as<torch::nn::GroupNorm>() ||
-        m->as<torch::nn::BatchNorm2d>()) {
+        m->as<torch::nn::BatchNorm2d>() || m->as<model::SyncBatchNorm2dImpl>()) {
       for (const auto& p : m->parameters()) norm_params.insert(p.unsafeGetTensorImpl());
     }
   }

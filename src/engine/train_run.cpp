@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "aligndetr/engine/init_weights.h"
+#include "aligndetr/model/sync_batch_norm.h"
 #include "aligndetr/util/atomic_file.h"
 #include "aligndetr/util/error.h"
 
@@ -132,6 +133,10 @@ std::unique_ptr<TrainRun> open_run(const Experiment& e, const std::string& outpu
     }
   }
   if (dist.world_size() > 1) {
+    const int synced = model::set_sync_batch_norm_reducer(
+        *run->model, [&dist](torch::Tensor& t) { dist.sum_(t); });
+    if (synced > 0)
+      spdlog::info("{} batch norms synchronised over {} ranks", synced, dist.world_size());
     std::vector<torch::Tensor> state;
     for (auto& p : run->model->parameters()) state.push_back(p.data());
     for (auto& b : run->model->buffers()) state.push_back(b);

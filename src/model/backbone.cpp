@@ -1,5 +1,7 @@
 #include "aligndetr/model/backbone.h"
 
+#include "aligndetr/model/sync_batch_norm.h"
+
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -35,6 +37,8 @@ torch::nn::AnyModule make_norm(BackboneNorm norm, int64_t channels) {
   switch (norm) {
     case BackboneNorm::kBatchNorm:
       return torch::nn::AnyModule(torch::nn::BatchNorm2d(channels));
+    case BackboneNorm::kSyncBatchNorm:
+      return torch::nn::AnyModule(SyncBatchNorm2d(channels));
     case BackboneNorm::kGroupNorm:
       return torch::nn::AnyModule(torch::nn::GroupNorm(32, channels));
     case BackboneNorm::kFrozenBatchNorm:
@@ -137,8 +141,9 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
   // Frozen parts keep frozen batch norms: batch statistics of a stage that does not train would
   // only drift.
   const auto norm_of = [&](bool frozen) {
-    return frozen && options_.norm == BackboneNorm::kBatchNorm ? BackboneNorm::kFrozenBatchNorm
-                                                               : options_.norm;
+    const bool batch_norm =
+        options_.norm == BackboneNorm::kBatchNorm || options_.norm == BackboneNorm::kSyncBatchNorm;
+    return frozen && batch_norm ? BackboneNorm::kFrozenBatchNorm : options_.norm;
   };
   conv1_ = register_module("conv1", make_conv(3, 64, 7, 2));
   bn1_ = make_norm(norm_of(options_.freeze_at >= 1), 64);

@@ -66,6 +66,8 @@ class Distributed {
   std::vector<double> sum(const std::vector<double>& values) const;
   // Whether any rank passed true.
   bool any(bool value) const;
+  // Sums a tensor in place over the ranks (model::SumReducer for synchronised batch norm).
+  void sum_(torch::Tensor& tensor) const;
   // Every rank's gradients averaged in place: flattened into buckets of about bucket_bytes,
   // every bucket's all-reduce started before the first is awaited.
   void average(std::vector<torch::Tensor>& tensors, int64_t bucket_bytes = 25 << 20) const;

@@ -34,9 +34,10 @@ TORCH_MODULE(FrozenBatchNorm2d);
 // and the dilation (torchvision v1.5, detectron2 stride_in_1x1=False), conv3 1x1 with 4x
 // expansion; a BasicBlock (ResNet-18/34) has two 3x3 convs, the first carrying the stride.
 // The backbone's normalization layers. kBatchNorm: torch BatchNorm2d (batch statistics in
-// training, torchvision's names, so torchvision checkpoints still load); kGroupNorm: 32 groups
-// (weight and bias only).
-enum class BackboneNorm { kFrozenBatchNorm, kBatchNorm, kGroupNorm };
+// training, torchvision's names, so torchvision checkpoints still load); kSyncBatchNorm: the
+// same with statistics over every process of a data-parallel run (sync_batch_norm.h);
+// kGroupNorm: 32 groups (weight and bias only).
+enum class BackboneNorm { kFrozenBatchNorm, kBatchNorm, kSyncBatchNorm, kGroupNorm };
 
 class ResidualBlockImpl : public torch::nn::Module {
  public:
