@@ -161,7 +161,14 @@ TEST(Distributed, SyncBnIsABackboneNormChoice) {
   auto config =
       engine::Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml");
   config.set("model.backbone.sync_bn=true");
-  EXPECT_THROW(engine::model_spec(config), util::InputError);  // the preset's norm is FrozenBN
+  try {
+    engine::model_spec(config);
+    FAIL() << "sync_bn with the preset's FrozenBN was accepted";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("sync_bn needs model.backbone.norm BN (it is 'FrozenBN')"),
+              std::string::npos)
+        << e.what();
+  }
   config.set("model.backbone.norm=BN");
   const auto detector = engine::model_spec(config).build();
   int synced = 0, plain = 0;

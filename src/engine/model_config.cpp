@@ -11,13 +11,13 @@ namespace {
 // detectron2's spelling of the backbone norms.
 model::BackboneNorm backbone_norm(const Config& c) {
   const auto norm = c.get_string("model.backbone.norm", "FrozenBN");
-  if (norm == "FrozenBN") return model::BackboneNorm::kFrozenBatchNorm;
   const bool sync = c.get_bool("model.backbone.sync_bn", false);
   if (sync && norm != "BN" && norm != "SyncBN") {
     throw util::InputError(
         fmt::format("config '{}': model.backbone.sync_bn needs model.backbone.norm BN (it is '{}')",
                     c.source(), norm));
   }
+  if (norm == "FrozenBN") return model::BackboneNorm::kFrozenBatchNorm;
   if (norm == "SyncBN" || (sync && norm == "BN")) return model::BackboneNorm::kSyncBatchNorm;
   if (norm == "BN") return model::BackboneNorm::kBatchNorm;
   if (norm == "GN") return model::BackboneNorm::kGroupNorm;
