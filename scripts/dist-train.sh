@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data-parallel training on this machine without torchrun: N processes of `aligndetr train`, each
 # given the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and
-# T compute threads. The same run with torchrun (Debian's python3-torch ships it):
+# T compute threads. The same run with PyPI's torchrun:
 #   torchrun --no-python --nproc-per-node=N build/aligndetr --threads T train ARGS...
 #
 # Usage: scripts/dist-train.sh [-n N] [-t T] [-p PORT] [-b BIN] -- ARGS...
@@ -18,7 +18,7 @@ while getopts "n:t:p:b:h" opt; do
     t) threads="$OPTARG" ;;
     p) port="$OPTARG" ;;
     b) bin="$OPTARG" ;;
-    *) sed -n '2,13p' "$0"; exit 3 ;;
+    *) sed -n '2,12p' "$0"; exit 3 ;;
   esac
 done
 shift $((OPTIND - 1))
