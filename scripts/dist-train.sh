@@ -27,11 +27,11 @@ if [[ ! -x "$bin" ]]; then echo "dist-train: no binary at $bin (make build, or -
 if [[ -z "$threads" ]]; then threads=$(( $(nproc) / n )); (( threads >= 1 )) || threads=1; fi
 
 pids=()
+# Background processes of a script ignore SIGINT, so Ctrl-C reaches the ranks as SIGTERM.
 stop() {
-  for pid in "${pids[@]}"; do kill -"$1" "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 }
-trap 'stop INT' INT
-trap 'stop TERM' TERM
+trap stop INT TERM
 for ((r = 0; r < n; r++)); do
   RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
     "$bin" --threads "$threads" train "$@" &
