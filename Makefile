@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 DEMO_OUT ?= out/demo
 
-.PHONY: deps configure build test demo format clean
+.PHONY: deps configure build test test-torch2 demo format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -16,6 +16,10 @@ build: configure
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# The same tests built against PyPI's PyTorch 2.x (CUDA LibTorch, NCCL), in build-torch2.
+test-torch2: deps
+	bash scripts/test-torch2.sh build-torch2
 
 demo: build
 	bash scripts/demo.sh $(BUILD_DIR)/aligndetr $(DEMO_OUT)

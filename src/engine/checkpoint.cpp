@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <regex>
+#include <sstream>
+#include <type_traits>
+#include <utility>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
@@ -18,8 +21,20 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string param_key(const torch::Tensor& p) {
-  return c10::guts::to_string(p.unsafeGetTensorImpl());
+// The optimizer's state key of a parameter: its TensorImpl's address, as text in LibTorch 1.x and
+// as the pointer itself in 2.x. (A template, so that only the branch of this version is compiled.)
+using StateKey =
+    std::decay_t<decltype(std::declval<torch::optim::AdamW&>().state().begin()->first)>;
+
+template <typename Key = StateKey>
+Key param_key(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;
+    text << p.unsafeGetTensorImpl();
+    return text.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
 }
 
 std::string cuda_rng_key(int64_t device) {
