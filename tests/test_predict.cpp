@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <opencv2/imgcodecs.hpp>
+
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,6 +19,7 @@
 #include "aligndetr/engine/inference.h"
 #include "aligndetr/engine/predict.h"
 #include "aligndetr/model/dino.h"
+#include "aligndetr/util/error.h"
 #include "test_support.h"
 
 namespace aligndetr {
@@ -101,6 +105,102 @@ TEST(Predict, ResultsFileHoldsTheEvaluationDetectionsWithFileNames) {
       for (int c = 0; c < 4; ++c) EXPECT_EQ(got.bbox[size_t(c)], expected[k].bbox[size_t(c)]);
     }
   }
+}
+
+// Inputs are never written over and every input gets its own picture: --out equal to or inside
+// the input directory, a picture that would replace the single input, --out naming a file and a
+// file name results.json cannot hold are errors before anything is written; a.jpg and a.png
+// both keep a picture.
+class PredictOutputs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data::SynthOptions so;
+    so.out_dir = (dir_ / "synth").string();
+    so.train_images = 0;
+    so.val_images = 2;
+    so.size = 96;
+    so.min_object_size = 16;
+    data::write_synthetic_dataset(so);
+    images_ = dir_ / "images";
+    fs::create_directories(images_);
+    std::vector<fs::path> made;
+    for (const auto& e : fs::directory_iterator(dir_ / "synth/images/val"))
+      made.push_back(e.path());
+    std::sort(made.begin(), made.end());
+    // a.jpg, and the other image as a.png: two inputs with one stem.
+    fs::copy_file(made[0], images_ / "a.jpg");
+    const cv::Mat second = cv::imread(made[1].string());
+    cv::imwrite((images_ / "a.png").string(), second);
+    torch::manual_seed(0);
+    transforms_.test_short_size = 64;
+    transforms_.test_max_size = 96;
+  }
+
+  engine::PredictSummary predict(const fs::path& input, const fs::path& out) {
+    engine::PredictOptions po;
+    po.input = input.string();
+    po.out_dir = out.string();
+    po.top_k = 3;
+    return engine::predict_images(*dino_, transforms_, {}, torch::kCPU, po);
+  }
+
+  std::string bytes(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+
+  testing::TempDir dir_;
+  fs::path images_;
+  data::TransformOptions transforms_;
+  model::Dino dino_{tiny_dino()};
+};
+
+TEST_F(PredictOutputs, TwoInputsWithOneStemGetTwoPictures) {
+  const auto s = predict(images_, dir_ / "out");
+  EXPECT_EQ(s.images, 2);
+  EXPECT_TRUE(fs::exists(dir_ / "out/a.jpg.png"));
+  EXPECT_TRUE(fs::exists(dir_ / "out/a.png.png"));
+  const auto text = bytes(dir_ / "out/results.json");
+  EXPECT_NE(text.find("\"file_name\": \"a.jpg\""), std::string::npos);
+  EXPECT_NE(text.find("\"file_name\": \"a.png\""), std::string::npos);
+}
+
+TEST_F(PredictOutputs, AnOutputDirectoryThatWouldTouchTheInputsIsRefused) {
+  const std::string before = bytes(images_ / "a.png");
+  for (const auto& out : {images_, images_ / "pictures", images_ / "." / "deeper" / ".."}) {
+    try {
+      predict(images_, out);
+      ADD_FAILURE() << "--out " << out << " was accepted";
+    } catch (const util::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("inside the input directory"), std::string::npos)
+          << e.what();
+    }
+  }
+  // One image into its own directory: its picture would be the image itself.
+  try {
+    predict(images_ / "a.png", images_);
+    ADD_FAILURE() << "a picture over its own input was accepted";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("over the input"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(bytes(images_ / "a.png"), before);
+  EXPECT_FALSE(fs::exists(images_ / "pictures"));
+  EXPECT_FALSE(fs::exists(images_ / "results.json"));
+  // --out naming a file.
+  testing::write_text(dir_ / "file", "x");
+  EXPECT_THROW(predict(images_, dir_ / "file"), util::InputError);
+}
+
+TEST_F(PredictOutputs, AFileNameThatIsNotUtf8IsNamedAndNothingIsWritten) {
+  fs::copy_file(images_ / "a.jpg", images_ / "caf\xe9.jpg");
+  try {
+    predict(images_, dir_ / "out");
+    FAIL() << "a Latin-1 file name was accepted";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("'caf\\xe9.jpg'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not UTF-8"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
 }
 
 }  // namespace

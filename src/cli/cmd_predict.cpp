@@ -23,7 +23,9 @@ void setup_predict(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "predict",
       "Detect objects in an image or a directory of images: OUT/results.json (COCO results, "
-      "with file names) and OUT/<image>.png with boxes, class names and scores drawn");
+      "with file names) and OUT/<image>.png with boxes, class names and scores drawn "
+      "(OUT/<image file name>.png when two inputs share a name, as a.jpg and a.png). OUT must "
+      "lie outside the input directory: inputs are never written over");
   args->config.add_to(cmd);
   cmd->add_option("--weights", args->weights, "model_final.pt or a training checkpoint")
       ->required();

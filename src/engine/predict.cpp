@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -13,6 +14,7 @@
 #include "aligndetr/engine/inference.h"
 #include "aligndetr/util/atomic_file.h"
 #include "aligndetr/util/error.h"
+#include "aligndetr/util/json.h"
 #include "aligndetr/util/progress.h"
 #include "aligndetr/vis/draw.h"
 
@@ -27,6 +29,67 @@ bool is_image_file(const fs::path& p) {
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return std::tolower(c); });
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp";
+}
+
+// Whether `inner` is `outer` or lies under it (both made absolute, links resolved where they
+// exist).
+bool within(const fs::path& inner, const fs::path& outer) {
+  const auto rel = fs::weakly_canonical(fs::absolute(inner))
+                       .lexically_relative(fs::weakly_canonical(fs::absolute(outer)));
+  return !rel.empty() && *rel.begin() != "..";
+}
+
+// The outputs may never replace an input: --out must lie outside the input directory and, for one
+// image, must not be its own directory when the picture would take its name.
+void check_output_location(const PredictOptions& o, bool single, const fs::path& first_file) {
+  std::error_code ec;
+  if (fs::exists(o.out_dir, ec) && !fs::is_directory(o.out_dir, ec)) {
+    throw util::InputError(fmt::format("--out '{}' is a file, not a directory", o.out_dir));
+  }
+  if (!single && within(o.out_dir, o.input)) {
+    throw util::InputError(fmt::format(
+        "--out '{}' is inside the input directory '{}': the pictures would mix with (and could "
+        "replace) the images; choose a directory outside it",
+        o.out_dir, o.input));
+  }
+  if (single && within(fs::path(o.out_dir) / (first_file.stem().string() + ".png"), first_file)) {
+    throw util::InputError(fmt::format(
+        "--out '{}' would write the picture over the input '{}'; choose another directory",
+        o.out_dir, o.input));
+  }
+}
+
+// A picture name per input, in input order: <stem>.png, or <file name>.png when two inputs share
+// a stem (a.jpg, a.png), with a counter if even that is taken.
+std::vector<std::string> picture_names(const std::vector<fs::path>& files) {
+  std::unordered_map<std::string, int> stems;
+  for (const auto& f : files) ++stems[f.stem().string()];
+  std::set<std::string> used;
+  std::vector<std::string> out;
+  for (const auto& f : files) {
+    std::string name = f.stem().string() + ".png";
+    if (stems[f.stem().string()] > 1 || used.count(name)) name = f.filename().string() + ".png";
+    for (int k = 2; used.count(name); ++k) name = fmt::format("{}_{}.png", f.stem().string(), k);
+    used.insert(name);
+    out.push_back(name);
+  }
+  return out;
+}
+
+// results.json carries file names as JSON strings, which must be UTF-8.
+void check_utf8_names(const std::vector<fs::path>& files) {
+  for (const auto& f : files) {
+    const std::string name = f.filename().string();
+    if (util::is_valid_utf8(name)) continue;
+    std::string shown;
+    for (unsigned char c : name) {
+      shown += c >= 0x20 && c < 0x7f ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
+    }
+    throw util::InputError(fmt::format(
+        "image file name '{}' in '{}' is not UTF-8, which results.json (JSON) cannot hold; "
+        "rename the file",
+        shown, f.parent_path().string()));
+  }
 }
 
 }  // namespace
@@ -49,6 +112,9 @@ PredictSummary predict_images(model::DetectorImpl& model, const data::TransformO
     throw util::InputError(
         fmt::format("input '{}' is neither an image file nor a directory", o.input));
   }
+  check_output_location(o, single, files.front());
+  check_utf8_names(files);
+  const auto pictures = picture_names(files);
   fs::create_directories(o.out_dir);
   std::vector<std::string> names;
   for (int c = 0; c < model.num_classes(); ++c) {
@@ -99,7 +165,7 @@ PredictSummary predict_images(model::DetectorImpl& model, const data::TransformO
     summary.detections += int64_t(dets.size());
     cv::Mat picture = original;
     vis::draw_boxes(picture, drawn, names);
-    vis::write_image_rgb((fs::path(o.out_dir) / files[i].stem()).string() + ".png", picture);
+    vis::write_image_rgb((fs::path(o.out_dir) / pictures[i]).string(), picture);
     ++summary.images;
     progress.advance();
   }

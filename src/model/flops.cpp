@@ -1,6 +1,7 @@
 #include "aligndetr/model/flops.h"
 
 #include <cstring>
+#include <optional>
 
 #include <ATen/record_function.h>
 #include <torch/torch.h>
@@ -26,44 +27,52 @@ Kind kind_of(const char* name) {
 thread_local FlopReport* g_report = nullptr;
 thread_local int g_depth = 0;  // counted operators currently running on this thread
 
-const at::Tensor* tensor_input(const at::RecordFunction& fn, size_t i) {
-  const auto inputs = fn.inputs();
-  if (i >= inputs.size() || !inputs[i].isTensor()) return nullptr;
-  return &inputs[i].toTensor();
+// The i-th input if it is a tensor. Inputs are only readable in the start callback (LibTorch 2.x
+// keeps them on the dispatcher's stack).
+std::optional<at::Tensor> tensor_input(const at::RecordFunction& fn, size_t i) {
+  const auto& inputs = fn.inputs();
+  if (i >= inputs.size() || !inputs[i].isTensor()) return std::nullopt;
+  return inputs[i].toTensor();
 }
 
-// Flops from the output's size and the reduced (inner) dimension.
-int64_t flops_of(const at::RecordFunction& fn, Kind kind) {
-  const auto outputs = fn.outputs();
-  if (outputs.empty() || !outputs[0].isTensor()) return 0;
-  const int64_t out = outputs[0].toTensor().numel();
-  const std::string name = fn.name();
+// The reduced (inner) dimension of a counted operator, read from its inputs at its start; the
+// flops are that times the output's size.
+struct InnerSize : at::ObserverContext {
+  int64_t inner = 0;
+};
+
+int64_t inner_size(const at::RecordFunction& fn, Kind kind) {
   if (kind == Kind::kConv) {
-    const auto* w = tensor_input(fn, 1);
-    if (!w || w->dim() < 3) return 0;
-    return out * (w->numel() / w->size(0));
+    const auto w = tensor_input(fn, 1);
+    return w && w->dim() >= 3 ? w->numel() / w->size(0) : 0;
   }
   if (kind == Kind::kLinear) {
-    const auto* x = tensor_input(fn, 0);
-    return x && x->dim() >= 1 ? out * x->size(-1) : 0;
+    const auto x = tensor_input(fn, 0);
+    return x && x->dim() >= 1 ? x->size(-1) : 0;
   }
   // mm / bmm / matmul take (a, b); addmm / baddbmm take (c, a, b).
+  const std::string name = fn.name();
   const size_t a_index = (name == "aten::addmm" || name == "aten::baddbmm") ? 1 : 0;
-  const auto* a = tensor_input(fn, a_index);
-  return a && a->dim() >= 1 ? out * a->size(-1) : 0;
+  const auto a = tensor_input(fn, a_index);
+  return a && a->dim() >= 1 ? a->size(-1) : 0;
 }
 
 std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
-  if (g_report && kind_of(fn.name()) != Kind::kNone) ++g_depth;
-  return nullptr;
+  if (!g_report) return nullptr;
+  const Kind kind = kind_of(fn.name());
+  if (kind == Kind::kNone) return nullptr;
+  ++g_depth;
+  auto ctx = std::make_unique<InnerSize>();
+  ctx->inner = inner_size(fn, kind);
+  return ctx;
 }
 
-void on_end(const at::RecordFunction& fn, at::ObserverContext*) {
-  if (!g_report) return;
-  const Kind kind = kind_of(fn.name());
-  if (kind == Kind::kNone) return;
+void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx) {
+  if (!g_report || !ctx) return;
   if (--g_depth > 0) return;  // inside another counted operator
-  const int64_t flops = flops_of(fn, kind);
+  const auto& outputs = fn.outputs();
+  if (outputs.empty() || !outputs[0].isTensor()) return;
+  const int64_t flops = outputs[0].toTensor().numel() * static_cast<InnerSize*>(ctx)->inner;
   g_report->total += flops;
   g_report->by_operator[fn.name()] += flops;
 }

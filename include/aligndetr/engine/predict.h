@@ -29,6 +29,9 @@ struct PredictSummary {
 
 // Image ids in results.json number the input files in sorted order from 1; each result also
 // carries its "file_name". Category ids come from `categories` (contiguous labels otherwise).
+// Pictures are <stem>.png, or <file name>.png for inputs that share a stem. InputError, before
+// anything is written, for an output directory inside the input directory (or one whose picture
+// would replace the single input image), one that is a file, and a file name that is not UTF-8.
 PredictSummary predict_images(model::DetectorImpl& model, const data::TransformOptions& transforms,
                               const coco::CategoryMap& categories, const torch::Device& device,
                               const PredictOptions& options);

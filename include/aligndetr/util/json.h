@@ -23,6 +23,10 @@ void check_json_cpu_support();
 // Where in a JSON text a parser stopped, as "byte N (line L)", for error messages.
 std::string json_location(const char* base, size_t size, const char* at);
 
+// Whether the bytes are well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF).
+bool is_valid_utf8(const std::string& s);
+
 // Escapes a string for inclusion between double quotes in JSON output.
 std::string json_escape(const std::string& s);
 
