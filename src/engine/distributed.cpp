@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -181,17 +182,21 @@ struct Distributed::Impl {
     }
   }
 
+  // Starts a collective on the group; a failure to start is diagnosed as a failed wait is.
   template <typename Launch>
-  void run(const char* op, Launch&& launch) const {
-    c10::intrusive_ptr<c10d::Work> work;
+  c10::intrusive_ptr<c10d::Work> start(const char* op, Launch&& launch) const {
     try {
-      work = with_group(launch);
+      return with_group(launch);
     } catch (const DistributedFailure&) {
       throw;
     } catch (const std::exception& e) {
       fail(op, e);
     }
-    wait(work, op);
+  }
+
+  template <typename Launch>
+  void run(const char* op, Launch&& launch) const {
+    wait(start(op, std::forward<Launch>(launch)), op);
   }
 };
 
@@ -316,6 +321,23 @@ std::vector<std::vector<size_t>> buckets_of(const std::vector<torch::Tensor>& te
   return out;
 }
 
+// One bucket's tensors as one flat tensor, and back.
+at::Tensor flatten(const std::vector<torch::Tensor>& tensors, const std::vector<size_t>& bucket) {
+  std::vector<torch::Tensor> parts;
+  for (size_t i : bucket) parts.push_back(tensors[i].reshape(-1));
+  return torch::cat(parts);
+}
+
+void unflatten(const at::Tensor& flat, std::vector<torch::Tensor>& tensors,
+               const std::vector<size_t>& bucket) {
+  int64_t offset = 0;
+  for (size_t i : bucket) {
+    auto& t = tensors[i];
+    t.copy_(flat.slice(0, offset, offset + t.numel()).view_as(t));
+    offset += t.numel();
+  }
+}
+
 }  // namespace
 
 void Distributed::average(std::vector<torch::Tensor>& tensors, int64_t bucket_bytes) const {
@@ -325,26 +347,14 @@ void Distributed::average(std::vector<torch::Tensor>& tensors, int64_t bucket_by
   std::vector<std::vector<at::Tensor>> flats(buckets.size());
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   for (size_t b = 0; b < buckets.size(); ++b) {
-    std::vector<torch::Tensor> parts;
-    for (size_t i : buckets[b]) parts.push_back(tensors[i].reshape(-1));
-    flats[b] = {torch::cat(parts)};
-    try {
-      works.push_back(impl_->with_group([&](auto& g) { return g.allreduce(flats[b]); }));
-    } catch (const DistributedFailure&) {
-      throw;
-    } catch (const std::exception& e) {
-      impl_->fail("gradient all-reduce", e);
-    }
+    flats[b] = {flatten(tensors, buckets[b])};
+    works.push_back(
+        impl_->start("gradient all-reduce", [&](auto& g) { return g.allreduce(flats[b]); }));
   }
   for (size_t b = 0; b < buckets.size(); ++b) {
     impl_->wait(works[b], "gradient all-reduce");
     flats[b][0].div_(world_size_);
-    int64_t offset = 0;
-    for (size_t i : buckets[b]) {
-      auto& t = tensors[i];
-      t.copy_(flats[b][0].slice(0, offset, offset + t.numel()).view_as(t));
-      offset += t.numel();
-    }
+    unflatten(flats[b][0], tensors, buckets[b]);
   }
 }
 
@@ -352,16 +362,9 @@ void Distributed::broadcast(std::vector<torch::Tensor>& tensors) const {
   if (!impl_ || tensors.empty()) return;
   torch::NoGradGuard no_grad;
   for (const auto& bucket : buckets_of(tensors, 25 << 20)) {
-    std::vector<torch::Tensor> parts;
-    for (size_t i : bucket) parts.push_back(tensors[i].reshape(-1));
-    std::vector<at::Tensor> flat{torch::cat(parts)};
+    std::vector<at::Tensor> flat{flatten(tensors, bucket)};
     impl_->run("broadcast", [&](auto& g) { return g.broadcast(flat); });
-    int64_t offset = 0;
-    for (size_t i : bucket) {
-      auto& t = tensors[i];
-      t.copy_(flat[0].slice(0, offset, offset + t.numel()).view_as(t));
-      offset += t.numel();
-    }
+    unflatten(flat[0], tensors, bucket);
   }
 }
 
