@@ -23,6 +23,21 @@ eval::CocoEvalResult empty_result() {
   return empty;
 }
 
+// The evaluator's numbers; all zeros for a model that detected nothing.
+eval::CocoEvalResult score(const data::CocoDetection& val,
+                           const std::vector<coco::Detection>& dets) {
+  return dets.empty() ? empty_result() : eval::evaluate_coco(val.coco(), dets);
+}
+
+// Inference as evaluation runs it: the experiment's batch size, workers and post-processing.
+InferenceOptions evaluation_inference(const Experiment& e) {
+  InferenceOptions io;
+  io.batch_size = e.data.batch_size;
+  io.workers = e.data.workers;
+  io.postprocess = e.postprocess();
+  return io;
+}
+
 // Every rank's detections on every rank, in the order one process makes them: images in the
 // dataset's order (each rank predicted whole batches of it), each image's best first.
 std::vector<coco::Detection> gather_detections(const std::vector<coco::Detection>& mine,
@@ -68,10 +83,7 @@ std::string eval_json(int64_t iteration, const eval::CocoEvalResult& r) {
 eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::CocoDetection& val,
                                     const torch::Device& device, const Experiment& e, bool progress,
                                     const Distributed* dist) {
-  InferenceOptions io;
-  io.batch_size = e.data.batch_size;
-  io.workers = e.data.workers;
-  io.postprocess = e.postprocess();
+  InferenceOptions io = evaluation_inference(e);
   io.progress = progress && (!dist || dist->is_main());
   if (dist) {
     io.shard = dist->rank();
@@ -82,12 +94,7 @@ eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::Coco
     dets = gather_detections(dets, val, *dist);
     if (!dist->is_main()) return empty_result();
   }
-  if (dets.empty()) {
-    eval::CocoEvalResult empty;
-    empty.stats.fill(0.0);
-    return empty;
-  }
-  return eval::evaluate_coco(val.coco(), dets);
+  return score(val, dets);
 }
 
 EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::CocoDetection& val,
@@ -99,19 +106,12 @@ EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::
     return result;
   }
   analysis::AlignmentAccumulator alignment{analysis::AlignmentOptions{}};
-  InferenceOptions io;
-  io.batch_size = e.data.batch_size;
-  io.workers = e.data.workers;
-  io.postprocess = e.postprocess();
-  const auto dets = run_inference(
-      model, val, device, io, [&](const data::Batch& b, const model::DetectorOutputs& out) {
-        alignment.add_batch(out.decoder.back().logits, out.decoder.back().boxes, b.targets);
-      });
-  if (dets.empty()) {
-    result.coco.stats.fill(0.0);
-  } else {
-    result.coco = eval::evaluate_coco(val.coco(), dets);
-  }
+  const auto dets = run_inference(model, val, device, evaluation_inference(e),
+                                  [&](const data::Batch& b, const model::DetectorOutputs& out) {
+                                    alignment.add_batch(out.decoder.back().logits,
+                                                        out.decoder.back().boxes, b.targets);
+                                  });
+  result.coco = score(val, dets);
   result.alignment = alignment.report();
   return result;
 }
