@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The second build: against PyTorch 2.x from PyPI (its bundled LibTorch has CUDA), installed in a
-# virtual environment this script makes, with NCCL process groups; then the whole CPU test suite
-# (tests that need a GPU skip and say so). PyPI is for building and testing only: nothing the
+# virtual environment this script makes, with NCCL process groups and the CUDA kernels (nvcc,
+# sm_80 and sm_90); then the whole CPU test suite (tests that need a GPU skip and say so). PyPI is for building and testing only: nothing the
 # build makes needs Python at run time.
 #   scripts/test-torch2.sh [BUILD_DIR]      (default build-torch2; ALIGNDETR_TORCH2_VENV moves
 #                                            the environment, default .cache/venv-torch2)
@@ -24,6 +24,7 @@ echo "test-torch2: LibTorch $version ($prefix)"
 # two c10 libraries in one process abort at start-up.
 torch_lib=$(dirname "$(dirname "$prefix")")/lib
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
-  -Dc10_LIBRARY="$torch_lib/libc10.so" -DALIGNDETR_BUILD_BENCH=OFF -DALIGNDETR_NCCL=ON
+  -Dc10_LIBRARY="$torch_lib/libc10.so" -DALIGNDETR_BUILD_BENCH=OFF -DALIGNDETR_NCCL=ON \
+  -DALIGNDETR_CUDA=ON
 cmake --build "$build" -j "$jobs"
 cd "$build" && ctest --output-on-failure -j "$jobs"

@@ -186,5 +186,109 @@ TEST(MSDeformAttn, ModuleShapesInitAndPadding) {
                                attn->forward(query, value2, ref, shapes)));
 }
 
+TEST(MSDeformAttn, BFloat16OnTheCpuRunsTheFusedKernelWidened) {
+  // Autocast hands the sampling bfloat16 values: the fused kernel runs in float32 on them and
+  // the result comes back in bfloat16, equal to the float32 result on the same rounded inputs.
+  auto c = random_case(5);
+  const auto value = c.value.to(torch::kBFloat16).requires_grad_(true);
+  const auto loc = c.loc.to(torch::kFloat);
+  const auto out = ms_deform_attn(value, c.shapes, loc, c.weights.to(torch::kFloat));
+  EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+  const auto expected = ms_deform_attn_cpu(value.detach().to(torch::kFloat), c.shapes, loc,
+                                           c.weights.to(torch::kFloat));
+  EXPECT_TRUE(torch::allclose(out.to(torch::kFloat), expected, 1e-2, 1e-2))
+      << (out.to(torch::kFloat) - expected).abs().max();
+  out.sum().backward();
+  EXPECT_EQ(value.grad().scalar_type(), torch::kBFloat16);
+}
+
+// The CUDA kernel on copies of CPU inputs, its result and gradients brought back to the CPU.
+torch::Tensor cuda_kernel(const torch::Tensor& value, const SpatialShapes& shapes,
+                          const torch::Tensor& loc, const torch::Tensor& weights) {
+  return ms_deform_attn_cuda(value.to(torch::kCUDA), shapes, loc.to(torch::kCUDA),
+                             weights.to(torch::kCUDA))
+      .to(torch::kCPU);
+}
+
+bool skip_without_cuda_kernel() {
+  return !ms_deform_attn_cuda_built() || !torch::cuda::is_available();
+}
+
+#define SKIP_WITHOUT_CUDA_KERNEL()                                                                 \
+  if (skip_without_cuda_kernel()) {                                                                \
+    GTEST_SKIP() << (ms_deform_attn_cuda_built() ? "no CUDA device on this machine"                \
+                                                 : "built without CUDA kernels (ALIGNDETR_CUDA)"); \
+  }
+
+TEST(MSDeformAttnCuda, WithoutKernelsTheEntryPointSaysHowToBuildThem) {
+  if (ms_deform_attn_cuda_built()) GTEST_SKIP() << "this build has the CUDA kernels";
+  const auto c = random_case(0);
+  try {
+    ms_deform_attn_cuda(c.value, c.shapes, c.loc, c.weights);
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("-DALIGNDETR_CUDA=ON"), std::string::npos) << e.what();
+  }
+}
+
+TEST(MSDeformAttnCuda, ForwardAndGradientsMatchTheLoopsAndTheCpuKernelInDouble) {
+  SKIP_WITHOUT_CUDA_KERNEL();
+  for (int64_t seed = 0; seed < 3; ++seed) {
+    auto c = random_case(seed);
+    for (auto* t : {&c.value, &c.loc, &c.weights}) t->requires_grad_(true);
+    const auto probe = torch::randn({2, 3, 8}, torch::kFloat64);
+    const auto grads = [&](Kernel fn) {
+      auto out = fn(c.value, c.shapes, c.loc, c.weights);
+      auto g = torch::autograd::grad({(out * probe).sum()}, {c.value, c.loc, c.weights});
+      g.insert(g.begin(), out.detach());
+      return g;
+    };
+    const auto gpu = grads(&cuda_kernel);
+    for (Kernel reference : {Kernel(&testing::ms_deform_attn_loop), Kernel(&ms_deform_attn_cpu)}) {
+      const auto ref = grads(reference);
+      for (size_t i = 0; i < 4; ++i) {
+        EXPECT_TRUE(torch::allclose(gpu[i], ref[i], 1e-9, 1e-10))
+            << "seed " << seed << " output/gradient " << i << ": " << (gpu[i] - ref[i]).abs().max();
+      }
+    }
+  }
+}
+
+TEST(MSDeformAttnCuda, ReducedPrecisionAccumulatesInFloat32) {
+  SKIP_WITHOUT_CUDA_KERNEL();
+  torch::manual_seed(2);
+  // 48 channels: a head wider than a warp.
+  const SpatialShapes shapes = {{13, 17}, {7, 9}, {3, 5}};
+  const int64_t B = 2, S = 221 + 63 + 15, Q = 37, H = 4, D = 48, L = 3, P = 3;
+  for (const auto dtype : {torch::kFloat, torch::kHalf, torch::kBFloat16}) {
+    // The reference sees the same rounded inputs, in double.
+    const auto value = torch::randn({B, S, H, D}).to(dtype);
+    const auto loc = torch::rand({B, Q, H, L, P, 2}) * 1.2 - 0.1;
+    const auto weights = torch::rand({B, Q, H, L, P});
+    const auto probe = torch::randn({B, Q, H * D}).to(dtype);
+    auto v = value.to(torch::kCUDA).requires_grad_(true);
+    auto l = loc.to(torch::kCUDA).requires_grad_(true);
+    auto w = weights.to(torch::kCUDA).requires_grad_(true);
+    const auto out = ms_deform_attn(v, shapes, l, w);
+    ASSERT_EQ(out.scalar_type(), dtype);
+    const auto g = torch::autograd::grad({(out * probe.to(torch::kCUDA)).sum()}, {v, l, w});
+    auto vr = value.to(torch::kDouble).requires_grad_(true);
+    auto lr = loc.to(torch::kDouble).requires_grad_(true);
+    auto wr = weights.to(torch::kDouble).requires_grad_(true);
+    const auto ref = ms_deform_attn_cpu(vr, shapes, lr, wr);
+    const auto gr = torch::autograd::grad({(ref * probe.to(torch::kDouble)).sum()}, {vr, lr, wr});
+    // Rounding of the result only: 2^-11 relative for float16, 2^-8 for bfloat16.
+    const double tol = dtype == torch::kFloat ? 1e-5 : dtype == torch::kHalf ? 2e-3 : 1e-2;
+    const auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return ((a.to(torch::kCPU, torch::kDouble) - b).abs().max() / b.abs().max()).item<double>();
+    };
+    EXPECT_LT(rel(out, ref), tol) << dtype;
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_EQ(g[i].scalar_type(), i == 0 ? dtype : torch::kFloat);
+      EXPECT_LT(rel(g[i], gr[i]), tol) << dtype << " gradient " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace aligndetr::ops

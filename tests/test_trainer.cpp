@@ -368,6 +368,91 @@ TEST(Trainer, ConfigErrors) {
   }
 }
 
+TEST(Trainer, EmaIsWhatIsSavedAndEvaluatedAndResumesExactly) {
+  testing::TempDir dir;
+  const auto with_ema = [&](int64_t iters) {
+    auto c = tiny_config(dir.path(), 4, iters);
+    c.assign("train.ema.enabled", "true");
+    c.assign("train.ema.decay", "0.5");
+    return engine::make_experiment(c);
+  };
+  engine::train(with_ema(4), (dir / "a").string(), false);
+  const auto ckpt =
+      model::load_tensors(engine::checkpoint_path((dir / "a/checkpoints").string(), 4));
+  const auto final_weights = model::load_tensors((dir / "a/model_final.pt").string());
+  int compared = 0, differ = 0;
+  for (const auto& kv : final_weights) {
+    if (!ckpt.contains("ema." + kv.key())) continue;
+    ++compared;
+    EXPECT_TRUE(torch::equal(kv.value(), ckpt["ema." + kv.key()])) << kv.key();
+    differ += torch::equal(kv.value(), ckpt["model." + kv.key()]) ? 0 : 1;
+  }
+  EXPECT_GT(compared, 100);
+  EXPECT_GT(differ, 10);  // the trained layers: the average lags the weights
+  // Two iterations, then a resumed run to four: the same average, to the bit.
+  engine::train(with_ema(2), (dir / "b").string(), false);
+  engine::train(with_ema(4), (dir / "b").string(), true);
+  const auto resumed = model::load_tensors((dir / "b/model_final.pt").string());
+  for (const auto& kv : final_weights) {
+    ASSERT_TRUE(resumed.contains(kv.key()));
+    EXPECT_TRUE(torch::equal(kv.value(), resumed[kv.key()])) << kv.key();
+  }
+}
+
+TEST(Trainer, Bf16AutocastTrainsOnTheCpuNearFloat32) {
+  testing::TempDir dir;
+  if (!engine::cpu_bf16_autocast_supported()) {
+    auto c = tiny_config(dir.path(), 0, 1);
+    c.assign("train.amp", "bf16");
+    try {
+      engine::make_experiment(c);
+      FAIL() << "bf16 on the CPU accepted by a LibTorch without CPU bfloat16 norms";
+    } catch (const util::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("needs LibTorch 2.x"), std::string::npos) << e.what();
+    }
+    GTEST_SKIP() << "LibTorch " << TORCH_VERSION << " refuses CPU bf16 (checked); the 2.x build "
+                 << "trains with it";
+  }
+  const auto fp32 = engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 3)),
+                                  (dir / "fp32").string(), false);
+  auto c = tiny_config(dir.path(), 4, 3);
+  c.assign("train.amp", "bf16");
+  const auto bf16 = engine::train(engine::make_experiment(c), (dir / "bf16").string(), false);
+  ASSERT_EQ(bf16.loss_history.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(std::isfinite(bf16.loss_history[i].second));
+    EXPECT_NEAR(bf16.loss_history[i].second, fp32.loss_history[i].second,
+                0.05 * fp32.loss_history[i].second)
+        << "step " << i + 1;
+  }
+  EXPECT_EQ(bf16.skipped_steps, 0);
+  EXPECT_EQ(bf16.overflow_steps, 0);
+}
+
+TEST(Trainer, AmpAndEmaOptionsAreChecked) {
+  testing::TempDir dir;
+  const auto expect_error = [&](const char* key, const char* value, const char* says) {
+    auto c = tiny_config(dir.path(), 0, 1);
+    c.assign(key, value);
+    try {
+      engine::make_experiment(c);
+      ADD_FAILURE() << key << "=" << value << " accepted";
+    } catch (const util::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  expect_error("train.amp", "fp8", "train.amp must be off, bf16 or fp16");
+  expect_error("train.amp", "fp16", "on the CPU use bf16");
+  expect_error("train.ema.decay", "1.0", "train.ema.decay must be in [0, 1)");
+  auto c = tiny_config(dir.path(), 0, 1);
+  c.assign("train.amp", "off");
+  c.assign("train.ema.enabled", "true");
+  const auto e = engine::make_experiment(c);
+  EXPECT_EQ(e.train.amp, engine::Amp::kOff);
+  EXPECT_TRUE(e.train.ema);
+  EXPECT_DOUBLE_EQ(e.train.ema_decay, 0.9998);
+}
+
 TEST(Schedule, WarmupThenSteps) {
   engine::SolverOptions s;
   s.steps = {10, 20};

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "aligndetr/engine/ema.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 
@@ -75,7 +76,7 @@ void restore_cuda_rng(const std::string& path, const model::TensorDict& dict) {
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::AdamW& optimizer, int64_t iteration,
                      const std::string& config_yaml, const std::vector<std::string>& category_names,
-                     const CheckpointRanks& ranks) {
+                     const CheckpointRun& ranks) {
   model::TensorDict dict;
   for (const auto& kv : model::module_state(model)) dict.insert("model." + kv.key(), kv.value());
   const auto& groups = optimizer.param_groups();
@@ -109,13 +110,21 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   if (ranks.global_batch > 0) {
     dict.insert("trainer.global_batch", torch::tensor(ranks.global_batch, torch::kInt64));
   }
+  if (ranks.ema) {
+    for (const auto& [name, avg] : ranks.ema->state()) dict.insert("ema." + name, avg);
+  }
+  if (ranks.grad_scale > 0) {
+    dict.insert("trainer.grad_scale", torch::tensor(ranks.grad_scale, torch::kDouble));
+    dict.insert("trainer.grad_growth_tracker",
+                torch::tensor(ranks.grad_growth_tracker, torch::kInt64));
+  }
   dict.insert("trainer.config", model::string_tensor(config_yaml));
   if (!category_names.empty()) model::set_category_names(dict, category_names);
   model::save_tensors(path, dict);
 }
 
 CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::AdamW* optimizer, int rank) {
+                               torch::optim::AdamW* optimizer, int rank, ModelEma* ema) {
   const model::TensorDict dict = model::load_tensors(path);
   CheckpointInfo info;
   const bool training_checkpoint = dict.contains("trainer.iteration");
@@ -140,6 +149,20 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
   }
   if (dict.contains("trainer.global_batch")) {
     info.global_batch = dict["trainer.global_batch"].item<int64_t>();
+  }
+  if (dict.contains("trainer.grad_scale")) {
+    info.grad_scale = dict["trainer.grad_scale"].item<double>();
+    info.grad_growth_tracker = dict["trainer.grad_growth_tracker"].item<int64_t>();
+  }
+  if (ema) {
+    std::vector<std::pair<std::string, torch::Tensor>> saved;
+    for (const auto& kv : dict) {
+      if (kv.key().rfind("ema.", 0) == 0) saved.emplace_back(kv.key().substr(4), kv.value());
+    }
+    if (!saved.empty()) {
+      ema->load(saved, path);
+      info.ema_restored = true;
+    }
   }
   if (optimizer) {
     auto& groups = optimizer->param_groups();

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <torch/cuda.h>
+#include <torch/version.h>
 
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/util/error.h"
@@ -189,6 +190,36 @@ Experiment make_experiment(const Config& c) {
     throw util::InputError(fmt::format(
         "config '{}': train.dist_timeout_s must be a positive number of seconds, got {}",
         c.source(), t.dist_timeout_s));
+  }
+  const auto amp = c.get_string("train.amp", "off");
+  if (amp == "off" || amp == "false") {
+    t.amp = Amp::kOff;
+  } else if (amp == "bf16") {
+    t.amp = Amp::kBFloat16;
+  } else if (amp == "fp16") {
+    t.amp = Amp::kFloat16;
+  } else {
+    throw util::InputError(
+        fmt::format("config '{}': train.amp must be off, bf16 or fp16, got '{}'", c.source(), amp));
+  }
+  if (t.amp == Amp::kFloat16 && t.device.rfind("cuda", 0) != 0) {
+    throw util::InputError(fmt::format(
+        "config '{}': train.amp fp16 needs train.device cuda (autocast to float16 and its "
+        "gradient scaler are for GPUs); on the CPU use bf16",
+        c.source()));
+  }
+  if (t.amp == Amp::kBFloat16 && t.device == "cpu" && !cpu_bf16_autocast_supported()) {
+    throw util::InputError(fmt::format(
+        "config '{}': train.amp bf16 on the CPU needs LibTorch 2.x (this build's LibTorch {} "
+        "has no bfloat16 layer or group norm with float32 weights); train in float32 "
+        "(train.amp off) or build against PyTorch 2.x (scripts/test-torch2.sh)",
+        c.source(), TORCH_VERSION));
+  }
+  t.ema = c.get_bool("train.ema.enabled", t.ema);
+  t.ema_decay = c.get_double("train.ema.decay", t.ema_decay);
+  if (!(t.ema_decay >= 0 && t.ema_decay < 1)) {
+    throw util::InputError(fmt::format("config '{}': train.ema.decay must be in [0, 1), got {}",
+                                       c.source(), t.ema_decay));
   }
   e.eval_top_k = c.get_int("train.eval_top_k", e.eval_top_k);
   if (t.log_period < 1 || t.checkpoint_period < 1 || t.keep_checkpoints < 1) {

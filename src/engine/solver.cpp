@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "aligndetr/engine/distributed.h"
+#include "aligndetr/engine/grad_scaler.h"
 #include "aligndetr/model/sync_batch_norm.h"
 
 namespace aligndetr::engine {
@@ -59,7 +60,27 @@ double Solver::lr(int64_t iteration) const {
   return lr_factor(options_, iteration) * options_.lr;
 }
 
-void Solver::step(const Distributed& dist) {
+namespace {
+
+// torch::nn::utils::clip_grad_norm_'s arithmetic (the norm of the per-tensor norms, a factor
+// clamped at 1) without its return value, which would wait for the device every step.
+void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params) {
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2));
+  }
+  if (norms.empty()) return;
+  const auto total = torch::stack(norms).norm(2);
+  const auto factor = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  for (const auto& p : params) {
+    if (p.grad().defined()) p.grad().mul_(factor);
+  }
+}
+
+}  // namespace
+
+bool Solver::step(const Distributed& dist, GradScaler* scaler) {
+  torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> params;
   for (auto& g : optimizer_.param_groups()) {
     for (auto& p : g.params()) {
@@ -84,8 +105,23 @@ void Solver::step(const Distributed& dist) {
     for (auto& p : params) grads.push_back(p.mutable_grad());
     dist.average(grads);
   }
-  if (options_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, options_.clip_norm);
+  if (scaler) {
+    // After the average, so every rank finds the same and skips alike.
+    std::vector<torch::Tensor> grads;
+    for (auto& p : params) {
+      if (p.grad().defined()) grads.push_back(p.grad());
+    }
+    const bool finite = scaler->unscale(grads);
+    if (!finite) {
+      scaler->update();
+      optimizer_.zero_grad();
+      return false;
+    }
+  }
+  if (options_.clip_norm > 0) clip_grad_norm(params, options_.clip_norm);
   optimizer_.step();
+  if (scaler) scaler->update();
+  return true;
 }
 
 }  // namespace aligndetr::engine

@@ -55,7 +55,11 @@ void EvalHook::after_step(int64_t done, const StepOutcome&) {
   if (e.train.eval_period <= 0 || done % e.train.eval_period != 0 || done == e.solver.max_iter) {
     return;
   }
-  const auto r = evaluate_model(*run_.model, *run_.val_set, run_.device, e, false, &run_.dist);
+  eval::CocoEvalResult r;
+  {
+    const ModelEma::Swap averaged(run_.ema.get(), *run_.model);
+    r = evaluate_model(*run_.model, *run_.val_set, run_.device, e, false, &run_.dist);
+  }
   if (!run_.dist.is_main()) return;
   metrics_.write(eval_json(done, r));
   spdlog::info("iteration {}: AP {:.4f} AP50 {:.4f}", done, r.stats[0], r.stats[1]);

@@ -52,7 +52,15 @@ int64_t resume_run(TrainRun& run) {
     spdlog::warn("--resume: no checkpoint in {}; starting from scratch", run.ckpt_dir);
     return 0;
   }
-  const auto info = load_checkpoint(last, *run.model, &run.solver->optimizer(), run.dist.rank());
+  const auto info =
+      load_checkpoint(last, *run.model, &run.solver->optimizer(), run.dist.rank(), run.ema.get());
+  if (run.ema && !info.ema_restored) {
+    spdlog::warn("{} holds no weight average (train.ema was off): it starts from the weights",
+                 last);
+    run.ema = std::make_unique<ModelEma>(*run.model, run.e.train.ema_decay);
+  }
+  if (run.scaler && info.grad_scale > 0)
+    run.scaler->load(info.grad_scale, info.grad_growth_tracker);
   const int64_t now = global_batch(run.e, run.dist);
   if (info.global_batch > 0 && info.global_batch != now) {
     spdlog::warn(
@@ -123,6 +131,10 @@ std::unique_ptr<TrainRun> open_run(const Experiment& e, const std::string& outpu
   run->model->train();
   run->solver = std::make_unique<Solver>(*run->model, e.solver);
   run->resolved = e.config;
+  if (e.train.amp == Amp::kFloat16) {
+    run->scaler = std::make_unique<GradScaler>(GradScalerOptions{}, run->device);
+  }
+  if (e.train.ema) run->ema = std::make_unique<ModelEma>(*run->model, e.train.ema_decay);
   if (resume) run->start_iter = resume_run(*run);
   if (run->start_iter == 0 && !e.model.init.files.empty()) {
     // A resumed run never re-applies them: its checkpoint holds the weights.
@@ -141,6 +153,10 @@ std::unique_ptr<TrainRun> open_run(const Experiment& e, const std::string& outpu
     for (auto& p : run->model->parameters()) state.push_back(p.data());
     for (auto& b : run->model->buffers()) state.push_back(b);
     dist.broadcast(state);
+  }
+  if (run->ema && run->start_iter == 0) {
+    // After the initial weights and rank 0's broadcast: the average starts where training does.
+    run->ema = std::make_unique<ModelEma>(*run->model, e.train.ema_decay);
   }
   if (dist.is_main()) {
     write_run_config(*run);
@@ -161,7 +177,12 @@ std::unique_ptr<TrainRun> open_run(const Experiment& e, const std::string& outpu
 }
 
 std::string save_run_checkpoint(TrainRun& run, int64_t iteration) {
-  CheckpointRanks ranks;
+  CheckpointRun ranks;
+  ranks.ema = run.ema.get();
+  if (run.scaler) {
+    ranks.grad_scale = run.scaler->current_scale();
+    ranks.grad_growth_tracker = run.scaler->growth_tracker();
+  }
   ranks.world_size = run.dist.world_size();
   ranks.global_batch = global_batch(run.e, run.dist);
   if (run.dist.world_size() > 1) {

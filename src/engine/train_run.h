@@ -16,7 +16,9 @@
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/config.h"
 #include "aligndetr/engine/distributed.h"
+#include "aligndetr/engine/ema.h"
 #include "aligndetr/engine/experiment.h"
+#include "aligndetr/engine/grad_scaler.h"
 #include "aligndetr/engine/metrics_writer.h"
 #include "aligndetr/engine/solver.h"
 #include "aligndetr/engine/trainer.h"
@@ -37,7 +39,9 @@ struct TrainRun {
   std::vector<std::string> class_names;
   model::DetectorPtr model;
   std::unique_ptr<Solver> solver;
-  Config resolved;  // what config.yaml and the checkpoints record
+  std::unique_ptr<ModelEma> ema;       // train.ema
+  std::unique_ptr<GradScaler> scaler;  // train.amp fp16
+  Config resolved;                     // what config.yaml and the checkpoints record
   int64_t start_iter = 0;
 };
 

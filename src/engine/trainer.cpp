@@ -71,13 +71,22 @@ TrainResult train_run(const Experiment& e, const std::string& output_dir, bool r
       throw TrainingDiverged(what + fmt::format("; the last good state is saved in {}", path),
                              path);
     }
-    run->solver->step(dist);
+    if (run->solver->step(dist, run->scaler.get())) {
+      if (run->ema) run->ema->update(*run->model);
+    } else {
+      // Not a divergence: the scaler's way of finding float16's range.
+      ++result.overflow_steps;
+      spdlog::debug("iteration {}: float16 gradients overflowed; step skipped, scale now {}",
+                    iter + 1, run->scaler->current_scale());
+    }
     for (auto* hook : hooks) hook->after_step(iter + 1, step);
   }
   logging.finish();
   result.iterations = e.solver.max_iter;
   save_run_checkpoint(*run, e.solver.max_iter);
   result.final_weights = (fs::path(output_dir) / "model_final.pt").string();
+  // With train.ema the average is the run's result: what is saved and evaluated.
+  const ModelEma::Swap averaged(run->ema.get(), *run->model);
   if (dist.is_main()) model::save_module(result.final_weights, *run->model, run->class_names);
   const auto r = evaluate_model(*run->model, *run->val_set, run->device, e, true, &dist);
   if (dist.is_main()) {

@@ -14,24 +14,69 @@
 #include "aligndetr/loss/ia_bce.h"
 #include "aligndetr/loss/prime_weights.h"
 #include "aligndetr/loss/regression.h"
+#include "aligndetr/ops/autocast.h"
 #include "aligndetr/util/error.h"
 
 namespace aligndetr::loss {
 namespace {
 
-void check_output(const model::OutputSet& out, const std::string& where) {
+void check_shapes(const model::OutputSet& out, const std::string& where) {
   TORCH_CHECK(out.logits.dim() == 3 && out.boxes.dim() == 3 && out.boxes.size(2) == 4 &&
                   out.logits.size(0) == out.boxes.size(0) &&
                   out.logits.size(1) == out.boxes.size(1),
               "criterion: ", where, ": expected logits [B,Q,C] and boxes [B,Q,4], got ",
               out.logits.sizes(), " and ", out.boxes.sizes());
-  for (const auto& [name, t] : {std::pair{"logits", &out.logits}, std::pair{"boxes", &out.boxes}}) {
-    // One pass: a sum in double is finite exactly when every entry is (finite floats cannot
-    // overflow it).
-    if (!std::isfinite(t->sum(torch::kDouble).item<double>())) {
-      throw NonFiniteOutputs(std::string("non-finite values in the ") + name + " of " + where);
+}
+
+struct NamedSet {
+  const model::OutputSet* out;
+  std::string where;
+};
+
+// One pass per tensor and one host synchronisation for all of them: a sum in double is finite
+// exactly when every entry is (finite floats cannot overflow it).
+void check_finite(const std::vector<NamedSet>& sets) {
+  std::vector<torch::Tensor> sums;
+  for (const auto& set : sets) {
+    sums.push_back(set.out->logits.sum(torch::kDouble));
+    sums.push_back(set.out->boxes.sum(torch::kDouble));
+  }
+  if (sums.empty()) return;
+  const auto host = torch::stack(sums).to(torch::kCPU);
+  const auto values = host.accessor<double, 1>();
+  for (size_t i = 0; i < sets.size(); ++i) {
+    for (size_t part = 0; part < 2; ++part) {
+      if (!std::isfinite(values[int64_t(2 * i + part)])) {
+        throw NonFiniteOutputs(std::string("non-finite values in the ") +
+                               (part == 0 ? "logits" : "boxes") + " of " + sets[i].where);
+      }
     }
   }
+}
+
+// The losses and the matching run in float32 whatever precision the model ran in (autocast's
+// bfloat16 or float16 outputs are widened).
+torch::Tensor widened(const torch::Tensor& t) {
+  const auto type = t.scalar_type();
+  return type == torch::kHalf || type == torch::kBFloat16 ? t.to(torch::kFloat) : t;
+}
+
+model::OutputSet widened(const model::OutputSet& set) {
+  model::OutputSet out;
+  out.logits = widened(set.logits);
+  out.boxes = widened(set.boxes);
+  return out;
+}
+
+model::DetectorOutputs widened(const model::DetectorOutputs& given) {
+  model::DetectorOutputs out;
+  for (const auto& set : given.decoder) out.decoder.push_back(widened(set));
+  if (given.encoder) out.encoder = widened(*given.encoder);
+  if (given.denoising) {
+    out.denoising = *given.denoising;
+    for (auto& set : out.denoising->layers) set = widened(set);
+  }
+  return out;
 }
 
 void add_terms(LossTerms& terms, const SetLosses& l, const std::string& suffix, double divisor,
@@ -123,9 +168,11 @@ SetLosses set_losses(const model::OutputSet& out, const std::vector<boxes::Targe
   return l;
 }
 
-LossTerms compute_criterion(const model::DetectorOutputs& inputs,
+LossTerms compute_criterion(const model::DetectorOutputs& given,
                             const std::vector<boxes::Target>& targets,
                             const CriterionOptions& options) {
+  const ops::AutocastOff float32;
+  const auto inputs = widened(given);
   if (inputs.decoder.empty()) throw util::InputError("criterion: no decoder outputs");
   boxes::check_targets(targets, inputs.decoder.front().logits.size(0),
                        inputs.decoder.front().logits.size(-1), "criterion");
@@ -143,16 +190,24 @@ LossTerms compute_criterion(const model::DetectorOutputs& inputs,
     std::string suffix;
   };
   std::vector<Set> sets;
+  std::vector<NamedSet> checked;
   const size_t layers = inputs.decoder.size();
   const auto ks = options.layer_k(layers);
   for (size_t l = 0; l < layers; ++l) {
-    check_output(inputs.decoder[l], "decoder layer " + std::to_string(l));
+    checked.push_back({&inputs.decoder[l], "decoder layer " + std::to_string(l)});
     sets.push_back({&inputs.decoder[l], ks[l], l + 1 == layers ? "" : "_" + std::to_string(l)});
   }
   if (inputs.encoder) {
-    check_output(*inputs.encoder, "encoder output");
+    checked.push_back({&*inputs.encoder, "encoder output"});
     sets.push_back({&*inputs.encoder, options.encoder_k.value_or(options.k), "_enc"});
   }
+  if (inputs.denoising) {
+    for (size_t l = 0; l < inputs.denoising->layers.size(); ++l) {
+      checked.push_back({&inputs.denoising->layers[l], "denoising layer " + std::to_string(l)});
+    }
+  }
+  for (const auto& set : checked) check_shapes(*set.out, set.where);
+  check_finite(checked);
   std::vector<matching::MatchRequest> requests;
   for (const auto& set : sets) {
     requests.push_back({set.out->logits.detach(), set.out->boxes.detach(), set.k});
@@ -169,7 +224,6 @@ LossTerms compute_criterion(const model::DetectorOutputs& inputs,
     const double divisor = terms.num_boxes * static_cast<double>(dn.groups);
     for (size_t l = 0; l < dn.layers.size(); ++l) {
       const bool last = l + 1 == dn.layers.size();
-      check_output(dn.layers[l], "denoising layer " + std::to_string(l));
       add_terms(terms, set_losses(dn.layers[l], targets, dn.pairs, false, options),
                 last ? "_dn" : "_dn_" + std::to_string(l), divisor, options);
     }

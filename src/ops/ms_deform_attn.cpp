@@ -29,14 +29,33 @@ void check_ms_deform_attn_inputs(const torch::Tensor& value, const SpatialShapes
 torch::Tensor ms_deform_attn(const torch::Tensor& value, const SpatialShapes& shapes,
                              const torch::Tensor& sampling_locations,
                              const torch::Tensor& attention_weights) {
-  const bool fused =
-      value.is_cpu() && sampling_locations.is_cpu() && attention_weights.is_cpu() &&
-      (value.scalar_type() == torch::kFloat || value.scalar_type() == torch::kDouble) &&
-      sampling_locations.scalar_type() == value.scalar_type() &&
-      attention_weights.scalar_type() == value.scalar_type();
-  return fused ? ms_deform_attn_cpu(value, shapes, sampling_locations, attention_weights)
-               : ms_deform_attn_grid_sample(value, shapes, sampling_locations, attention_weights);
+  const bool on_cpu = value.is_cpu() && sampling_locations.is_cpu() && attention_weights.is_cpu();
+  if (on_cpu && value.is_floating_point()) {
+    // The CPU kernel runs in float32 or double: reduced-precision inputs (autocast's bfloat16)
+    // are widened for it and the result narrowed back, as autocast does for its float32 ops.
+    const auto dtype = value.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    const auto out = ms_deform_attn_cpu(value.to(dtype), shapes, sampling_locations.to(dtype),
+                                        attention_weights.to(dtype));
+    return out.to(value.scalar_type());
+  }
+  if (value.is_cuda() && ms_deform_attn_cuda_built()) {
+    return ms_deform_attn_cuda(value, shapes, sampling_locations, attention_weights);
+  }
+  return ms_deform_attn_grid_sample(value, shapes, sampling_locations, attention_weights);
 }
+
+#ifndef ALIGNDETR_CUDA_KERNELS
+bool ms_deform_attn_cuda_built() {
+  return false;
+}
+
+torch::Tensor ms_deform_attn_cuda(const torch::Tensor&, const SpatialShapes&, const torch::Tensor&,
+                                  const torch::Tensor&) {
+  TORCH_CHECK(false,
+              "ms_deform_attn_cuda: this build has no CUDA kernels (configure with "
+              "-DALIGNDETR_CUDA=ON against a CUDA LibTorch)");
+}
+#endif
 
 torch::Tensor ms_deform_attn_grid_sample(const torch::Tensor& value, const SpatialShapes& shapes,
                                          const torch::Tensor& sampling_locations,

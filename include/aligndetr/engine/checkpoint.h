@@ -14,12 +14,18 @@
 
 namespace aligndetr::engine {
 
-// What a data-parallel run adds: the other ranks' CPU generator states (element i is rank
-// i + 1's; rank 0's is this process's) and the run's shape.
-struct CheckpointRanks {
+class ModelEma;
+
+// What a training run adds: the other ranks' CPU generator states (element i is rank i + 1's;
+// rank 0's is this process's), the run's shape, the weights' moving average ("ema.*") and the
+// float16 gradient scaler's state.
+struct CheckpointRun {
   std::vector<torch::Tensor> rng_cpu;
   int64_t world_size = 1;
   int64_t global_batch = 0;  // images per optimizer step over all ranks; 0: not recorded
+  const ModelEma* ema = nullptr;
+  double grad_scale = 0;  // 0: no scaler
+  int64_t grad_growth_tracker = 0;
 };
 
 // With category_names, the file records them (model::kCategoryNamesKey).
@@ -27,7 +33,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
                      const torch::optim::AdamW& optimizer, int64_t iteration,
                      const std::string& config_yaml,
                      const std::vector<std::string>& category_names = {},
-                     const CheckpointRanks& ranks = {});
+                     const CheckpointRun& run = {});
 
 struct CheckpointInfo {
   int64_t iteration = -1;  // -1 for a model-only file
@@ -35,13 +41,17 @@ struct CheckpointInfo {
   int64_t world_size = 1;     // of the run that wrote it
   int64_t global_batch = 0;   // 0: not recorded
   bool rng_restored = false;  // the generator state of the loading rank was in the file
+  bool ema_restored = false;  // the weight average was in the file and loaded
+  double grad_scale = 0;      // the gradient scaler's state; 0: none in the file
+  int64_t grad_growth_tracker = 0;
 };
 
-// Loads the model (strictly: every name must match) and, when given, the optimizer state and
-// the RNG state of `rank` (rank 0's is the process's own). Throws InputError naming the file and
-// what does not match.
+// Loads the model (strictly: every name must match) and, when given, the optimizer state, the
+// RNG state of `rank` (rank 0's is the process's own) and the weight average (left as it is
+// when the file has none). Throws InputError naming the file and what does not match.
 CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::AdamW* optimizer = nullptr, int rank = 0);
+                               torch::optim::AdamW* optimizer = nullptr, int rank = 0,
+                               ModelEma* ema = nullptr);
 
 // checkpoints/ckpt_0001000.pt for iteration 1000.
 std::string checkpoint_path(const std::string& dir, int64_t iteration);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <torch/types.h>
+#include <torch/version.h>
 
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/engine/config.h"
@@ -36,6 +37,20 @@ struct SolverOptions {
 // Learning-rate multiplier at an iteration: linear warm-up, then steps.
 double lr_factor(const SolverOptions& solver, int64_t iteration);
 
+// train.amp: the precision autocast runs the model in (losses and matching stay in float32);
+// fp16 adds a gradient scaler.
+enum class Amp { kOff, kBFloat16, kFloat16 };
+
+// Whether this LibTorch runs the models under CPU bfloat16 autocast (2.x does; 1.13's CPU norms
+// refuse bfloat16 inputs with float32 weights).
+constexpr bool cpu_bf16_autocast_supported() {
+#if defined(TORCH_VERSION_MAJOR) && TORCH_VERSION_MAJOR >= 2
+  return true;
+#else
+  return false;
+#endif
+}
+
 struct TrainOptions {
   int64_t checkpoint_period = 5000;
   int64_t keep_checkpoints = 3;
@@ -48,6 +63,9 @@ struct TrainOptions {
   // nccl; a collective waiting longer than the timeout fails naming the rank that stopped.
   std::string dist_backend = "auto";
   double dist_timeout_s = 300;
+  Amp amp = Amp::kOff;
+  bool ema = false;  // train.ema.enabled: evaluate and save the weights' moving average
+  double ema_decay = 0.9998;
 };
 
 struct DataOptions {

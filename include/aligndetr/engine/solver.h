@@ -14,6 +14,7 @@
 namespace aligndetr::engine {
 
 class Distributed;
+class GradScaler;
 
 class Solver {
  public:
@@ -23,9 +24,10 @@ class Solver {
   void begin_step(int64_t iteration);
   // The base learning rate (the non-backbone groups') at `iteration`.
   double lr(int64_t iteration) const;
-  // Averages the gradients over `dist`'s ranks (once, before clipping), clips their global
-  // L2 norm, and steps.
-  void step(const Distributed& dist);
+  // Averages the gradients over `dist`'s ranks (once, before clipping), unscales them with
+  // `scaler` (float16), clips their global L2 norm, and steps. False when the scaler found
+  // inf or NaN gradients (a float16 overflow): the step was skipped and the scale lowered.
+  bool step(const Distributed& dist, GradScaler* scaler = nullptr);
   void zero_grad() { optimizer_.zero_grad(); }
 
   torch::optim::AdamW& optimizer() { return optimizer_; }

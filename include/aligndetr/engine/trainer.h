@@ -22,7 +22,8 @@ class Distributed;
 
 struct TrainResult {
   int64_t iterations = 0;
-  int64_t skipped_steps = 0;
+  int64_t skipped_steps = 0;   // non-finite losses skipped (train.on_nonfinite: skip)
+  int64_t overflow_steps = 0;  // float16 overflows the gradient scaler skipped
   std::optional<eval::CocoEvalResult> final_eval;  // on rank 0
   std::string final_weights;
   // Losses logged at each log step (for tests and plots): total per logged iteration, averaged

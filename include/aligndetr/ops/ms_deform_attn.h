@@ -3,8 +3,9 @@
 // sampling with zero padding and align_corners=False, offsets normalized by each level's size,
 // attention weights softmaxed over levels x points per head.
 //
-// `ms_deform_attn` is the one entry point of the sampling kernel: on the CPU it runs a fused
-// kernel with its own backward pass, elsewhere (CUDA) the grid_sample formulation.
+// `ms_deform_attn` is the one entry point of the sampling kernel: a fused kernel with its own
+// backward pass on the CPU, and on CUDA when the library was built with ALIGNDETR_CUDA; the
+// grid_sample formulation elsewhere.
 
 #include <array>
 #include <cstdint>
@@ -38,7 +39,18 @@ torch::Tensor ms_deform_attn_cpu(const torch::Tensor& value, const SpatialShapes
                                  const torch::Tensor& sampling_locations,
                                  const torch::Tensor& attention_weights);
 
-// Which sampling kernel the module calls: kAuto is `ms_deform_attn` (fused on the CPU);
+// The fused CUDA kernel: value in float, double, half or bfloat16 (accumulated in float32, or
+// double), locations and weights in any floating type (read in value's accumulation type, their
+// gradients returned in their own dtypes). Throws c10::Error when the library was built without
+// CUDA kernels.
+torch::Tensor ms_deform_attn_cuda(const torch::Tensor& value, const SpatialShapes& shapes,
+                                  const torch::Tensor& sampling_locations,
+                                  const torch::Tensor& attention_weights);
+
+// Whether this build holds the CUDA kernels (configured with -DALIGNDETR_CUDA=ON).
+bool ms_deform_attn_cuda_built();
+
+// Which sampling kernel the module calls: kAuto is `ms_deform_attn` (fused where one exists);
 // kGridSample forces the grid_sample formulation everywhere (a baseline, and a cross-check).
 enum class MSDeformAttnKernel { kAuto, kGridSample };
 
