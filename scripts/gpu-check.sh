@@ -41,7 +41,7 @@ echo "gpu-check: $(nvcc --version 2>/dev/null | tail -1 || echo 'no nvcc on PATH
 "$cmake_bin" -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$prefix" -Dc10_LIBRARY="$torch_lib/libc10.so" \
   -DALIGNDETR_CORE_ONLY=ON -DALIGNDETR_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES:-80;90}" >"$build.configure.log" 2>&1 ||
+  -DALIGNDETR_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES:-80;90}" >"$build.configure.log" 2>&1 ||
   { tail -40 "$build.configure.log" >&2; exit 2; }
 "$cmake_bin" --build "$build" -j "$jobs" --target aligndetr_gpu_check
 "$build/aligndetr_gpu_check" "$@"

@@ -419,7 +419,8 @@ TEST(Criterion, ProjectCasesAgreeWithIndependentImplementation) {
     const auto terms = loss::compute_criterion(c.inputs, c.targets, c.options);
     ASSERT_EQ(c.expected.size(), c.inputs.decoder.size()) << name;
     for (size_t l = 0; l < c.expected.size(); ++l) {
-      const std::string suffix = l + 1 == c.expected.size() ? "" : "_" + std::to_string(l);
+      std::string suffix;  // appended: GCC 12 warns falsely on "_" + std::to_string(l) in C++20
+      if (l + 1 != c.expected.size()) (suffix = "_") += std::to_string(l);
       for (const auto& [term, want] : c.expected[l]) {
         EXPECT_NEAR(terms.unweighted.at(term + suffix).item<double>(), want, 1e-4 * std::abs(want))
             << name << " layer " << l << " " << term;

@@ -7,6 +7,7 @@
 
 #include "aligndetr/engine/distributed.h"
 #include "aligndetr/engine/experiment.h"
+#include "aligndetr/engine/stop.h"
 #include "aligndetr/engine/trainer.h"
 #include "aligndetr/util/progress.h"
 #include "command.h"
@@ -20,6 +21,7 @@ void setup_train(CLI::App& app) {
     ConfigArgs config;
     std::string output = "output";
     bool resume = false;
+    bool resume_with_changes = false;
     std::string init;
   };
   auto args = std::make_shared<Args>();
@@ -30,6 +32,10 @@ void setup_train(CLI::App& app) {
   args->config.add_to(cmd);
   cmd->add_option("--output", args->output, "Output directory")->capture_default_str();
   cmd->add_flag("--resume", args->resume, "Continue from the newest checkpoint in OUTPUT");
+  cmd->add_flag("--resume-with-changes", args->resume_with_changes,
+                "With --resume: continue even though the config differs from the checkpoint's "
+                "in settings that change what is computed (lr, seed, batch, model...); without "
+                "it such a resume is refused, listing the differences");
   cmd->add_option("--init", args->init,
                   "Start a new run from these weights (replaces model.init_weights): our "
                   "checkpoints and weight files, detrex / Align-DETR checkpoints, torchvision or "
@@ -39,7 +45,11 @@ void setup_train(CLI::App& app) {
   cmd->callback([args] {
     auto config = args->config.load();
     if (!args->init.empty()) engine::set_init_weights(config, args->init);
-    const auto experiment = engine::make_experiment(config);
+    if (args->resume_with_changes && !args->resume) {
+      throw CLI::ValidationError("--resume-with-changes", "needs --resume");
+    }
+    auto experiment = engine::make_experiment(config);
+    experiment.train.resume_with_changes = args->resume_with_changes;
     const auto env = engine::launch_env_from_environment();
     if (env.world_size > 1) {
       // Rank 0 logs as a single process does; the others only warnings and errors, with their
@@ -59,6 +69,7 @@ void setup_train(CLI::App& app) {
       spdlog::info("data-parallel: {} ranks ({}), {} image(s) per rank per step",
                    dist->world_size(), dist->backend(), experiment.data.batch_size);
     }
+    engine::install_stop_handlers();
     const auto result = engine::train(experiment, args->output, args->resume, *dist);
     if (result.final_eval) {
       std::printf("%s\n", result.final_eval->summary().c_str());

@@ -333,6 +333,18 @@ void Config::require_all_used(const std::string& prefix) const {
       fmt::format("config '{}': unknown key(s) {}", source_, fmt::join(unused, ", ")));
 }
 
+std::map<std::string, std::string> Config::leaf_values() const {
+  std::vector<std::string> leaves;
+  collect_leaves(*root_, "", leaves);
+  std::map<std::string, std::string> out;
+  for (const auto& leaf : leaves) {
+    YAML::Emitter text;
+    text << YAML::Flow << lookup(leaf);
+    out[leaf] = text.c_str();
+  }
+  return out;
+}
+
 std::string Config::dump() const {
   YAML::Emitter out;
   out << *root_;

@@ -1,7 +1,10 @@
 #include "train_run.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <regex>
+#include <set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -45,6 +48,48 @@ int64_t global_batch(const Experiment& e, const Distributed& dist) {
   return int64_t(e.data.batch_size) * e.solver.accumulate * dist.world_size();
 }
 
+// Keys a resumed run may change without changing what it computes: how long it runs, how often
+// it logs, evaluates and checkpoints, where and with how many loader threads. The batch is
+// compared as the images per optimizer step over all ranks (the per-rank batch follows the
+// number of ranks), and the digests of initial weights are records, not settings.
+bool free_to_change(const std::string& key) {
+  static const std::set<std::string> free = {
+      "solver.max_iter",        "train.log_period", "train.eval_period",  "train.checkpoint_period",
+      "train.keep_checkpoints", "train.device",     "train.dist_backend", "train.dist_timeout_s",
+      "train.eval_top_k",       "data.workers",     "data.batch_size",    "solver.accumulate"};
+  static const std::regex digest(R"(model\.init_weights\.\d+\.sha256)");
+  return free.count(key) > 0 || std::regex_match(key, digest);
+}
+
+bool same_value(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  char *end_a = nullptr, *end_b = nullptr;
+  const double x = std::strtod(a.c_str(), &end_a), y = std::strtod(b.c_str(), &end_b);
+  return !a.empty() && !b.empty() && *end_a == '\0' && *end_b == '\0' && x == y;
+}
+
+// "key: before -> now" for every setting that differs.
+std::vector<std::string> config_changes(const Config& before, const Config& now,
+                                        int64_t global_before, int64_t global_now) {
+  const auto a = before.leaf_values(), b = now.leaf_values();
+  std::set<std::string> keys;
+  for (const auto& kv : a) keys.insert(kv.first);
+  for (const auto& kv : b) keys.insert(kv.first);
+  std::vector<std::string> changes;
+  for (const auto& key : keys) {
+    if (free_to_change(key)) continue;
+    const auto ia = a.find(key), ib = b.find(key);
+    const std::string va = ia == a.end() ? "(absent)" : ia->second;
+    const std::string vb = ib == b.end() ? "(absent)" : ib->second;
+    if (!same_value(va, vb)) changes.push_back(fmt::format("{}: {} -> {}", key, va, vb));
+  }
+  if (global_before > 0 && global_before != global_now) {
+    changes.push_back(
+        fmt::format("images per optimizer step (all ranks): {} -> {}", global_before, global_now));
+  }
+  return changes;
+}
+
 // Resumes from the newest checkpoint; returns its iteration (0 without one).
 int64_t resume_run(TrainRun& run) {
   const auto last = latest_checkpoint(run.ckpt_dir);
@@ -62,11 +107,26 @@ int64_t resume_run(TrainRun& run) {
   if (run.scaler && info.grad_scale > 0)
     run.scaler->load(info.grad_scale, info.grad_growth_tracker);
   const int64_t now = global_batch(run.e, run.dist);
-  if (info.global_batch > 0 && info.global_batch != now) {
-    spdlog::warn(
-        "the checkpoint's run took {} images per step ({} rank(s)); this one takes {}: the "
-        "data order continues from image {} but the schedule is not the same run's",
-        info.global_batch, info.world_size, now, info.iteration * info.global_batch);
+  if (!info.config_yaml.empty()) {
+    const auto changes =
+        config_changes(Config::parse(info.config_yaml, last), run.resolved, info.global_batch, now);
+    if (!changes.empty() && !run.e.train.resume_with_changes) {
+      throw util::InputError(fmt::format(
+          "--resume: this config differs from the one {} was trained with:\n  {}\nResume with "
+          "the run's own config ({}), or pass --resume-with-changes to continue with these "
+          "changes",
+          last, fmt::join(changes, "\n  "), (fs::path(run.output_dir) / "config.yaml").string()));
+    }
+    if (!changes.empty()) {
+      const auto kept =
+          (fs::path(run.output_dir) / fmt::format("config.before_{:07d}.yaml", info.iteration))
+              .string();
+      if (run.dist.is_main()) util::write_file_atomic(kept, info.config_yaml);
+      spdlog::warn(
+          "--resume-with-changes: continuing from iteration {} with {} change(s) (the "
+          "config until then is kept as {}):\n  {}",
+          info.iteration, changes.size(), kept, fmt::join(changes, "\n  "));
+    }
   }
   if (!info.rng_restored) {
     // A rank the checkpoint's run did not have: its own stream, reproducible from the seed.

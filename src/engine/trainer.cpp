@@ -1,6 +1,8 @@
 #include "aligndetr/engine/trainer.h"
 
+#include <csignal>
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -8,6 +10,8 @@
 
 #include "aligndetr/analysis/metrics_log.h"
 #include "aligndetr/engine/evaluation.h"
+#include "aligndetr/engine/run_dir.h"
+#include "aligndetr/engine/stop.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/atomic_file.h"
 #include "aligndetr/util/error.h"
@@ -22,6 +26,17 @@ namespace {
 TrainResult train_run(const Experiment& e, const std::string& output_dir, bool resume,
                       const Distributed& dist) {
   using namespace detail;
+  // Rank 0 holds the run directory for the whole run; what interrupted writes left is removed.
+  std::optional<RunDirLock> lock;
+  if (dist.is_main()) {
+    lock.emplace(output_dir);
+    const int stale = remove_stale_temporaries(output_dir) +
+                      remove_stale_temporaries((fs::path(output_dir) / "checkpoints").string());
+    if (stale > 0) {
+      spdlog::info("removed {} temporary file(s) that interrupted writes left in {}", stale,
+                   output_dir);
+    }
+  }
   auto run = open_run(e, output_dir, resume, dist);
   data::LoaderOptions lo;
   lo.batch_size = e.data.batch_size;
@@ -55,8 +70,10 @@ TrainResult train_run(const Experiment& e, const std::string& output_dir, bool r
   for (int64_t iter = run->start_iter; iter < e.solver.max_iter; ++iter) {
     run->solver->begin_step(iter);
     const StepOutcome step = run_step(*run, loader, criterion, micro, per_epoch);
-    // Every rank takes the same decision, or the next collective would pair different steps.
-    if (dist.any(!step.finite)) {
+    // Every rank takes the same decisions, or the next collective would pair different steps.
+    const auto flags =
+        dist.sum(std::vector<double>{step.finite ? 0.0 : 1.0, stop_requested() != 0 ? 1.0 : 0.0});
+    if (flags[0] > 0) {
       const std::string what =
           step.finite ? fmt::format("a non-finite loss on another rank at iteration {}", iter + 1)
                       : fmt::format("{} at iteration {}", step.bad, iter + 1);
@@ -80,6 +97,18 @@ TrainResult train_run(const Experiment& e, const std::string& output_dir, bool r
                     iter + 1, run->scaler->current_scale());
     }
     for (auto* hook : hooks) hook->after_step(iter + 1, step);
+    if (flags[1] > 0) {
+      logging.finish();
+      const int sig = stop_requested() != 0 ? stop_requested() : SIGTERM;
+      const auto path = save_run_checkpoint(*run, iter + 1);
+      throw TrainingInterrupted(
+          fmt::format("stopped by {} after iteration {} of {}; `--resume` continues from {}",
+                      sig == SIGINT    ? "SIGINT (Ctrl-C)"
+                      : sig == SIGTERM ? "SIGTERM"
+                                       : "signal " + std::to_string(sig),
+                      iter + 1, e.solver.max_iter, path),
+          sig, path);
+    }
   }
   logging.finish();
   result.iterations = e.solver.max_iter;
@@ -109,6 +138,8 @@ TrainResult train(const Experiment& e, const std::string& output_dir, bool resum
     throw;
   } catch (const TrainingDiverged&) {
     throw;  // every rank stops alike
+  } catch (const TrainingInterrupted&) {
+    throw;
   } catch (const std::exception& err) {
     dist.report_failure(err.what());
     throw;

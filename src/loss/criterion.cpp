@@ -28,6 +28,14 @@ void check_shapes(const model::OutputSet& out, const std::string& where) {
               out.logits.sizes(), " and ", out.boxes.sizes());
 }
 
+// prefix + n, appended rather than inserted (GCC 12 warns falsely on `"..." + std::to_string(n)`
+// in C++20).
+std::string numbered(const char* prefix, size_t n) {
+  std::string out(prefix);
+  out += std::to_string(n);
+  return out;
+}
+
 struct NamedSet {
   const model::OutputSet* out;
   std::string where;
@@ -194,8 +202,8 @@ LossTerms compute_criterion(const model::DetectorOutputs& given,
   const size_t layers = inputs.decoder.size();
   const auto ks = options.layer_k(layers);
   for (size_t l = 0; l < layers; ++l) {
-    checked.push_back({&inputs.decoder[l], "decoder layer " + std::to_string(l)});
-    sets.push_back({&inputs.decoder[l], ks[l], l + 1 == layers ? "" : "_" + std::to_string(l)});
+    checked.push_back({&inputs.decoder[l], numbered("decoder layer ", l)});
+    sets.push_back({&inputs.decoder[l], ks[l], l + 1 == layers ? "" : numbered("_", l)});
   }
   if (inputs.encoder) {
     checked.push_back({&*inputs.encoder, "encoder output"});
@@ -203,7 +211,7 @@ LossTerms compute_criterion(const model::DetectorOutputs& given,
   }
   if (inputs.denoising) {
     for (size_t l = 0; l < inputs.denoising->layers.size(); ++l) {
-      checked.push_back({&inputs.denoising->layers[l], "denoising layer " + std::to_string(l)});
+      checked.push_back({&inputs.denoising->layers[l], numbered("denoising layer ", l)});
     }
   }
   for (const auto& set : checked) check_shapes(*set.out, set.where);
@@ -225,7 +233,7 @@ LossTerms compute_criterion(const model::DetectorOutputs& given,
     for (size_t l = 0; l < dn.layers.size(); ++l) {
       const bool last = l + 1 == dn.layers.size();
       add_terms(terms, set_losses(dn.layers[l], targets, dn.pairs, false, options),
-                last ? "_dn" : "_dn_" + std::to_string(l), divisor, options);
+                last ? "_dn" : numbered("_dn_", l), divisor, options);
     }
   }
   return terms;

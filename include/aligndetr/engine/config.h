@@ -5,6 +5,7 @@
 // no-op. Typed getters name the file and the key when something is missing or of the wrong type.
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -58,6 +59,9 @@ class Config {
   std::vector<std::string> unused_keys(const std::string& prefix = "") const;
   // Throws InputError listing unused keys under prefix.
   void require_all_used(const std::string& prefix = "") const;
+
+  // Every leaf key with its value as YAML text (lists in flow style: "[1, 2]").
+  std::map<std::string, std::string> leaf_values() const;
 
   // The resolved config as YAML text (saved next to every run).
   std::string dump() const;

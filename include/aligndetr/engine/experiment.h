@@ -66,6 +66,9 @@ struct TrainOptions {
   Amp amp = Amp::kOff;
   bool ema = false;  // train.ema.enabled: evaluate and save the weights' moving average
   double ema_decay = 0.9998;
+  // Not a config key: `train --resume-with-changes` lets a resumed run differ from its
+  // checkpoint's config in more than the keys free to change (see the README).
+  bool resume_with_changes = false;
 };
 
 struct DataOptions {

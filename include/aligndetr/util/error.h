@@ -21,6 +21,7 @@ enum ExitCode : int {
   kExitUsage = 3,        // bad command-line arguments
   kExitDiverged = 4,     // training stopped on a non-finite loss (last good state saved)
   kExitDistributed = 5,  // another rank of a data-parallel run failed or stopped answering
+  // 128 + signal (130 SIGINT, 143 SIGTERM): training stopped on a signal, checkpoint written
 };
 
 }  // namespace aligndetr::util
