@@ -203,5 +203,17 @@ TEST_F(PredictOutputs, AFileNameThatIsNotUtf8IsNamedAndNothingIsWritten) {
   EXPECT_FALSE(fs::exists(dir_ / "out"));
 }
 
+TEST(PredictCli, ThresholdsAndCountsThatMeanNothingAreUsageErrors) {
+  const std::string config = std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml";
+  const std::string rest = " --weights w.pt --input in --out out";
+  for (const char* bad : {"--score-thr nan", "--score-thr 1.5", "--score-thr x", "--top-k 0"}) {
+    const auto r = testing::run_cli("predict --config " + config + rest + " " + bad);
+    EXPECT_EQ(r.exit_code, 3) << bad << ": " << r.output;
+  }
+  const auto threads = testing::run_cli("--threads 5000 model info --config " + config);
+  EXPECT_EQ(threads.exit_code, 3) << threads.output;
+  EXPECT_NE(threads.output.find("--threads"), std::string::npos) << threads.output;
+}
+
 }  // namespace
 }  // namespace aligndetr

@@ -5,9 +5,15 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -15,6 +21,8 @@
 #include "aligndetr/data/synth.h"
 #include "aligndetr/engine/checkpoint.h"
 #include "aligndetr/engine/experiment.h"
+#include "aligndetr/engine/run_dir.h"
+#include "aligndetr/engine/stop.h"
 #include "aligndetr/engine/trainer.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
@@ -451,6 +459,142 @@ TEST(Trainer, AmpAndEmaOptionsAreChecked) {
   EXPECT_EQ(e.train.amp, engine::Amp::kOff);
   EXPECT_TRUE(e.train.ema);
   EXPECT_DOUBLE_EQ(e.train.ema_decay, 0.9998);
+}
+
+TEST(Trainer, AStopRequestFinishesTheStepWritesACheckpointAndResumes) {
+  testing::TempDir dir;
+  engine::request_stop(SIGINT);
+  try {
+    engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 6)), (dir / "run").string(),
+                  false);
+    engine::request_stop(0);
+    FAIL() << "a stop request was ignored";
+  } catch (const engine::TrainingInterrupted& stopped) {
+    engine::request_stop(0);
+    EXPECT_EQ(stopped.exit_code(), 130);
+    EXPECT_NE(std::string(stopped.what()).find("SIGINT (Ctrl-C) after iteration 1 of 6"),
+              std::string::npos)
+        << stopped.what();
+    EXPECT_EQ(stopped.checkpoint(), engine::checkpoint_path((dir / "run/checkpoints").string(), 1));
+    EXPECT_TRUE(fs::exists(stopped.checkpoint()));
+  }
+  const auto resumed = engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 6)),
+                                     (dir / "run").string(), true);
+  ASSERT_EQ(resumed.loss_history.size(), 5u);
+  EXPECT_EQ(resumed.loss_history.front().first, 2);
+}
+
+TEST(Trainer, SigtermStopsTheCommandWithACheckpointAndExit143) {
+  testing::TempDir dir;
+  const auto config = dir / "tiny.yaml";
+  testing::write_text(config, tiny_config(dir.path(), 4, 100000).dump());
+  const auto log = dir / "log.txt";
+  const pid_t child = fork();
+  if (child == 0) {
+    const std::string cmd = std::string("exec ") + ALIGNDETR_BIN + " --threads 1 train --config " +
+                            config.string() + " --output " + (dir / "run").string() + " > " +
+                            log.string() + " 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait for the first logged step, then ask it to stop.
+  const auto metrics = dir / "run/metrics.jsonl";
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(120)) {
+    std::ifstream in(metrics);
+    std::string line;
+    if (std::getline(in, line) && line.find("\"train\"") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(kill(child, SIGTERM), 0);
+  int status = 0;
+  waitpid(child, &status, 0);
+  std::ifstream in(log);
+  const std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 143) << output;
+  EXPECT_NE(output.find("stopped by SIGTERM after iteration"), std::string::npos) << output;
+  EXPECT_FALSE(engine::latest_checkpoint((dir / "run/checkpoints").string()).empty()) << output;
+  EXPECT_EQ(output.find("internal error"), std::string::npos) << output;
+}
+
+TEST(Trainer, ALockedRunDirectoryIsRefused) {
+  testing::TempDir dir;
+  const engine::RunDirLock other((dir / "run").string());
+  try {
+    engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 1)), (dir / "run").string(),
+                  false);
+    FAIL() << "trained into a directory another training holds";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("in use by another training"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Trainer, ResumingWithAChangedConfigIsRefusedUnlessAsked) {
+  testing::TempDir dir;
+  engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 2)), (dir / "run").string(),
+                false);
+  const auto before = [&] {
+    std::ifstream in(dir / "run/config.yaml");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }();
+  auto changed = tiny_config(dir.path(), 4, 4);  // a longer run is not a change
+  changed.set("solver.lr=8.0e-4");
+  changed.set("train.seed=8");
+  try {
+    engine::train(engine::make_experiment(changed), (dir / "run").string(), true);
+    FAIL() << "resumed with another learning rate and seed";
+  } catch (const util::InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("solver.lr: 4.0e-4 -> 8.0e-4"), std::string::npos) << what;
+    EXPECT_NE(what.find("train.seed: 7 -> 8"), std::string::npos) << what;
+    EXPECT_EQ(what.find("max_iter"), std::string::npos) << what;
+    EXPECT_NE(what.find("--resume-with-changes"), std::string::npos) << what;
+  }
+  std::ifstream unchanged(dir / "run/config.yaml");
+  EXPECT_EQ(
+      std::string((std::istreambuf_iterator<char>(unchanged)), std::istreambuf_iterator<char>()),
+      before);
+  auto e = engine::make_experiment(changed);
+  e.train.resume_with_changes = true;
+  const auto resumed = engine::train(e, (dir / "run").string(), true);
+  EXPECT_EQ(resumed.loss_history.size(), 2u);
+  EXPECT_TRUE(fs::exists(dir / "run/config.before_0000002.yaml"));
+}
+
+// Each value is refused before any work, naming its key (not a late failure, an internal error
+// or a silent acceptance).
+TEST(Trainer, EveryUnusableValueIsAnInputErrorNamingItsKey) {
+  testing::TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"data.batch_size", "0"},
+      {"data.batch_size", "-2"},
+      {"data.transforms.test_short_size", "0"},
+      {"data.transforms.flip_prob", "1.5"},
+      {"data.transforms.crop_min", "700"},  // above crop_max
+      {"solver.lr", ".nan"},
+      {"solver.lr", ".inf"},
+      {"solver.clip_norm", "-1"},
+      {"criterion.tau", "0"},
+      {"criterion.tau", "-1.5"},
+      {"criterion.alpha", "1.5"},
+      {"criterion.gamma", ".nan"},
+      {"model.transformer.num_queries", "0"},
+      {"model.denoising.dn_number", "-1"},
+      {"train.eval_top_k", "0"},
+  };
+  for (const auto& [key, value] : bad) {
+    auto c = tiny_config(dir.path(), 0, 1);
+    c.assign(key, value);
+    try {
+      engine::make_experiment(c);
+      ADD_FAILURE() << key << "=" << value << " accepted";
+    } catch (const util::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos)
+          << key << "=" << value << ": " << e.what();
+    }
+  }
 }
 
 TEST(Schedule, WarmupThenSteps) {

@@ -33,7 +33,18 @@ void setup_predict(CLI::App& app) {
   cmd->add_option("--out", args->predict.out_dir, "Output directory")->required();
   cmd->add_option("--score-thr", args->predict.score_threshold,
                   "Smallest score drawn on the pictures")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            // CLI::Range lets NaN through (no comparison with it is false).
+            double v = 0;
+            try {
+              v = std::stod(text);
+            } catch (const std::exception&) {
+              return "not a number: " + text;
+            }
+            return v >= 0.0 && v <= 1.0 ? "" : "must be in [0, 1], got " + text;
+          },
+          "in [0, 1]"))
       ->capture_default_str();
   cmd->add_option("--top-k", args->predict.top_k, "Detections kept per image in results.json")
       ->check(CLI::PositiveNumber)

@@ -9,6 +9,7 @@
 
 #include "aligndetr/engine/distributed.h"
 #include "aligndetr/engine/runtime.h"
+#include "aligndetr/engine/stop.h"
 #include "aligndetr/engine/trainer.h"
 #include "aligndetr/util/error.h"
 #include "command.h"
@@ -42,8 +43,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print help for every command");
   int threads = 0;
-  app.add_option("--threads", threads, "Compute threads (default: all cores)")
-      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "Compute threads (default: all cores; at most 1024)")
+      ->check(CLI::Range(0, 1024));
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -68,6 +69,9 @@ int main(int argc, char** argv) {
   } catch (const engine::TrainingDiverged& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return util::kExitDiverged;
+  } catch (const engine::TrainingInterrupted& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return e.exit_code();
   } catch (const util::InputError& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return util::kExitInput;

@@ -1,5 +1,7 @@
 #include "aligndetr/engine/criterion_case.h"
 
+#include <cmath>
+
 #include <simdjson.h>
 #include <torch/torch.h>
 
@@ -121,8 +123,13 @@ std::string criterion_case_result_json(const CriterionCase& c) {
     bool first = true;
     for (const char* name : {"loss_class", "loss_bbox", "loss_giou"}) {
       char buf[64];
-      std::snprintf(buf, sizeof buf, "%s\"%s\":%.9g", first ? "" : ",", name,
-                    terms.unweighted.at(name + suffix).item<double>());
+      const double value = terms.unweighted.at(name + suffix).item<double>();
+      // JSON has no NaN or infinity: such a term is written as null.
+      if (std::isfinite(value)) {
+        std::snprintf(buf, sizeof buf, "%s\"%s\":%.9g", first ? "" : ",", name, value);
+      } else {
+        std::snprintf(buf, sizeof buf, "%s\"%s\":null", first ? "" : ",", name);
+      }
       out += buf;
       first = false;
     }

@@ -94,6 +94,90 @@ data::TransformOptions transform_options(const Config& c) {
   return t;
 }
 
+// Every value a user can type that would fail later (often after hours, or as an internal error)
+// or be accepted silently while meaning nothing: refused here, naming the key.
+class Checks {
+ public:
+  explicit Checks(const Config& c) : c_(c) {}
+  void require(bool ok, const std::string& key, const std::string& rule, double value) const {
+    if (!ok) {
+      throw util::InputError(
+          fmt::format("config '{}': {} must be {}, got {}", c_.source(), key, rule, value));
+    }
+  }
+  void positive(const std::string& key, double v) const {
+    require(v > 0 && std::isfinite(v), key, "a positive number", v);
+  }
+  void non_negative(const std::string& key, double v) const {
+    require(v >= 0 && std::isfinite(v), key, ">= 0", v);
+  }
+  void fraction(const std::string& key, double v) const {
+    require(v >= 0 && v <= 1, key, "in [0, 1]", v);
+  }
+  void at_least(const std::string& key, int64_t v, int64_t least) const {
+    require(v >= least, key, ">= " + std::to_string(least), double(v));
+  }
+
+ private:
+  const Config& c_;
+};
+
+void check_values(const Experiment& e, const Config& c) {
+  const Checks k(c);
+  k.at_least("data.batch_size", e.data.batch_size, 1);
+  k.at_least("data.workers", e.data.workers, 0);
+  const auto& t = e.data.train.transforms;
+  const std::string p = "data.transforms.";
+  k.fraction(p + "flip_prob", t.flip_prob);
+  k.fraction(p + "crop_prob", t.crop_prob);
+  k.at_least(p + "train_max_size", t.train_max_size, 1);
+  k.at_least(p + "test_short_size", t.test_short_size, 1);
+  k.at_least(p + "test_max_size", t.test_max_size, 1);
+  k.at_least(p + "crop_min", t.crop_min, 1);
+  k.require(t.crop_min <= t.crop_max, p + "crop_min",
+            "<= " + p + "crop_max (" + std::to_string(t.crop_max) + ")", t.crop_min);
+  const auto& s = e.solver;
+  k.positive("solver.lr", s.lr);
+  k.non_negative("solver.backbone_lr_mult", s.backbone_lr_mult);
+  k.non_negative("solver.weight_decay", s.weight_decay);
+  k.require(s.beta1 >= 0 && s.beta1 < 1, "solver.beta1", "in [0, 1)", s.beta1);
+  k.require(s.beta2 >= 0 && s.beta2 < 1, "solver.beta2", "in [0, 1)", s.beta2);
+  k.require(s.clip_norm >= 0 && std::isfinite(s.clip_norm), "solver.clip_norm",
+            ">= 0 (0 turns clipping off)", s.clip_norm);
+  k.positive("solver.gamma", s.gamma);
+  k.at_least("solver.warmup_iters", s.warmup_iters, 0);
+  k.require(s.warmup_factor > 0 && s.warmup_factor <= 1, "solver.warmup_factor", "in (0, 1]",
+            s.warmup_factor);
+  for (const auto step : s.steps) k.at_least("solver.steps", step, 1);
+  const auto& o = e.criterion;
+  k.positive("criterion.tau", o.tau);
+  k.fraction("criterion.alpha", o.alpha);
+  k.non_negative("criterion.gamma", o.gamma);
+  k.non_negative("criterion.weights.class", o.weight_class);
+  k.non_negative("criterion.weights.bbox", o.weight_bbox);
+  k.non_negative("criterion.weights.giou", o.weight_giou);
+  k.non_negative("criterion.matcher.cost_class", o.matcher.cost_class);
+  k.non_negative("criterion.matcher.cost_bbox", o.matcher.cost_bbox);
+  k.non_negative("criterion.matcher.cost_giou", o.matcher.cost_giou);
+  k.at_least("train.eval_top_k", e.eval_top_k, 1);
+  k.at_least("model.num_classes", e.model.num_classes(), 1);
+  if (e.model.type == "dino") {
+    const auto& m = e.model.dino;
+    k.at_least("model.transformer.num_queries", m.transformer.num_queries, 1);
+    k.at_least("model.transformer.num_heads", m.transformer.num_heads, 1);
+    k.require(m.transformer.embed_dim > 0 && m.transformer.embed_dim % m.transformer.num_heads == 0,
+              "model.transformer.embed_dim", "a positive multiple of num_heads",
+              double(m.transformer.embed_dim));
+    k.at_least("model.transformer.num_points", m.transformer.num_points, 1);
+    k.at_least("model.transformer.encoder_layers", m.transformer.encoder_layers, 1);
+    k.at_least("model.transformer.decoder_layers", m.transformer.decoder_layers, 1);
+    k.at_least("model.transformer.ffn_dim", m.transformer.ffn_dim, 1);
+    k.at_least("model.denoising.dn_number", m.denoising.dn_number, 0);
+    k.fraction("model.denoising.label_noise_ratio", m.denoising.label_noise_ratio);
+    k.non_negative("model.denoising.box_noise_scale", m.denoising.box_noise_scale);
+  }
+}
+
 }  // namespace
 
 void set_init_weights(Config& config, const std::string& file) {
@@ -159,9 +243,9 @@ Experiment make_experiment(const Config& c) {
   s.warmup_iters = c.get_int("solver.warmup_iters", s.warmup_iters);
   s.warmup_factor = c.get_double("solver.warmup_factor", s.warmup_factor);
   s.accumulate = c.get_int("solver.accumulate", s.accumulate);
-  if (s.max_iter < 1 || s.accumulate < 1 || s.lr <= 0) {
-    throw util::InputError(fmt::format(
-        "config '{}': solver needs max_iter >= 1, accumulate >= 1, lr > 0", c.source()));
+  if (s.max_iter < 1 || s.accumulate < 1) {
+    throw util::InputError(
+        fmt::format("config '{}': solver needs max_iter >= 1 and accumulate >= 1", c.source()));
   }
   c.require_all_used("solver");
 
@@ -229,6 +313,7 @@ Experiment make_experiment(const Config& c) {
   }
   c.require_all_used("train");
   c.require_all_used();
+  check_values(e, c);
   return e;
 }
 
