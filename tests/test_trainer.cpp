@@ -597,6 +597,48 @@ TEST(Trainer, EveryUnusableValueIsAnInputErrorNamingItsKey) {
   }
 }
 
+// A flipped bit in a checkpoint: a CRC-32 mismatch naming the record; a file cut short: a
+// truncated archive. A resume steps over a damaged newest checkpoint to the one before it.
+TEST(Checkpoint, DamagedFilesAreRefusedAndResumeFallsBack) {
+  testing::TempDir dir;
+  engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 4)), (dir / "run").string(),
+                false);
+  const auto ckpts = (dir / "run/checkpoints").string();
+  const auto newest = engine::checkpoint_path(ckpts, 4);
+  ASSERT_TRUE(fs::exists(newest));
+  const auto bytes = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string original = bytes(newest);
+  // The middle of the file is tensor data (the weights are nearly all of it).
+  std::string flipped = original;
+  flipped[flipped.size() / 2] ^= 0x10;
+  testing::write_text(dir / "flipped.pt", flipped);
+  try {
+    model::load_tensors((dir / "flipped.pt").string());
+    FAIL() << "a bit-flipped checkpoint loaded";
+  } catch (const util::CorruptInput& e) {
+    EXPECT_NE(std::string(e.what()).find("does not match its CRC-32"), std::string::npos)
+        << e.what();
+  }
+  testing::write_text(dir / "cut.pt", original.substr(0, original.size() / 3));
+  try {
+    model::load_tensors((dir / "cut.pt").string());
+    FAIL() << "a truncated checkpoint loaded";
+  } catch (const util::CorruptInput& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("truncated or damaged"), std::string::npos) << what;
+    EXPECT_EQ(what.find("_use_new_zipfile_serialization"), std::string::npos) << what;
+  }
+  // The run's newest checkpoint damaged: --resume continues from iteration 2 and says why.
+  testing::write_text(newest, flipped);
+  const auto resumed = engine::train(engine::make_experiment(tiny_config(dir.path(), 4, 6)),
+                                     (dir / "run").string(), true);
+  ASSERT_EQ(resumed.loss_history.size(), 4u);
+  EXPECT_EQ(resumed.loss_history.front().first, 3);
+}
+
 TEST(Schedule, WarmupThenSteps) {
   engine::SolverOptions s;
   s.steps = {10, 20};

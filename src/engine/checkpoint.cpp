@@ -209,6 +209,13 @@ std::vector<fs::path> list_checkpoints(const std::string& dir) {
 }
 }  // namespace
 
+std::vector<std::string> checkpoints_newest_first(const std::string& dir) {
+  std::vector<std::string> out;
+  const auto all = list_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) out.push_back(it->string());
+  return out;
+}
+
 std::string latest_checkpoint(const std::string& dir) {
   const auto all = list_checkpoints(dir);
   return all.empty() ? std::string() : all.back().string();

@@ -92,13 +92,30 @@ std::vector<std::string> config_changes(const Config& before, const Config& now,
 
 // Resumes from the newest checkpoint; returns its iteration (0 without one).
 int64_t resume_run(TrainRun& run) {
-  const auto last = latest_checkpoint(run.ckpt_dir);
-  if (last.empty()) {
+  const auto candidates = checkpoints_newest_first(run.ckpt_dir);
+  if (candidates.empty()) {
     spdlog::warn("--resume: no checkpoint in {}; starting from scratch", run.ckpt_dir);
     return 0;
   }
-  const auto info =
-      load_checkpoint(last, *run.model, &run.solver->optimizer(), run.dist.rank(), run.ema.get());
+  // A damaged newest checkpoint (a disk fault, a copy cut short) falls back to the one before;
+  // one that is whole but does not fit this model is an error, whichever it is.
+  std::string last;
+  CheckpointInfo info;
+  for (const auto& path : candidates) {
+    try {
+      info = load_checkpoint(path, *run.model, &run.solver->optimizer(), run.dist.rank(),
+                             run.ema.get());
+      last = path;
+      break;
+    } catch (const util::CorruptInput& e) {
+      spdlog::warn("--resume: {}; trying the previous checkpoint", e.what());
+    }
+  }
+  if (last.empty()) {
+    throw util::CorruptInput(fmt::format(
+        "--resume: every checkpoint in {} is damaged ({} tried); see the warnings above",
+        run.ckpt_dir, candidates.size()));
+  }
   if (run.ema && !info.ema_restored) {
     spdlog::warn("{} holds no weight average (train.ema was off): it starts from the weights",
                  last);

@@ -1,6 +1,9 @@
 #include "torch_pickle.h"
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -41,6 +44,101 @@ torch::ScalarType storage_dtype(const std::string& global, const std::string& pa
   return it->second;
 }
 
+uint32_t crc32(const char* bytes, size_t n) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xFFFFFFFFu;
+  for (size_t i = 0; i < n; ++i) c = table[(c ^ uint8_t(bytes[i])) & 0xFFu] ^ (c >> 8);
+  return c ^ 0xFFFFFFFFu;
+}
+
+uint64_t little_endian(const std::string& b, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | uint8_t(b.at(at + size_t(i)));
+  return v;
+}
+
+// The CRC-32 that the zip central directory records for each entry, by its name below the
+// archive's top folder ("data.pkl", "data/0"). Throws CorruptInput when there is no directory
+// to read (a truncated file).
+std::map<std::string, uint32_t> zip_crcs(const std::string& path) {
+  const auto fail = [&](const std::string& why) {
+    throw util::CorruptInput("'" + path + "' is truncated or damaged: " + why);
+  };
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  const int64_t size = in.tellg();
+  const int64_t tail_size = std::min<int64_t>(size, 22 + 65535);
+  std::string tail(size_t(std::max<int64_t>(tail_size, 0)), '\0');
+  in.seekg(size - tail_size);
+  in.read(tail.data(), tail_size);
+  const size_t eocd = tail.rfind(std::string("PK\x05\x06", 4));
+  if (eocd == std::string::npos || eocd + 22 > tail.size()) fail("no zip directory at its end");
+  uint64_t entries = little_endian(tail, eocd + 10, 2);
+  uint64_t cd_size = little_endian(tail, eocd + 12, 4);
+  uint64_t cd_offset = little_endian(tail, eocd + 16, 4);
+  if (cd_offset == 0xFFFFFFFFu || entries == 0xFFFFu) {
+    // Zip64: the locator just before the end record points at the 64-bit end record.
+    if (eocd < 20 || tail.compare(eocd - 20, 4, std::string("PK\x06\x07", 4)) != 0) {
+      fail("a zip64 directory without its locator");
+    }
+    std::string end64(56, '\0');
+    in.seekg(int64_t(little_endian(tail, eocd - 20 + 8, 8)));
+    in.read(end64.data(), 56);
+    if (!in || end64.compare(0, 4, std::string("PK\x06\x06", 4)) != 0) {
+      fail("the zip64 directory record is missing");
+    }
+    entries = little_endian(end64, 32, 8);
+    cd_size = little_endian(end64, 40, 8);
+    cd_offset = little_endian(end64, 48, 8);
+  }
+  if (cd_offset + cd_size > uint64_t(size)) fail("its zip directory lies past the end of the file");
+  std::string cd(cd_size, '\0');
+  in.seekg(int64_t(cd_offset));
+  in.read(cd.data(), int64_t(cd_size));
+  if (!in) fail("its zip directory cannot be read");
+  std::map<std::string, uint32_t> crcs;
+  size_t at = 0;
+  for (uint64_t e = 0; e < entries; ++e) {
+    if (at + 46 > cd.size() || cd.compare(at, 4, std::string("PK\x01\x02", 4)) != 0) {
+      fail("a damaged zip directory entry");
+    }
+    const auto name_len = size_t(little_endian(cd, at + 28, 2));
+    const auto extra_len = size_t(little_endian(cd, at + 30, 2));
+    const auto comment_len = size_t(little_endian(cd, at + 32, 2));
+    if (at + 46 + name_len > cd.size()) fail("a damaged zip directory entry");
+    std::string name = cd.substr(at + 46, name_len);
+    const size_t slash = name.find('/');
+    if (slash != std::string::npos) name = name.substr(slash + 1);
+    crcs[name] = uint32_t(little_endian(cd, at + 16, 4));
+    at += 46 + name_len + extra_len + comment_len;
+  }
+  return crcs;
+}
+
+// What a file that PyTorchStreamReader refuses is, by its first bytes.
+std::string unreadable_archive(const std::string& path, const std::string& why) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[2] = {0, 0};
+  in.read(magic, 2);
+  if (magic[0] == 'P' && magic[1] == 'K') {
+    throw util::CorruptInput("'" + path + "' is a truncated or damaged torch.save archive (" + why +
+                             ")");
+  }
+  if (uint8_t(magic[0]) == 0x80) {
+    return "'" + path +
+           "' is a legacy torch.save file (_use_new_zipfile_serialization=False), "
+           "which is not supported: save it again with a current torch.save";
+  }
+  return "'" + path + "' is not a torch.save file (" + why + ")";
+}
+
 class Reader {
  public:
   explicit Reader(const std::string& path) : path_(path) {
@@ -51,11 +149,9 @@ class Reader {
       // Reads records straight from the file: a checkpoint is never held in memory twice.
       archive_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
     } catch (const c10::Error& e) {
-      throw util::InputError("'" + path + "' is not a torch.save zip archive (" +
-                             e.what_without_backtrace() +
-                             "); files from torch.save with "
-                             "_use_new_zipfile_serialization=False are not supported");
+      throw util::InputError(unreadable_archive(path, e.what_without_backtrace()));
     }
+    crcs_ = zip_crcs(path);
     if (archive_->hasRecord("byteorder")) {
       auto [data, size] = archive_->getRecord("byteorder");
       if (std::string(static_cast<const char*>(data.get()), size) != "little") {
@@ -63,6 +159,7 @@ class Reader {
       }
     }
     auto [data, size] = archive_->getRecord("data.pkl");
+    verify("data.pkl", static_cast<const char*>(data.get()), size);
     pickle_.assign(static_cast<const char*>(data.get()), size);
   }
 
@@ -190,6 +287,7 @@ class Reader {
       const size_t bytes = static_cast<size_t>(numel) * storage.element_size();
       if (bytes > 0) {
         auto [data, size] = archive_->getRecord("data/" + key);
+        verify("data/" + key, static_cast<const char*>(data.get()), size);
         if (size < bytes) fail("tensor data record data/" + key + " is too short");
         std::memcpy(storage.data_ptr(), data.get(), bytes);
       }
@@ -418,7 +516,20 @@ class Reader {
     }
   }
 
+  // Each record against the CRC-32 the archive recorded when it was written: a flipped bit in a
+  // checkpoint would otherwise load as valid, wrong weights.
+  void verify(const std::string& record, const char* bytes, size_t size) const {
+    const auto it = crcs_.find(record);
+    if (it == crcs_.end()) return;
+    if (crc32(bytes, size) != it->second) {
+      throw util::CorruptInput("'" + path_ + "' is damaged: record '" + record +
+                               "' does not match its CRC-32 (the file changed after it was "
+                               "written)");
+    }
+  }
+
   std::string path_;
+  std::map<std::string, uint32_t> crcs_;
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> archive_;
   std::string pickle_;
   size_t pos_ = 0;
@@ -434,7 +545,8 @@ PickleValuePtr read_torch_file(const std::string& path) {
   try {
     return Reader(path).run();
   } catch (const c10::Error& e) {
-    throw util::InputError("'" + path + "': " + e.what_without_backtrace());
+    // The archive opened, so a failure reading it is damage, not a wrong kind of file.
+    throw util::CorruptInput("'" + path + "': " + e.what_without_backtrace());
   }
 }
 

@@ -57,6 +57,8 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
 std::string checkpoint_path(const std::string& dir, int64_t iteration);
 // The newest checkpoint in a directory ("" if none); partial temporary files are ignored.
 std::string latest_checkpoint(const std::string& dir);
+// Every checkpoint in a directory, newest first.
+std::vector<std::string> checkpoints_newest_first(const std::string& dir);
 // Deletes all but the newest `keep` checkpoints.
 void prune_checkpoints(const std::string& dir, int64_t keep);
 

@@ -13,6 +13,14 @@ class InputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A file that is not what it claims to be any more: truncated, or its bytes changed after it was
+// written (a zip record whose CRC-32 does not match). A resumed run falls back to an older
+// checkpoint on this, not on a file that is whole but does not fit.
+class CorruptInput : public InputError {
+ public:
+  using InputError::InputError;
+};
+
 // Exit codes of the `aligndetr` command.
 enum ExitCode : int {
   kExitOk = 0,
