@@ -178,6 +178,7 @@ TEST(Loader, WorkerErrorsReachTheCaller) {
   data::DatasetOptions o;
   o.ann_file = (dir / "annotations/instances_train.json").string();
   o.images_dir = (dir / "images/train").string();
+  o.on_invalid = data::OnInvalid::kFail;
   auto ds = std::make_shared<const data::CocoDetection>(o);
   // Corrupt an image after validation: decoding fails inside a worker.
   testing::write_text(dir / "images/train" / ds->image_info(0).file_name,
@@ -195,6 +196,35 @@ TEST(Loader, WorkerErrorsReachTheCaller) {
     EXPECT_NE(std::string(e.what()).find(ds->image_info(0).file_name), std::string::npos)
         << e.what();
   }
+}
+
+TEST(Loader, AnUndecodableTrainingImageIsSkippedAndCountedUnderSkip) {
+  testing::TempDir dir;
+  data::SynthOptions so;
+  so.out_dir = dir.path().string();
+  so.train_images = 4;
+  so.val_images = 0;
+  so.size = 96;
+  data::write_synthetic_dataset(so);
+  data::DatasetOptions o;
+  o.ann_file = (dir / "annotations/instances_train.json").string();
+  o.images_dir = (dir / "images/train").string();
+  auto ds = std::make_shared<const data::CocoDetection>(o);
+  // Passes the cheap check (JPEG start and end markers), fails to decode.
+  testing::write_text(dir / "images/train" / ds->image_info(1).file_name,
+                      "\xff\xd8\xff garbage \xff\xd9");
+  data::LoaderOptions lo;
+  lo.batch_size = 4;
+  lo.workers = 1;
+  lo.shuffle = false;
+  data::DataLoader loader(ds, lo);
+  loader.start_epoch(0);
+  const auto batch = loader.next();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->images.size(0), 4);  // the batch keeps its size
+  EXPECT_EQ(loader.undecodable(), 1u);
+  // Image 2 took image 1's place.
+  EXPECT_TRUE(torch::equal(batch->targets[1].boxes, batch->targets[2].boxes));
 }
 
 TEST(Synth, MinObjectSizeSetsTheSmallestObjects) {

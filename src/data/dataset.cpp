@@ -33,10 +33,10 @@ cv::Mat read_image_rgb(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw util::InputError(fmt::format("cannot open image '{}'", path));
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.empty()) throw util::InputError(fmt::format("image '{}' is empty", path));
+  if (bytes.empty()) throw util::CorruptInput(fmt::format("image '{}' is empty", path));
   const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
   cv::Mat bgr = cv::imdecode(raw, cv::IMREAD_COLOR);
-  if (bgr.empty()) throw util::InputError(fmt::format("image '{}' cannot be decoded", path));
+  if (bgr.empty()) throw util::CorruptInput(fmt::format("image '{}' cannot be decoded", path));
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return rgb;

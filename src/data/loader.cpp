@@ -8,9 +8,13 @@
 #include <torch/torch.h>
 #ifdef _OPENMP
 #include <omp.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #endif
 
 #include "aligndetr/data/dataset.h"
+#include "aligndetr/util/error.h"
 
 namespace aligndetr::data {
 
@@ -107,8 +111,35 @@ void DataLoader::start_epoch(int64_t epoch, size_t first_batch) {
 Batch DataLoader::load_batch(size_t b) const {
   std::vector<Sample> samples;
   samples.reserve(batches_[b].size());
-  for (size_t index : batches_[b]) samples.push_back(dataset_->get(index, options_.seed, epoch_));
+  for (size_t index : batches_[b]) samples.push_back(load_sample(index));
   return collate(std::move(samples));
+}
+
+Sample DataLoader::load_sample(size_t index) const {
+  const auto& o = dataset_->options();
+  const bool replace = o.train && o.on_invalid == OnInvalid::kSkip;
+  const size_t n = dataset_->size();
+  for (size_t tried = 0; tried < n; ++tried) {
+    const size_t i = (index + tried) % n;
+    try {
+      return dataset_->get(i, options_.seed, epoch_);
+    } catch (const util::CorruptInput& e) {
+      {
+        std::lock_guard<std::mutex> lock(undecodable_mutex_);
+        if (undecodable_.insert(i).second && replace) {
+          spdlog::warn("{}: skipped (data.on_invalid: skip); the next image takes its place",
+                       e.what());
+        }
+      }
+      if (!replace) throw;
+    }
+  }
+  throw util::InputError(fmt::format("{}: none of its {} images can be decoded", o.ann_file, n));
+}
+
+size_t DataLoader::undecodable() const {
+  std::lock_guard<std::mutex> lock(undecodable_mutex_);
+  return undecodable_.size();
 }
 
 void DataLoader::worker_loop() {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -51,11 +52,16 @@ class DataLoader {
   size_t batches_per_epoch() const;
   // This rank's dataset indices for an epoch, in order (exposed for tests and resuming).
   std::vector<size_t> epoch_indices(int64_t epoch) const;
+  // Images that passed validation but could not be decoded. A training set under on_invalid
+  // skip gives each one's place in its batch to the next image that decodes (the batch keeps its
+  // size and every rank its step), warning once per image; otherwise next() rethrows the error.
+  size_t undecodable() const;
 
  private:
   void stop_workers();
   void worker_loop();
   Batch load_batch(size_t b) const;
+  Sample load_sample(size_t index) const;
 
   std::shared_ptr<const CocoDetection> dataset_;
   LoaderOptions options_;
@@ -70,6 +76,8 @@ class DataLoader {
   std::vector<std::exception_ptr> errors_;
   bool stopping_ = false;
   std::vector<std::thread> workers_;
+  mutable std::mutex undecodable_mutex_;
+  mutable std::set<size_t> undecodable_;
 };
 
 }  // namespace aligndetr::data
