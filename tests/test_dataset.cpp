@@ -4,9 +4,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "aligndetr/coco/annotations.h"
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/data/loader.h"
 #include "aligndetr/data/synth.h"
+#include "aligndetr/data/validate.h"
 #include "aligndetr/util/error.h"
 #include "test_support.h"
 
@@ -225,6 +227,44 @@ TEST(Loader, AnUndecodableTrainingImageIsSkippedAndCountedUnderSkip) {
   EXPECT_EQ(loader.undecodable(), 1u);
   // Image 2 took image 1's place.
   EXPECT_TRUE(torch::equal(batch->targets[1].boxes, batch->targets[2].boxes));
+}
+
+TEST(Validate, DuplicateIdsAreInvalidRecordsAndABadImageTakesItsBoxesWithIt) {
+  auto ds = coco::parse_coco(R"({"images": [
+      {"id": 1, "file_name": "a.jpg", "width": 10, "height": 10},
+      {"id": 2, "file_name": "b.jpg", "width": 0, "height": 10}],
+    "annotations": [
+      {"id": 5, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]},
+      {"id": 5, "image_id": 1, "category_id": 1, "bbox": [3, 3, 2, 2]},
+      {"id": 6, "image_id": 2, "category_id": 1, "bbox": [1, 1, 2, 2]}],
+    "categories": [{"id": 1, "name": "x"}, {"id": 1, "name": "y"}]})",
+                             "dups.json");
+  data::ValidationOptions o;
+  o.on_invalid = data::OnInvalid::kSkip;
+  const auto report = data::validate_coco(ds, o);
+  EXPECT_EQ(report.counts.at("duplicate_annotation_id"), 1);
+  EXPECT_EQ(report.counts.at("duplicate_category_id"), 1);
+  EXPECT_EQ(report.counts.at("image_bad_size"), 1);
+  // The 0-wide image's box is not a box problem of its own.
+  EXPECT_EQ(report.counts.count("box_outside_image"), 0u);
+  EXPECT_EQ(report.total(), 3);
+  ASSERT_EQ(ds.categories.size(), 1u);
+  EXPECT_EQ(ds.categories[0].name, "x");
+  ASSERT_EQ(ds.annotations.size(), 1u);
+  EXPECT_DOUBLE_EQ(ds.annotations[0].bbox[0], 1);
+  o.on_invalid = data::OnInvalid::kFail;
+  auto again = coco::parse_coco(R"({"images": [{"id": 1, "file_name": "a.jpg", "width": 10,
+      "height": 10}], "annotations": [], "categories": [{"id": 3, "name": "x"},
+      {"id": 3, "name": "y"}]})",
+                                "dups.json");
+  try {
+    data::validate_coco(again, o);
+    FAIL() << "duplicate category ids accepted under fail";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("category id 3 ('y') appears more than once"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Synth, MinObjectSizeSetsTheSmallestObjects) {

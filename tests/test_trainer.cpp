@@ -18,8 +18,10 @@
 #include <fmt/format.h>
 
 #include "aligndetr/coco/annotations.h"
+#include "aligndetr/data/dataset.h"
 #include "aligndetr/data/synth.h"
 #include "aligndetr/engine/checkpoint.h"
+#include "aligndetr/engine/evaluation.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/run_dir.h"
 #include "aligndetr/engine/stop.h"
@@ -637,6 +639,26 @@ TEST(Checkpoint, DamagedFilesAreRefusedAndResumeFallsBack) {
                                      (dir / "run").string(), true);
   ASSERT_EQ(resumed.loss_history.size(), 4u);
   EXPECT_EQ(resumed.loss_history.front().first, 3);
+}
+
+TEST(Evaluation, ADatasetOfOtherCategoriesThanTheModelsIsRefused) {
+  testing::TempDir dir;
+  auto c = tiny_config(dir.path(), 4, 1);
+  c.set("model.num_classes=5");  // the synthetic set has 8
+  const auto e = engine::make_experiment(c);
+  const auto model = e.model.build();
+  const data::CocoDetection val(e.data.val);
+  try {
+    engine::evaluate_model(*model, val, torch::kCPU, e, false);
+    FAIL() << "evaluated 5 classes against 8 categories";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("has 8 categories but the model predicts 5 classes"),
+              std::string::npos)
+        << e.what();
+  }
+  testing::write_text(dir / "a_file", "x");
+  EXPECT_THROW(engine::check_output_directory((dir / "a_file").string()), util::InputError);
+  EXPECT_NO_THROW(engine::check_output_directory((dir / "new_dir").string()));
 }
 
 TEST(Schedule, WarmupThenSteps) {

@@ -31,6 +31,7 @@ void setup_eval(CLI::App& app) {
       "best-regressed samples among the top-N / 2N confident queries, IoU histograms, "
       "confidence-IoU Pearson correlation and density (alignment.json and PNGs in --out)");
   cmd->callback([args] {
+    engine::check_output_directory(args->out);
     const auto e = engine::make_experiment(args->config.load());
     const auto device = engine::parse_device(e.train.device);
     const auto model = e.model.load(args->weights, device);

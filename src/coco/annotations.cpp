@@ -1,7 +1,9 @@
 #include "aligndetr/coco/annotations.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -21,16 +23,34 @@ std::string as_string(od::value v) {
   return std::string(s);
 }
 
-int64_t get_int(od::value v) {
-  // Ids and sizes are integers in COCO files, but some writers emit them as 12.0.
-  if (v.type() == od::json_type::number) {
-    od::number n = v.get_number();
-    if (n.is_int64()) return n.get_int64();
-    if (n.is_uint64()) return static_cast<int64_t>(n.get_uint64());
+// An integer field: ids, sizes, flags. Some writers emit them as 12.0, which is accepted; a
+// value the field cannot hold exactly is an error naming it, never a wrapped or rounded one
+// (width 4294967297 read as 1, ids 1e20 and 2e20 read as one id).
+int64_t get_int(od::value v, const char* field, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX) {
+  if (v.type() != od::json_type::number) throw simdjson::simdjson_error(simdjson::INCORRECT_TYPE);
+  od::number n = v.get_number();
+  int64_t out = 0;
+  bool exact = true;
+  if (n.is_int64()) {
+    out = n.get_int64();
+  } else if (n.is_uint64()) {
+    exact = false;  // above INT64_MAX
+  } else {
     const double d = n.get_double();
-    if (std::floor(d) == d) return static_cast<int64_t>(d);
+    // Doubles hold every integer up to 2^53 exactly, and none is guaranteed above.
+    exact = std::floor(d) == d && std::abs(d) <= 9007199254740992.0;
+    if (!exact && std::floor(d) != d) {
+      throw util::InputError(fmt::format("\"{}\" is {}, not an integer", field, d));
+    }
+    out = exact ? static_cast<int64_t>(d) : 0;
   }
-  throw simdjson::simdjson_error(simdjson::INCORRECT_TYPE);
+  if (!exact || out < lo || out > hi) {
+    throw util::InputError(
+        fmt::format("\"{}\" {} is outside the range this field can hold "
+                    "([{}, {}])",
+                    field, std::string_view(v.raw_json_token()), lo, hi));
+  }
+  return out;
 }
 
 CocoImage parse_image(od::object obj) {
@@ -39,14 +59,14 @@ CocoImage parse_image(od::object obj) {
   for (auto field : obj) {
     const std::string_view key = field.unescaped_key();
     if (key == "id") {
-      img.id = get_int(field.value());
+      img.id = get_int(field.value(), "id");
       has_id = true;
     } else if (key == "file_name") {
       img.file_name = as_string(field.value());
     } else if (key == "width") {
-      img.width = static_cast<int>(get_int(field.value()));
+      img.width = static_cast<int>(get_int(field.value(), "width", INT32_MIN, INT32_MAX));
     } else if (key == "height") {
-      img.height = static_cast<int>(get_int(field.value()));
+      img.height = static_cast<int>(get_int(field.value(), "height", INT32_MIN, INT32_MAX));
     }
   }
   if (!has_id) throw util::InputError("an image record has no \"id\"");
@@ -59,13 +79,13 @@ CocoAnnotation parse_annotation(od::object obj) {
   for (auto field : obj) {
     const std::string_view key = field.unescaped_key();
     if (key == "id") {
-      ann.id = get_int(field.value());
+      ann.id = get_int(field.value(), "id");
       has_id = true;
     } else if (key == "image_id") {
-      ann.image_id = get_int(field.value());
+      ann.image_id = get_int(field.value(), "image_id");
       has_image = true;
     } else if (key == "category_id") {
-      ann.category_id = get_int(field.value());
+      ann.category_id = get_int(field.value(), "category_id");
       has_cat = true;
     } else if (key == "bbox") {
       size_t i = 0;
@@ -82,7 +102,7 @@ CocoAnnotation parse_annotation(od::object obj) {
       ann.area = field.value().get_double();
       has_area = true;
     } else if (key == "iscrowd") {
-      ann.iscrowd = get_int(field.value()) != 0;
+      ann.iscrowd = get_int(field.value(), "iscrowd") != 0;
     }
   }
   const std::string id = has_id ? std::to_string(ann.id) : "without id";
@@ -100,7 +120,7 @@ CocoCategory parse_category(od::object obj) {
   for (auto field : obj) {
     const std::string_view key = field.unescaped_key();
     if (key == "id") {
-      cat.id = get_int(field.value());
+      cat.id = get_int(field.value(), "id");
       has_id = true;
     } else if (key == "name") {
       cat.name = as_string(field.value());
@@ -134,6 +154,7 @@ size_t skip_container(const char* data, size_t size, size_t i) {
 // structural positions (4 bytes each) stays small. This halves peak memory on train2017.
 void blank_segmentations(char* data, size_t size) {
   static constexpr std::string_view kKey = "\"segmentation\"";
+  simdjson::dom::parser validator;
   const std::string_view text(data, size);
   size_t pos = text.find(kKey);
   while (pos != std::string_view::npos) {
@@ -147,6 +168,12 @@ void blank_segmentations(char* data, size_t size) {
         ++i;
       if (i < size && (data[i] == '[' || data[i] == '{')) {
         const size_t end = skip_container(data, size, i);
+        // Blanked, the value is never parsed: it is checked first, so that a malformed one is
+        // an error as anywhere else in the file.
+        if (end < size && validator.parse(data + i, end - i).error() != simdjson::SUCCESS) {
+          throw util::InputError(fmt::format("malformed JSON in a \"segmentation\" value at {}",
+                                             util::json_location(data, size, data + i)));
+        }
         if (end < size && end - i >= 2) {
           data[i] = '[';
           data[i + 1] = ']';
@@ -161,7 +188,11 @@ void blank_segmentations(char* data, size_t size) {
 
 CocoDataset parse_padded(simdjson::padded_string& json, const std::string& source) {
   util::check_json_cpu_support();
-  blank_segmentations(json.data(), json.size());
+  try {
+    blank_segmentations(json.data(), json.size());
+  } catch (const util::InputError& e) {
+    throw util::InputError(fmt::format("{}: {}", source, e.what()));
+  }
   CocoDataset ds;
   ds.source = source;
   od::parser parser;
@@ -189,11 +220,23 @@ CocoDataset parse_padded(simdjson::padded_string& json, const std::string& sourc
         }
       }
     }
+    // At the document's end the iterator has no location left; anything else is more content.
+    const char* rest = nullptr;
+    if (doc.current_location().get(rest) == simdjson::SUCCESS) {
+      throw util::InputError("content after the end of the JSON document");
+    }
     if (!has_images) throw util::InputError("no \"images\" array");
     if (!has_annotations) throw util::InputError("no \"annotations\" array");
   } catch (const simdjson::simdjson_error& e) {
     const char* loc = nullptr;
     if (started && doc.current_location().get(loc) == simdjson::SUCCESS) at = loc;
+    if (at == base) {
+      // No position to give: the parser refused the document as a whole.
+      throw util::InputError(fmt::format(
+          "{}: malformed COCO JSON ({}): the file is cut short, holds more than one document, or "
+          "is not JSON",
+          source, e.what()));
+    }
     throw util::InputError(fmt::format("{}: malformed COCO JSON at {}: {}", source,
                                        util::json_location(base, json.size(), at), e.what()));
   } catch (const util::InputError& e) {

@@ -141,6 +141,22 @@ ValidationReport validate_coco(coco::CocoDataset& ds, const ValidationOptions& o
     }
   }
 
+  // Categories: unique ids (a second record of an id would give one label two meanings).
+  std::unordered_set<int64_t> seen_categories;
+  std::vector<coco::CocoCategory> categories;
+  for (const auto& c : ds.categories) {
+    if (!seen_categories.insert(c.id).second) {
+      problem("duplicate_category_id",
+              fmt::format("category id {} ('{}') appears more than once", c.id, c.name));
+      continue;
+    }
+    categories.push_back(c);
+  }
+  if (categories.size() != ds.categories.size()) {
+    ds.categories = std::move(categories);
+    ds.reindex();
+  }
+
   // Image files.
   if (!options.images_dir.empty()) {
     int threads = options.threads > 0 ? options.threads
@@ -172,8 +188,16 @@ ValidationReport validate_coco(coco::CocoDataset& ds, const ValidationOptions& o
 
   // Annotations: known image and category, finite positive box, inside the image once clipped.
   std::vector<char> keep_ann(ds.annotations.size(), 1);
+  std::unordered_set<int64_t> seen_annotations;
   for (size_t a = 0; a < ds.annotations.size(); ++a) {
     auto& ann = ds.annotations[a];
+    if (!seen_annotations.insert(ann.id).second) {
+      problem(
+          "duplicate_annotation_id",
+          fmt::format("annotation id {} (image {}) appears more than once", ann.id, ann.image_id));
+      keep_ann[a] = 0;
+      continue;
+    }
     const int64_t img_index = ds.image_index(ann.image_id);
     if (img_index < 0) {
       problem("annotation_unknown_image",
@@ -185,6 +209,12 @@ ValidationReport validate_coco(coco::CocoDataset& ds, const ValidationOptions& o
       problem("annotation_unknown_category",
               fmt::format("annotation {} (image {}) has unknown category id {}", ann.id,
                           ann.image_id, ann.category_id));
+      keep_ann[a] = 0;
+      continue;
+    }
+    // An image left out (bad size, missing file) takes its boxes with it: they are not box
+    // problems of their own.
+    if (!keep_image[static_cast<size_t>(img_index)]) {
       keep_ann[a] = 0;
       continue;
     }

@@ -10,6 +10,7 @@
 #include "aligndetr/engine/distributed.h"
 #include "aligndetr/engine/inference.h"
 #include "aligndetr/util/atomic_file.h"
+#include "aligndetr/util/error.h"
 
 namespace aligndetr::engine {
 
@@ -71,7 +72,26 @@ std::vector<coco::Detection> gather_detections(const std::vector<coco::Detection
   return out;
 }
 
+// A label k means the k-th category of the model's classes: a dataset with another number of
+// categories would be scored against the wrong ones (or index past them).
+void check_dataset_fits(const model::DetectorImpl& model, const data::CocoDetection& val) {
+  const int64_t have = val.categories().num_classes();
+  if (have != model.num_classes()) {
+    throw util::InputError(fmt::format(
+        "{} has {} categories but the model predicts {} classes (model.num_classes): evaluate "
+        "on a dataset of the classes the model was trained on",
+        val.coco().source, have, model.num_classes()));
+  }
+}
+
 }  // namespace
+
+void check_output_directory(const std::string& dir) {
+  std::error_code ec;
+  if (!dir.empty() && fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    throw util::InputError(fmt::format("--out '{}' is a file, not a directory", dir));
+  }
+}
 
 std::string eval_json(int64_t iteration, const eval::CocoEvalResult& r) {
   std::string s = fmt::format("{{\"iter\": {}, \"type\": \"eval\"", iteration);
@@ -83,6 +103,7 @@ std::string eval_json(int64_t iteration, const eval::CocoEvalResult& r) {
 eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::CocoDetection& val,
                                     const torch::Device& device, const Experiment& e, bool progress,
                                     const Distributed* dist) {
+  check_dataset_fits(model, val);
   InferenceOptions io = evaluation_inference(e);
   io.progress = progress && (!dist || dist->is_main());
   if (dist) {
@@ -100,6 +121,7 @@ eval::CocoEvalResult evaluate_model(model::DetectorImpl& model, const data::Coco
 EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::CocoDetection& val,
                                         const torch::Device& device, const Experiment& e,
                                         bool with_analysis) {
+  check_dataset_fits(model, val);
   EvaluationResult result;
   if (!with_analysis) {
     result.coco = evaluate_model(model, val, device, e);
@@ -117,6 +139,7 @@ EvaluationResult evaluate_with_analysis(model::DetectorImpl& model, const data::
 }
 
 std::vector<std::string> write_evaluation(const EvaluationResult& result, const std::string& dir) {
+  check_output_directory(dir);
   fs::create_directories(dir);
   std::vector<std::string> written;
   const auto eval_path = (fs::path(dir) / "eval.json").string();

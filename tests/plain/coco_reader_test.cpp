@@ -85,6 +85,61 @@ TEST(CocoReader, TruncatedFileIsAnInputError) {
                util::InputError);
 }
 
+// One record with the given image and annotation fields, for the integer-limit cases.
+std::string one_record(const std::string& image, const std::string& annotation) {
+  return R"({"images": [{"file_name": "a.jpg", )" + image +
+         R"(}], "annotations": [{"bbox": [0, 0, 1, 1], )" + annotation +
+         R"(}], "categories": [{"id": 1, "name": "x"}]})";
+}
+
+std::string error_of(const std::string& json) {
+  try {
+    coco::parse_coco(json, "limits.json");
+  } catch (const util::InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CocoReader, IntegersAFieldCannotHoldAreErrorsNamingIt) {
+  const std::string ann = R"("id": 1, "image_id": 1, "category_id": 1)";
+  EXPECT_NE(error_of(one_record(R"("id": 1, "width": 4294967297, "height": 4)", ann))
+                .find("\"width\" 4294967297"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(one_record(R"("id": 1, "width": 4, "height": 2147483648)", ann)).find("\"height\""),
+      std::string::npos);
+  // 1e20 and 2e20 are not integers a double holds exactly: two ids that would collide.
+  EXPECT_NE(error_of(one_record(R"("id": 1e20, "width": 4, "height": 4)", ann)).find("\"id\" 1e20"),
+            std::string::npos);
+  EXPECT_NE(error_of(one_record(R"("id": 18446744073709551615, "width": 4, "height": 4)", ann))
+                .find("outside the range"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(one_record(R"("id": 1, "width": 4.5, "height": 4)", ann)).find("not an integer"),
+      std::string::npos);
+  // Within range, integer-valued floats stay accepted.
+  EXPECT_EQ(error_of(one_record(R"("id": 3.0, "width": 2147483647, "height": 4)",
+                                R"("id": 9007199254740992, "image_id": 3, "category_id": 1)")),
+            "");
+}
+
+TEST(CocoReader, TrailingContentAndMalformedSegmentationsAreErrors) {
+  const std::string good = one_record(R"("id": 1, "width": 4, "height": 4)",
+                                      R"("id": 1, "image_id": 1, "category_id": 1)");
+  EXPECT_EQ(error_of(good), "");
+  const auto trailing = error_of(good + "\n{\"more\": 1}");
+  EXPECT_FALSE(trailing.empty());
+  EXPECT_EQ(trailing.find("byte 0"), std::string::npos) << trailing;
+  const auto seg = error_of(
+      one_record(R"("id": 1, "width": 4, "height": 4)",
+                 R"("id": 1, "image_id": 1, "category_id": 1, "segmentation": [[1, 2,, 3]])"));
+  EXPECT_NE(seg.find("malformed JSON in a \"segmentation\" value"), std::string::npos) << seg;
+  EXPECT_NE(seg.find("limits.json"), std::string::npos) << seg;
+  const auto cut = error_of(R"({"images": [{"id": 1, "file_name": "a.jpg")");
+  EXPECT_EQ(cut.find("byte 0"), std::string::npos) << cut;
+}
+
 TEST(CocoReader, MissingRequiredFieldNamesTheRecord) {
   const std::string json =
       R"({"images":[{"id":1}],"annotations":[{"id":42,"image_id":1,"bbox":[0,0,1,1]}]})";

@@ -41,7 +41,8 @@ struct ValidationReport {
 
 // Checks the dataset and, under kSkip, removes what is invalid (clipping boxes in place).
 // Under kFail throws InputError at the first problem. Problem kinds:
-//   duplicate_image_id, image_bad_size, annotation_unknown_image, annotation_unknown_category,
+//   duplicate_image_id, duplicate_category_id, duplicate_annotation_id, image_bad_size,
+//   annotation_unknown_image, annotation_unknown_category,
 //   box_not_finite, box_non_positive_size, box_outside_image (degenerate once clipped),
 //   image_missing, image_unreadable.
 ValidationReport validate_coco(coco::CocoDataset& dataset, const ValidationOptions& options);

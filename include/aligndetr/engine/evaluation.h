@@ -25,6 +25,9 @@ struct EvaluationResult {
   std::optional<analysis::AlignmentReport> alignment;
 };
 
+// Throws InputError when `dir` exists and is not a directory (checked before any work).
+void check_output_directory(const std::string& dir);
+
 // COCO evaluation of a model on the experiment's validation set (eval_top_k detections per
 // image, post-processed as the model section says). With `dist`, sharded: the result is complete
 // on rank 0 (other ranks get empty stats).
