@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 DEMO_OUT ?= out/demo
 
-.PHONY: deps configure build test test-torch2 demo format clean
+.PHONY: deps configure build test test-torch2 fuzz demo format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -20,6 +20,10 @@ test: build
 # The same tests built against PyPI's PyTorch 2.x (CUDA LibTorch, NCCL), in build-torch2.
 test-torch2: deps
 	bash scripts/test-torch2.sh build-torch2
+
+# libFuzzer with ASan + UBSan on the COCO and results readers, FUZZ_SECONDS (default 60) each.
+fuzz:
+	bash scripts/fuzz.sh build-fuzz
 
 demo: build
 	bash scripts/demo.sh $(BUILD_DIR)/aligndetr $(DEMO_OUT)
