@@ -169,22 +169,34 @@ TEST(Loader, RanksSplitTheEpochWithoutOverlap) {
   EXPECT_EQ(std::unique(seen.begin(), seen.end()) - seen.begin(), 126);
 }
 
-TEST(Loader, WorkerErrorsReachTheCaller) {
-  testing::TempDir dir;
+// A synthetic training set of `images` 96-pixel images in `dir`, to be read with these options.
+data::DatasetOptions synthetic_training_set(const fs::path& dir, int images) {
   data::SynthOptions so;
-  so.out_dir = dir.path().string();
-  so.train_images = 6;
+  so.out_dir = dir.string();
+  so.train_images = images;
   so.val_images = 0;
   so.size = 96;
   data::write_synthetic_dataset(so);
   data::DatasetOptions o;
   o.ann_file = (dir / "annotations/instances_train.json").string();
   o.images_dir = (dir / "images/train").string();
+  return o;
+}
+
+// Replaces an image of the set after validation with bytes that pass the cheap check (JPEG start
+// and end markers) and fail to decode.
+void make_undecodable(const fs::path& dir, const data::CocoDetection& ds, size_t index) {
+  testing::write_text(dir / "images/train" / ds.image_info(index).file_name,
+                      "\xff\xd8\xff garbage \xff\xd9");
+}
+
+TEST(Loader, WorkerErrorsReachTheCaller) {
+  testing::TempDir dir;
+  auto o = synthetic_training_set(dir.path(), 6);
   o.on_invalid = data::OnInvalid::kFail;
   auto ds = std::make_shared<const data::CocoDetection>(o);
-  // Corrupt an image after validation: decoding fails inside a worker.
-  testing::write_text(dir / "images/train" / ds->image_info(0).file_name,
-                      "\xff\xd8\xff garbage \xff\xd9");
+  // Decoding fails inside a worker.
+  make_undecodable(dir.path(), *ds, 0);
   data::LoaderOptions lo;
   lo.batch_size = 6;
   lo.workers = 2;
@@ -202,19 +214,8 @@ TEST(Loader, WorkerErrorsReachTheCaller) {
 
 TEST(Loader, AnUndecodableTrainingImageIsSkippedAndCountedUnderSkip) {
   testing::TempDir dir;
-  data::SynthOptions so;
-  so.out_dir = dir.path().string();
-  so.train_images = 4;
-  so.val_images = 0;
-  so.size = 96;
-  data::write_synthetic_dataset(so);
-  data::DatasetOptions o;
-  o.ann_file = (dir / "annotations/instances_train.json").string();
-  o.images_dir = (dir / "images/train").string();
-  auto ds = std::make_shared<const data::CocoDetection>(o);
-  // Passes the cheap check (JPEG start and end markers), fails to decode.
-  testing::write_text(dir / "images/train" / ds->image_info(1).file_name,
-                      "\xff\xd8\xff garbage \xff\xd9");
+  auto ds = std::make_shared<const data::CocoDetection>(synthetic_training_set(dir.path(), 4));
+  make_undecodable(dir.path(), *ds, 1);
   data::LoaderOptions lo;
   lo.batch_size = 4;
   lo.workers = 1;

@@ -211,7 +211,9 @@ std::unique_ptr<TrainRun> open_run(const Experiment& e, const std::string& outpu
   if (e.train.amp == Amp::kFloat16) {
     run->scaler = std::make_unique<GradScaler>(GradScalerOptions{}, run->device);
   }
-  if (e.train.ema) run->ema = std::make_unique<ModelEma>(*run->model, e.train.ema_decay);
+  // A resumed run loads the average into this one; a new run makes its own below, once its
+  // weights are final.
+  if (e.train.ema && resume) run->ema = std::make_unique<ModelEma>(*run->model, e.train.ema_decay);
   if (resume) run->start_iter = resume_run(*run);
   if (run->start_iter == 0 && !e.model.init.files.empty()) {
     // A resumed run never re-applies them: its checkpoint holds the weights.
@@ -231,7 +233,7 @@ std::unique_ptr<TrainRun> open_run(const Experiment& e, const std::string& outpu
     for (auto& b : run->model->buffers()) state.push_back(b);
     dist.broadcast(state);
   }
-  if (run->ema && run->start_iter == 0) {
+  if (e.train.ema && run->start_iter == 0) {
     // After the initial weights and rank 0's broadcast: the average starts where training does.
     run->ema = std::make_unique<ModelEma>(*run->model, e.train.ema_decay);
   }
