@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-openmp
-  libopencv-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev
+  libopencv-dev libjpeg-dev libsimdjson-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libssl-dev
   libpugixml-dev
   clang-format

@@ -4,6 +4,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
 #include "aligndetr/coco/annotations.h"
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/data/loader.h"
@@ -228,6 +232,156 @@ TEST(Loader, AnUndecodableTrainingImageIsSkippedAndCountedUnderSkip) {
   EXPECT_EQ(loader.undecodable(), 1u);
   // Image 2 took image 1's place.
   EXPECT_TRUE(torch::equal(batch->targets[1].boxes, batch->targets[2].boxes));
+}
+
+// A JPEG of noise (so that its entropy-coded data is long), width x height.
+std::string noise_jpeg(int width, int height) {
+  cv::Mat image(height, width, CV_8UC3);
+  cv::randu(image, cv::Scalar::all(0), cv::Scalar::all(255));
+  std::vector<uchar> bytes;
+  cv::imencode(".jpg", image, bytes, {cv::IMWRITE_JPEG_QUALITY, 90});
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// `jpeg` with an EXIF block whose orientation tag is `orientation` (6: turn a quarter clockwise
+// to show), right after the start-of-image marker.
+std::string with_exif_orientation(const std::string& jpeg, int orientation) {
+  const std::string exif(
+      "\xff\xe1\x00\x22"                  // APP1, 34 bytes with the length field
+      "Exif\x00\x00"                      // EXIF identifier
+      "MM\x00\x2a\x00\x00\x00\x08"        // big-endian TIFF header, first directory at 8
+      "\x00\x01"                          // one entry:
+      "\x01\x12\x00\x03\x00\x00\x00\x01"  // orientation, SHORT, count 1,
+      "\x00\x00\x00\x00"                  // value (set below)
+      "\x00\x00\x00\x00",                 // no next directory
+      36);
+  std::string tagged = exif;
+  tagged[29] = static_cast<char>(orientation);  // low byte of the big-endian SHORT
+  return jpeg.substr(0, 2) + tagged + jpeg.substr(2);
+}
+
+TEST(Validate, DecodeTreatsLibjpegWarningsAsUnreadable) {
+  testing::TempDir dir;
+  const std::string good = noise_jpeg(64, 48);
+  // Cut inside the scan, then an end-of-image marker: the cheap check passes, and OpenCV decodes
+  // it (grey below the cut) while libjpeg warns of the premature end of the data.
+  const std::string cut = good.substr(0, good.size() * 3 / 5) + "\xff\xd9";
+  testing::write_text(dir / "good.jpg", good);
+  testing::write_text(dir / "cut.jpg", cut);
+  const cv::Mat raw(1, int(cut.size()), CV_8UC1, const_cast<char*>(cut.data()));
+  ASSERT_FALSE(cv::imdecode(raw, cv::IMREAD_COLOR).empty()) << "OpenCV refuses it by itself";
+  EXPECT_EQ(data::check_image_file((dir / "good.jpg").string(), true).problem, "");
+  EXPECT_EQ(data::check_image_file((dir / "cut.jpg").string(), false).problem, "");
+  const auto check = data::check_image_file((dir / "cut.jpg").string(), true);
+  EXPECT_NE(check.problem.find("corrupt JPEG data: libjpeg says"), std::string::npos)
+      << check.problem;
+  EXPECT_FALSE(check.size_mismatch);
+}
+
+TEST(Validate, ExifOrientationSetsTheDecodedSizeAndAFullDecodeComparesItWithTheRecord) {
+  testing::TempDir dir;
+  const auto path = (dir / "turned.jpg").string();
+  testing::write_text(path, with_exif_orientation(noise_jpeg(40, 20), 6));
+  const cv::Mat applied = data::read_image_rgb(path, data::ExifOrientation::kApply);
+  const cv::Mat stored = data::read_image_rgb(path, data::ExifOrientation::kIgnore);
+  EXPECT_EQ(applied.cols, 20);
+  EXPECT_EQ(applied.rows, 40);
+  EXPECT_EQ(stored.cols, 40);
+  EXPECT_EQ(stored.rows, 20);
+  // A record of the stored pixels (40x20).
+  const auto turned = data::check_image_file(path, true, data::ExifOrientation::kApply, 40, 20);
+  EXPECT_TRUE(turned.size_mismatch);
+  EXPECT_NE(turned.problem.find("decodes to 20x40, not the 40x20 its record gives; its EXIF "
+                                "orientation turns it"),
+            std::string::npos)
+      << turned.problem;
+  EXPECT_NE(turned.problem.find("data.exif_orientation: ignore"), std::string::npos);
+  EXPECT_EQ(data::check_image_file(path, true, data::ExifOrientation::kIgnore, 40, 20).problem, "");
+  const auto other = data::check_image_file(path, true, data::ExifOrientation::kIgnore, 41, 20);
+  EXPECT_NE(other.problem.find("another version of the file"), std::string::npos) << other.problem;
+
+  auto ds = coco::parse_coco(R"({"images": [
+      {"id": 1, "file_name": "turned.jpg", "width": 40, "height": 20}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]}],
+    "categories": [{"id": 1, "name": "x"}]})",
+                             "turned.json");
+  data::ValidationOptions o;
+  o.images_dir = dir.path().string();
+  o.decode_images = true;
+  const auto report = data::validate_coco(ds, o);
+  EXPECT_EQ(report.counts.at("image_size_mismatch"), 1);
+  EXPECT_TRUE(ds.images.empty());
+}
+
+// The set's image `index` replaced by its own pixels transposed, tagged to be turned back (EXIF
+// orientation 6 turns clockwise; a transposed image turned clockwise is the original mirrored,
+// which keeps the record's size).
+void store_turned(const fs::path& dir, const data::CocoDetection& ds, size_t index) {
+  const auto path = dir / "images/train" / ds.image_info(index).file_name;
+  cv::Mat image = cv::imread(path.string(), cv::IMREAD_COLOR), transposed;
+  cv::transpose(image, transposed);
+  std::vector<uchar> bytes;
+  cv::imencode(".jpg", transposed, bytes);
+  testing::write_text(path, with_exif_orientation(std::string(bytes.begin(), bytes.end()), 6));
+}
+
+TEST(Loader, AnImageNotOfItsRecordedSizeIsSkippedUnderSkipAndAnErrorUnderFail) {
+  testing::TempDir dir;
+  auto o = synthetic_training_set(dir.path(), 4);
+  const data::CocoDetection plain(o);
+  store_turned(dir.path(), plain, 1);
+  const auto& info = plain.image_info(1);
+  ASSERT_NE(info.width, info.height) << "the test needs a non-square image";
+
+  // Turned by its tag it has its record's size; kept as stored it has not.
+  EXPECT_EQ(plain.load(1).image.cols, info.width);
+  o.exif = data::ExifOrientation::kIgnore;
+  auto ignoring = std::make_shared<const data::CocoDetection>(o);
+  data::LoaderOptions lo;
+  lo.batch_size = 4;
+  lo.workers = 1;
+  lo.shuffle = false;
+  data::DataLoader loader(ignoring, lo);
+  loader.start_epoch(0);
+  const auto batch = loader.next();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->images.size(0), 4);
+  EXPECT_EQ(loader.undecodable(), 1u);
+
+  o.on_invalid = data::OnInvalid::kFail;
+  const data::CocoDetection failing(o);
+  try {
+    failing.load(1);
+    FAIL() << "an image of another size than its record was loaded";
+  } catch (const util::CorruptInput& e) {
+    const std::string expected = fmt::format("decodes to {}x{}, not the {}x{} its record gives",
+                                             info.height, info.width, info.width, info.height);
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("set data.exif_orientation: apply"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Dataset, NoUsableImagesSaysWhy) {
+  testing::TempDir dir;
+  testing::write_text(dir / "one.json", R"({"images": [
+      {"id": 1, "file_name": "a.jpg", "width": 0, "height": 10}], "annotations": [],
+      "categories": [{"id": 1, "name": "x"}]})");
+  testing::write_text(
+      dir / "none.json",
+      R"({"images": [], "annotations": [], "categories": [{"id": 1, "name": "x"}]})");
+  for (const auto& [file, expected] :
+       {std::pair{"one.json", "no usable images: of the 1 it lists, 1 is invalid"},
+        std::pair{"none.json", "no usable images: the file lists none"}}) {
+    data::DatasetOptions o;
+    o.ann_file = (dir / file).string();
+    try {
+      const data::CocoDetection ds(o);
+      FAIL() << file << " gave a dataset";
+    } catch (const util::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Validate, DuplicateIdsAreInvalidRecordsAndABadImageTakesItsBoxesWithIt) {

@@ -27,7 +27,7 @@ void add_policy_option(CLI::App* cmd, std::string& policy) {
 
 void setup_stats(CLI::App* dataset) {
   struct Args {
-    std::string ann, images;
+    std::string ann, images, exif = "apply";
     bool json = false, decode = false;
   };
   auto args = std::make_shared<Args>();
@@ -40,8 +40,14 @@ void setup_stats(CLI::App* dataset) {
                   "Image directory; when given, every image file is checked (existence, JPEG "
                   "start and end markers)");
   cmd->add_flag("--decode", args->decode,
-                "With --images: decode every image fully (slower; finds corrupt data inside "
-                "files)");
+                "With --images: decode every image fully (slower): finds corrupt data inside "
+                "files (libjpeg's warnings included) and images whose decoded size is not their "
+                "record's width and height");
+  cmd->add_option("--exif-orientation", args->exif,
+                  "With --decode: 'apply' turns JPEGs by their EXIF orientation tag as training "
+                  "does by default, 'ignore' keeps the stored pixels (data.exif_orientation)")
+      ->check(CLI::IsMember({"apply", "ignore"}))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json,
                 "Print one JSON object (keys images, annotations, crowd, categories, "
                 "categories_used, images_without_annotations, clipped_boxes, invalid)");
@@ -50,6 +56,7 @@ void setup_stats(CLI::App* dataset) {
     data::ValidationOptions options;
     options.images_dir = args->images;
     options.decode_images = args->decode;
+    options.exif = data::parse_exif_orientation(args->exif);
     const data::DatasetStats s = data::compute_stats(ds, options);
     std::printf("%s\n", args->json ? s.to_json().c_str() : s.to_text().c_str());
   });

@@ -54,6 +54,7 @@ void setup_predict(CLI::App& app) {
     const auto device = engine::parse_device(e.train.device);
     const auto model = e.model.load(args->weights, device);
     args->predict.clip_boxes = e.model.clip_boxes;
+    args->predict.exif = e.data.val.exif;
     // Class names and COCO category ids come from the validation annotations when present.
     coco::CategoryMap categories;
     try {

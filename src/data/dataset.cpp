@@ -29,13 +29,13 @@ uint64_t sample_seed(uint64_t seed, int64_t epoch, uint64_t index) {
   return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^ index);
 }
 
-cv::Mat read_image_rgb(const std::string& path) {
+cv::Mat read_image_rgb(const std::string& path, ExifOrientation exif) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw util::InputError(fmt::format("cannot open image '{}'", path));
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (bytes.empty()) throw util::CorruptInput(fmt::format("image '{}' is empty", path));
   const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
-  cv::Mat bgr = cv::imdecode(raw, cv::IMREAD_COLOR);
+  cv::Mat bgr = cv::imdecode(raw, imdecode_flags(exif));
   if (bgr.empty()) throw util::CorruptInput(fmt::format("image '{}' cannot be decoded", path));
   cv::Mat rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
@@ -44,9 +44,11 @@ cv::Mat read_image_rgb(const std::string& path) {
 
 CocoDetection::CocoDetection(DatasetOptions options) : options_(std::move(options)) {
   coco_ = coco::read_coco(options_.ann_file);
+  const size_t in_file = coco_.images.size();
   ValidationOptions v;
   v.on_invalid = options_.on_invalid;
   v.images_dir = options_.images_dir;
+  v.exif = options_.exif;
   report_ = validate_coco(coco_, v);
   categories_ = coco::CategoryMap(coco_.categories);
   annotations_ = coco_.annotations_by_image();
@@ -67,8 +69,21 @@ CocoDetection::CocoDetection(DatasetOptions options) : options_(std::move(option
     spdlog::info("{}: left out {} training image(s) without annotations", coco_.source, dropped);
   }
   if (indices_.empty()) {
-    throw util::InputError(
-        fmt::format("{}: no usable images (of {} in the file)", coco_.source, coco_.images.size()));
+    std::string why;
+    if (in_file == 0) {
+      why = "the file lists none";
+    } else {
+      const size_t invalid = in_file - coco_.images.size();
+      why = fmt::format("of the {} it lists, {} {} invalid (see the warnings above)", in_file,
+                        invalid, invalid == 1 ? "is" : "are");
+      if (dropped > 0) {
+        why += fmt::format(
+            " and {} {} no annotation (data.train.keep_empty: true keeps such "
+            "images as negatives)",
+            dropped, dropped == 1 ? "has" : "have");
+      }
+    }
+    throw util::InputError(fmt::format("{}: no usable images: {}", coco_.source, why));
   }
 }
 
@@ -80,18 +95,22 @@ Annotated CocoDetection::load(size_t index) const {
   const size_t image_index = indices_.at(index);
   const auto& info = coco_.images[image_index];
   Annotated out;
-  out.image =
-      read_image_rgb((std::filesystem::path(options_.images_dir) / info.file_name).string());
-  // Annotations are in the file's size; an image stored at another size is rescaled to match.
-  const float sx = static_cast<float>(out.image.cols) / static_cast<float>(info.width);
-  const float sy = static_cast<float>(out.image.rows) / static_cast<float>(info.height);
+  const auto path = (std::filesystem::path(options_.images_dir) / info.file_name).string();
+  out.image = read_image_rgb(path, options_.exif);
+  // The boxes are in the record's pixels: an image of another size (turned by its EXIF tag, or
+  // another version of the file) would put them in the wrong place.
+  if (out.image.cols != info.width || out.image.rows != info.height) {
+    throw util::CorruptInput(
+        fmt::format("image {}: '{}' {}", info.id, path,
+                    size_mismatch_message(out.image.cols, out.image.rows, info.width, info.height,
+                                          options_.exif)));
+  }
   for (int32_t a : annotations_[image_index]) {
     const auto& ann = coco_.annotations[static_cast<size_t>(a)];
     if (options_.train && ann.iscrowd) continue;
     const auto& b = ann.bbox;
-    out.boxes.push_back({static_cast<float>(b[0]) * sx, static_cast<float>(b[1]) * sy,
-                         static_cast<float>(b[0] + b[2]) * sx,
-                         static_cast<float>(b[1] + b[3]) * sy});
+    out.boxes.push_back({static_cast<float>(b[0]), static_cast<float>(b[1]),
+                         static_cast<float>(b[0] + b[2]), static_cast<float>(b[1] + b[3])});
     out.labels.push_back(categories_.label(ann.category_id));
   }
   return out;

@@ -14,6 +14,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "aligndetr/util/error.h"
+#include "jpeg_check.h"
 
 namespace aligndetr::data {
 
@@ -24,6 +25,35 @@ OnInvalid parse_on_invalid(const std::string& text) {
   if (text == "skip") return OnInvalid::kSkip;
   throw util::InputError(
       fmt::format("unknown invalid-record policy '{}': use 'fail' or 'skip'", text));
+}
+
+ExifOrientation parse_exif_orientation(const std::string& text) {
+  if (text == "apply") return ExifOrientation::kApply;
+  if (text == "ignore") return ExifOrientation::kIgnore;
+  throw util::InputError(
+      fmt::format("unknown EXIF orientation policy '{}': use 'apply' or 'ignore'", text));
+}
+
+int imdecode_flags(ExifOrientation exif) {
+  return exif == ExifOrientation::kApply ? cv::IMREAD_COLOR
+                                         : cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION;
+}
+
+std::string size_mismatch_message(int64_t width, int64_t height, int64_t expected_width,
+                                  int64_t expected_height, ExifOrientation exif) {
+  std::string text = fmt::format("decodes to {}x{}, not the {}x{} its record gives", width, height,
+                                 expected_width, expected_height);
+  if (width == expected_height && height == expected_width) {
+    // A quarter turn: what an EXIF orientation tag of 5 to 8 does.
+    text += exif == ExifOrientation::kApply
+                ? "; its EXIF orientation turns it: if the annotations describe the stored pixels, "
+                  "set data.exif_orientation: ignore"
+                : "; it is stored turned: if the annotations follow its EXIF orientation tag, set "
+                  "data.exif_orientation: apply";
+  } else {
+    text += "; the annotations were made on another version of the file";
+  }
+  return text;
 }
 
 void ValidationReport::add(const std::string& kind, std::string message) {
@@ -85,13 +115,15 @@ class Recorder {
 
 }  // namespace
 
-std::string check_image_file(const std::string& path, bool decode) {
+ImageCheck check_image_file(const std::string& path, bool decode, ExifOrientation exif,
+                            int64_t expected_width, int64_t expected_height) {
+  const auto fail = [](std::string problem) { return ImageCheck{std::move(problem), false}; };
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) return "file not found";
+  if (!fs::is_regular_file(path, ec)) return fail("file not found");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return "cannot open";
+  if (!in) return fail("cannot open");
   const auto size = static_cast<size_t>(in.tellg());
-  if (size == 0) return "empty file";
+  if (size == 0) return fail("empty file");
   // Without a full decode only the head and the tail are read: cheap on large datasets.
   std::string head(std::min<size_t>(size, 16), '\0');
   std::string bytes;
@@ -107,16 +139,26 @@ std::string check_image_file(const std::string& path, bool decode) {
     in.seekg(static_cast<std::streamoff>(size - tail));
     in.read(bytes.data(), static_cast<std::streamsize>(tail));
   }
-  if (!in) return "read error";
+  if (!in) return fail("read error");
   const std::string& start = decode ? bytes : head;
-  if (is_jpeg(start)) {
-    if (!jpeg_is_complete(bytes)) return "truncated JPEG (no end-of-image marker)";
+  const bool jpeg = is_jpeg(start);
+  if (jpeg) {
+    if (!jpeg_is_complete(bytes)) return fail("truncated JPEG (no end-of-image marker)");
   } else if (!is_png(start)) {
-    return "not a JPEG or PNG file";
+    return fail("not a JPEG or PNG file");
   }
-  if (decode) {
-    const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
-    if (cv::imdecode(raw, cv::IMREAD_COLOR).empty()) return "cannot be decoded as an image";
+  if (!decode) return {};
+  const cv::Mat raw(1, static_cast<int>(bytes.size()), CV_8UC1, bytes.data());
+  const cv::Mat image = cv::imdecode(raw, imdecode_flags(exif));
+  if (image.empty()) return fail("cannot be decoded as an image");
+  if (jpeg) {
+    const std::string warning = jpeg_decoder_problem(bytes);
+    if (!warning.empty()) return fail("corrupt JPEG data: libjpeg says \"" + warning + "\"");
+  }
+  if (expected_width > 0 && expected_height > 0 &&
+      (image.cols != expected_width || image.rows != expected_height)) {
+    return {size_mismatch_message(image.cols, image.rows, expected_width, expected_height, exif),
+            true};
   }
   return {};
 }
@@ -162,26 +204,29 @@ ValidationReport validate_coco(coco::CocoDataset& ds, const ValidationOptions& o
     int threads = options.threads > 0 ? options.threads
                                       : static_cast<int>(std::thread::hardware_concurrency());
     threads = std::max(1, threads);
-    std::vector<std::string> file_error(ds.images.size());
+    std::vector<ImageCheck> file_error(ds.images.size());
     std::atomic<size_t> next{0};
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&] {
         for (size_t i = next++; i < ds.images.size(); i = next++) {
           if (!keep_image[i]) continue;
+          const auto& im = ds.images[i];
           file_error[i] =
-              check_image_file((fs::path(options.images_dir) / ds.images[i].file_name).string(),
-                               options.decode_images);
+              check_image_file((fs::path(options.images_dir) / im.file_name).string(),
+                               options.decode_images, options.exif, im.width, im.height);
         }
       });
     }
     for (auto& th : pool) th.join();
     for (size_t i = 0; i < ds.images.size(); ++i) {
-      if (file_error[i].empty()) continue;
+      const auto& check = file_error[i];
+      if (check.problem.empty()) continue;
       const auto path = (fs::path(options.images_dir) / ds.images[i].file_name).string();
-      const bool missing = file_error[i] == "file not found";
-      problem(missing ? "image_missing" : "image_unreadable",
-              fmt::format("image {}: '{}': {}", ds.images[i].id, path, file_error[i]));
+      const char* kind = check.size_mismatch                 ? "image_size_mismatch"
+                         : check.problem == "file not found" ? "image_missing"
+                                                             : "image_unreadable";
+      problem(kind, fmt::format("image {}: '{}': {}", ds.images[i].id, path, check.problem));
       keep_image[i] = 0;
     }
   }

@@ -213,18 +213,21 @@ Experiment make_experiment(const Config& c) {
 
   const auto transforms = transform_options(c);
   const auto policy = data::parse_on_invalid(c.get_string("data.on_invalid", "skip"));
+  const auto exif = data::parse_exif_orientation(c.get_string("data.exif_orientation", "apply"));
   e.data.train.ann_file = c.get_string("data.train.ann");
   e.data.train.images_dir = c.get_string("data.train.images");
   e.data.train.train = true;
   // Background images take part as pure negatives only when asked (the reference drops them).
   e.data.train.drop_empty = !c.get_bool("data.train.keep_empty", !e.data.train.drop_empty);
   e.data.train.on_invalid = policy;
+  e.data.train.exif = exif;
   e.data.train.transforms = transforms;
   e.data.val.ann_file = c.get_string("data.val.ann");
   e.data.val.images_dir = c.get_string("data.val.images");
   e.data.val.train = false;
   e.data.val.drop_empty = false;
   e.data.val.on_invalid = policy;
+  e.data.val.exif = exif;
   e.data.val.transforms = transforms;
   e.data.batch_size = static_cast<int>(c.get_int("data.batch_size"));
   e.data.workers = static_cast<int>(c.get_int("data.workers", e.data.workers));

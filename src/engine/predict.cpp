@@ -130,7 +130,7 @@ PredictSummary predict_images(model::DetectorImpl& model, const data::TransformO
   for (size_t i = 0; i < files.size(); ++i) {
     data::Annotated sample;
     try {
-      sample.image = data::read_image_rgb(files[i].string());
+      sample.image = data::read_image_rgb(files[i].string(), o.exif);
     } catch (const util::InputError& e) {
       if (single) throw;
       spdlog::warn("skipped: {}", e.what());

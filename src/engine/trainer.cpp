@@ -113,8 +113,9 @@ TrainResult train_run(const Experiment& e, const std::string& output_dir, bool r
   logging.finish();
   if (loader.undecodable() > 0) {
     spdlog::warn(
-        "{} training image(s) could not be decoded and were skipped (see the warnings "
-        "above; `aligndetr dataset stats --images DIR --decode` finds them all)",
+        "{} training image(s) could not be decoded or were not of their annotated size and were "
+        "skipped (see the warnings above; `aligndetr dataset stats --images DIR --decode` finds "
+        "them all)",
         loader.undecodable());
   }
   result.iterations = e.solver.max_iter;

@@ -20,6 +20,7 @@ struct DatasetOptions {
   bool train = true;       // training transforms and targets (crowd boxes dropped)
   bool drop_empty = true;  // training only: leave out images without a non-crowd box
   OnInvalid on_invalid = OnInvalid::kSkip;
+  ExifOrientation exif = ExifOrientation::kApply;  // data.exif_orientation
   TransformOptions transforms;
 };
 
@@ -28,7 +29,8 @@ class CocoDetection {
   explicit CocoDetection(DatasetOptions options);
 
   size_t size() const { return indices_.size(); }
-  // Decoded image (RGB) with its boxes (pixel xyxy) and labels, before any transform.
+  // Decoded image (RGB) with its boxes (pixel xyxy) and labels, before any transform. Throws
+  // CorruptInput naming the file when it cannot be decoded or is not of its record's size.
   Annotated load(size_t index) const;
   // The transformed, normalized sample; augmentation drawn from (seed, epoch, index).
   Sample get(size_t index, uint64_t seed, int64_t epoch) const;
@@ -50,8 +52,9 @@ class CocoDetection {
   std::vector<std::vector<int32_t>> annotations_;  // per image index
 };
 
-// Decodes an image file to RGB. Throws InputError naming the file when it cannot be read.
-cv::Mat read_image_rgb(const std::string& path);
+// Decodes an image file to RGB, turned by its EXIF orientation tag or not as `exif` says. Throws
+// InputError naming the file when it cannot be opened, CorruptInput when it cannot be decoded.
+cv::Mat read_image_rgb(const std::string& path, ExifOrientation exif = ExifOrientation::kApply);
 
 // Converts a transformed sample to tensors (normalized image, normalized cxcywh boxes).
 Sample to_sample(const Annotated& annotated, int64_t image_id, std::array<int64_t, 2> orig_size);

@@ -8,6 +8,7 @@
 
 #include "aligndetr/coco/annotations.h"
 #include "aligndetr/data/transforms.h"
+#include "aligndetr/data/validate.h"
 #include "aligndetr/model/dino.h"
 
 namespace aligndetr::engine {
@@ -18,6 +19,7 @@ struct PredictOptions {
   double score_threshold = 0.3;  // for the pictures; results.json keeps the top_k
   int64_t top_k = 100;
   bool clip_boxes = true;  // the config's model.postprocess.clip_boxes
+  data::ExifOrientation exif = data::ExifOrientation::kApply;  // the config's data.exif_orientation
 };
 
 struct PredictSummary {
