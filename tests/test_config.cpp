@@ -85,6 +85,51 @@ TEST(Config, MissingFileBadYamlAndCycles) {
   }
 }
 
+// Found by fuzzing (fuzz/fuzz_config_reader.cpp): each was an escaped YAML::BadConversion.
+TEST(Config, KeysThatCannotBeAddressedAreInputErrorsNamingTheLine) {
+  const auto expect_error = [](const std::string& yaml, const std::string& expected) {
+    try {
+      (void)engine::Config::parse(yaml, "bad.yaml");
+      FAIL() << "accepted: " << yaml;
+    } catch (const util::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  };
+  expect_error("solver:\n  [a, b]: 1\n", "line 2: a key under 'solver' is a list or a map");
+  expect_error("solver:\n  {a: 1}: 1\n", "a key under 'solver' is a list or a map");
+  expect_error("solver:\n  lr.x: 1\n", "line 2: key 'lr.x' under 'solver' is empty or holds a '.'");
+  expect_error("- 1\n- 2\n", "'bad.yaml' is not a YAML map");
+  std::string deep = "a: ";
+  for (int i = 0; i < 100; ++i) deep += "[";
+  expect_error(deep + std::string(100, ']') + "\n", "nested too deeply or too large");
+  // Aliases of aliases: 2^30 leaves from a few lines.
+  std::string bomb = "a0: &a0 [x, x]\n";
+  for (int i = 1; i <= 30; ++i) {
+    bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [*a" + std::to_string(i - 1) +
+            ", *a" + std::to_string(i - 1) + "]\n";
+  }
+  expect_error(bomb, "nested too deeply or too large");
+
+  auto c = engine::Config::parse("solver:\n  lr: 1\n");
+  try {
+    c.set("solver.lr={[1]: 2}");
+    FAIL() << "an override with a list for a key was accepted";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("is a list or a map"), std::string::npos) << e.what();
+  }
+
+  TempDir dir;
+  write_text(dir / "top.yaml", "_base_: {a: 1}\nx: 1\n");
+  try {
+    (void)engine::Config::load((dir / "top.yaml").string());
+    FAIL() << "a map for _base_ was accepted";
+  } catch (const util::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("`_base_` must be a path or a list of paths"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Config, UnusedKeysAreReported) {
   const auto c = engine::Config::parse("model:\n  width: 1\n  widht: 2\nsolver:\n  lr: 1\n");
   c.get_int("model.width");

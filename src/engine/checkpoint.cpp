@@ -9,6 +9,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -123,9 +124,40 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   model::save_tensors(path, dict);
 }
 
-CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
-                               torch::optim::AdamW* optimizer, int rank, ModelEma* ema) {
-  const model::TensorDict dict = model::load_tensors(path);
+namespace {
+
+std::string shape_text(c10::IntArrayRef sizes) {
+  return fmt::format("[{}]", fmt::join(sizes, ", "));
+}
+
+// A one-number entry of a checkpoint, named when it is absent or holds anything else.
+const torch::Tensor& scalar_entry(const model::TensorDict& dict, const std::string& key,
+                                  const std::string& path) {
+  const torch::Tensor* t = dict.find(key);
+  if (!t) throw util::InputError(fmt::format("'{}' has no '{}' entry", path, key));
+  if (t->numel() != 1) {
+    throw util::InputError(
+        fmt::format("'{}': '{}' holds {} values, not one number", path, key, t->numel()));
+  }
+  return *t;
+}
+
+// An optimizer moment of a checkpoint: a tensor of its parameter's shape.
+torch::Tensor moment_entry(const model::TensorDict& dict, const std::string& key,
+                           const torch::Tensor& param, const std::string& path) {
+  const torch::Tensor* t = dict.find(key);
+  if (!t) throw util::InputError(fmt::format("'{}' has no '{}' entry", path, key));
+  if (t->sizes() != param.sizes() || !t->is_floating_point()) {
+    throw util::InputError(fmt::format("'{}': '{}' is a {} {} tensor, not the {} parameter's", path,
+                                       key, c10::toString(t->scalar_type()), shape_text(t->sizes()),
+                                       shape_text(param.sizes())));
+  }
+  return t->to(param.device(), param.scalar_type()).clone();
+}
+
+CheckpointInfo read_checkpoint(const model::TensorDict& dict, const std::string& path,
+                               torch::nn::Module& model, torch::optim::AdamW* optimizer, int rank,
+                               ModelEma* ema) {
   CheckpointInfo info;
   const bool training_checkpoint = dict.contains("trainer.iteration");
   model::TensorDict model_state;
@@ -142,17 +174,21 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
     throw util::InputError(fmt::format("'{}' does not fit this model: {}", path, e.what()));
   }
   if (!training_checkpoint) return info;
-  info.iteration = dict["trainer.iteration"].item<int64_t>();
+  info.iteration = scalar_entry(dict, "trainer.iteration", path).item<int64_t>();
+  if (!dict.contains("trainer.config")) {
+    throw util::InputError(fmt::format("'{}' has no 'trainer.config' entry", path));
+  }
   info.config_yaml = model::tensor_string(dict["trainer.config"]);
   if (dict.contains("trainer.world_size")) {
-    info.world_size = dict["trainer.world_size"].item<int64_t>();
+    info.world_size = scalar_entry(dict, "trainer.world_size", path).item<int64_t>();
   }
   if (dict.contains("trainer.global_batch")) {
-    info.global_batch = dict["trainer.global_batch"].item<int64_t>();
+    info.global_batch = scalar_entry(dict, "trainer.global_batch", path).item<int64_t>();
   }
   if (dict.contains("trainer.grad_scale")) {
-    info.grad_scale = dict["trainer.grad_scale"].item<double>();
-    info.grad_growth_tracker = dict["trainer.grad_growth_tracker"].item<int64_t>();
+    info.grad_scale = scalar_entry(dict, "trainer.grad_scale", path).item<double>();
+    info.grad_growth_tracker =
+        scalar_entry(dict, "trainer.grad_growth_tracker", path).item<int64_t>();
   }
   if (ema) {
     std::vector<std::pair<std::string, torch::Tensor>> saved;
@@ -172,9 +208,9 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
         const std::string prefix = fmt::format("optimizer.{}.{}.", g, i);
         if (!dict.contains(prefix + "step")) continue;
         auto st = std::make_unique<torch::optim::AdamWParamState>();
-        st->step(dict[prefix + "step"].item<int64_t>());
-        st->exp_avg(dict[prefix + "exp_avg"].to(params[i].device()).clone());
-        st->exp_avg_sq(dict[prefix + "exp_avg_sq"].to(params[i].device()).clone());
+        st->step(scalar_entry(dict, prefix + "step", path).item<int64_t>());
+        st->exp_avg(moment_entry(dict, prefix + "exp_avg", params[i], path));
+        st->exp_avg_sq(moment_entry(dict, prefix + "exp_avg_sq", params[i], path));
         optimizer->state()[param_key(params[i])] = std::move(st);
       }
     }
@@ -189,6 +225,21 @@ CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model
     restore_cuda_rng(path, dict);
   }
   return info;
+}
+
+}  // namespace
+
+CheckpointInfo load_checkpoint(const std::string& path, torch::nn::Module& model,
+                               torch::optim::AdamW* optimizer, int rank, ModelEma* ema) {
+  const model::TensorDict dict = model::load_tensors(path);
+  try {
+    return read_checkpoint(dict, path, model, optimizer, rank, ema);
+  } catch (const c10::Error& e) {
+    // Whole, but an entry is not what a checkpoint of ours holds (a generator state LibTorch
+    // refuses, a config that is not text...).
+    throw util::InputError(fmt::format("'{}' has an entry this build cannot use: {}", path,
+                                       e.what_without_backtrace()));
+  }
 }
 
 std::string checkpoint_path(const std::string& dir, int64_t iteration) {

@@ -33,6 +33,50 @@ YAML::Node merge(const YAML::Node& base, const YAML::Node& overlay) {
   return out;
 }
 
+// A config is a tree of maps with plain names for keys: a key that is a list or a map, or holds
+// the '.' that separates key names, could not be addressed. Nesting and size are bounded, so that
+// aliases repeating an anchor cannot make a small file take exponential time.
+void check_tree(const YAML::Node& node, const std::string& source, const std::string& where,
+                int depth, size_t& nodes) {
+  constexpr int kMaxDepth = 64;
+  constexpr size_t kMaxNodes = 1'000'000;
+  if (depth > kMaxDepth || ++nodes > kMaxNodes) {
+    throw util::InputError(
+        fmt::format("config '{}': nested too deeply or too large at '{}'", source, where));
+  }
+  const auto line = [](const YAML::Node& n) { return n.Mark().line + 1; };
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) {
+        throw util::InputError(
+            fmt::format("config '{}': line {}: a key under '{}' is a list or a map, not a name",
+                        source, line(kv.first), where));
+      }
+      const auto& key = kv.first.Scalar();
+      if (key.empty() || key.find('.') != std::string::npos) {
+        throw util::InputError(fmt::format(
+            "config '{}': line {}: key '{}' under '{}' is empty or holds a '.' (write nested keys "
+            "as nested maps)",
+            source, line(kv.first), key, where));
+      }
+      check_tree(kv.second, source, where.empty() ? key : where + "." + key, depth + 1, nodes);
+    }
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      check_tree(node[i], source, where + "." + std::to_string(i), depth + 1, nodes);
+    }
+  }
+}
+
+// The document of a config file or text: a map (empty when the document is), checked.
+YAML::Node checked_root(YAML::Node node, const std::string& source) {
+  if (node.IsNull()) return YAML::Node(YAML::NodeType::Map);
+  if (!node.IsMap()) throw util::InputError(fmt::format("config '{}' is not a YAML map", source));
+  size_t nodes = 0;
+  check_tree(node, source, "", 0, nodes);
+  return node;
+}
+
 YAML::Node load_with_bases(const fs::path& path, std::vector<fs::path>& chain) {
   const fs::path canonical = fs::weakly_canonical(path);
   for (const auto& p : chain) {
@@ -50,17 +94,18 @@ YAML::Node load_with_bases(const fs::path& path, std::vector<fs::path>& chain) {
     throw util::InputError(fmt::format("config '{}': invalid YAML at line {}: {}", path.string(),
                                        e.mark.line + 1, e.msg));
   }
-  if (node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
-  if (!node.IsMap())
-    throw util::InputError(fmt::format("config '{}' is not a YAML map", path.string()));
+  node = checked_root(node, path.string());
   chain.push_back(canonical);
   YAML::Node merged(YAML::NodeType::Map);
   if (const auto bases = node["_base_"]) {
     std::vector<std::string> names;
-    if (bases.IsSequence()) {
-      for (const auto& b : bases) names.push_back(b.as<std::string>());
-    } else {
-      names.push_back(bases.as<std::string>());
+    for (const auto& b : bases.IsSequence() ? bases : YAML::Node(std::vector<YAML::Node>{bases})) {
+      if (!b.IsScalar()) {
+        throw util::InputError(
+            fmt::format("config '{}': line {}: `_base_` must be a path or a list of paths",
+                        path.string(), b.Mark().line + 1));
+      }
+      names.push_back(b.Scalar());
     }
     for (const auto& name : names) {
       merged = merge(merged, load_with_bases(path.parent_path() / name, chain));
@@ -139,12 +184,11 @@ Config Config::parse(const std::string& yaml_text, const std::string& source) {
   Config c;
   c.source_ = source;
   try {
-    *c.root_ = YAML::Load(yaml_text);
+    *c.root_ = checked_root(YAML::Load(yaml_text), source);
   } catch (const YAML::Exception& e) {
     throw util::InputError(
         fmt::format("config '{}': invalid YAML at line {}: {}", source, e.mark.line + 1, e.msg));
   }
-  if (c.root_->IsNull()) *c.root_ = YAML::Node(YAML::NodeType::Map);
   return c;
 }
 
@@ -165,6 +209,8 @@ void Config::set(const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     throw util::InputError(fmt::format("override '{}': invalid value: {}", assignment, e.msg));
   }
+  size_t nodes = 0;
+  check_tree(value, "override " + assignment, key, 0, nodes);
   const auto parts = split_key(key);
   // yaml-cpp nodes are handles: walking with operator[] on a copy of the root edits the tree. A
   // list element is reached by its number (a string subscript would turn the list into a map).
