@@ -16,9 +16,12 @@
 #include "aligndetr/coco/results.h"
 #include "aligndetr/data/dataset.h"
 #include "aligndetr/data/synth.h"
+#include "aligndetr/engine/checkpoint.h"
+#include "aligndetr/engine/evaluation.h"
 #include "aligndetr/engine/inference.h"
 #include "aligndetr/engine/predict.h"
 #include "aligndetr/model/dino.h"
+#include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
 #include "test_support.h"
 
@@ -201,6 +204,85 @@ TEST_F(PredictOutputs, AFileNameThatIsNotUtf8IsNamedAndNothingIsWritten) {
     EXPECT_NE(std::string(e.what()).find("not UTF-8"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(dir_ / "out"));
+}
+
+coco::CategoryMap abc() {
+  return coco::CategoryMap({{1, "a", ""}, {2, "b", ""}, {3, "c", ""}});
+}
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const util::InputError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Categories, TheWeightsAndTheDatasetMustAgreeOnCountAndNames) {
+  EXPECT_NO_THROW(engine::check_categories(3, {}, abc(), "x.json", false));
+  EXPECT_NO_THROW(engine::check_categories(3, {"a", "b", "c"}, abc(), "x.json", false));
+  EXPECT_NE(error_of([] {
+              engine::check_categories(4, {}, abc(), "x.json", true);
+            }).find("x.json has 3 categories but the model predicts 4 classes"),
+            std::string::npos);
+  const auto swapped = error_of([] {
+    engine::check_categories(3, {"a", "c", "b"}, abc(), "x.json", false);
+  });
+  EXPECT_NE(swapped.find("the weights' class names differ from the categories of x.json (2 of 3: "
+                         "label 1: 'c' in the weights, 'b' in the dataset; label 2: 'b' in the "
+                         "weights, 'c' in the dataset)"),
+            std::string::npos)
+      << swapped;
+  EXPECT_NE(swapped.find("--ignore-category-names"), std::string::npos);
+  EXPECT_NO_THROW(engine::check_categories(3, {"a", "c", "b"}, abc(), "x.json", true));
+  // A file recording another number of names than its classes is not the dataset's either.
+  EXPECT_NE(error_of([] {
+              engine::check_categories(3, {"a", "b"}, abc(), "x.json", false);
+            }).find("differ"),
+            std::string::npos);
+}
+
+TEST(Categories, WeightsRecordTheirNamesAndPredictNamesByThemWithoutADataset) {
+  testing::TempDir dir;
+  data::SynthOptions so;
+  so.out_dir = dir.path().string();
+  so.train_images = 0;
+  so.val_images = 1;
+  so.size = 64;
+  data::write_synthetic_dataset(so);
+  const auto ann = (dir / "annotations/instances_val.json").string();
+  const auto dataset = coco::read_coco(ann);
+  std::vector<std::string> names;
+  for (const auto& c : dataset.categories) names.push_back(c.name);
+
+  model::Dino dino(tiny_dino());
+  ASSERT_EQ(names.size(), size_t(dino->num_classes()));
+  model::save_module((dir / "w.pt").string(), *dino, names);
+  model::Dino loaded(tiny_dino());
+  EXPECT_EQ(engine::load_checkpoint((dir / "w.pt").string(), *loaded).category_names, names);
+
+  EXPECT_EQ(engine::predict_categories(*dino, names, ann, false).name(3), names[3]);
+  auto reversed = names;
+  std::reverse(reversed.begin(), reversed.end());
+  EXPECT_NE(error_of([&] {
+              engine::predict_categories(*dino, reversed, ann, false);
+            }).find("class names differ"),
+            std::string::npos);
+  // No annotations to read: the weights' own names, numbered by label.
+  const auto own = engine::predict_categories(*dino, reversed, (dir / "none.json").string(), false);
+  ASSERT_EQ(own.num_classes(), dino->num_classes());
+  EXPECT_EQ(own.name(0), reversed[0]);
+  EXPECT_EQ(own.category_id(5), 5);
+  // A model of fewer classes than the annotations name.
+  auto five = tiny_dino();
+  five.num_classes = 5;
+  model::Dino small(five);
+  EXPECT_NE(error_of([&] {
+              engine::predict_categories(*small, {}, ann, false);
+            }).find("has 8 categories but the model predicts 5 classes"),
+            std::string::npos);
 }
 
 TEST(PredictCli, ThresholdsAndCountsThatMeanNothingAreUsageErrors) {

@@ -16,7 +16,7 @@ void setup_eval(CLI::App& app) {
   struct Args {
     ConfigArgs config;
     std::string weights, out;
-    bool analysis = false;
+    bool analysis = false, ignore_names = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -30,12 +30,18 @@ void setup_eval(CLI::App& app) {
       "Also measure classification-regression alignment on the final layer: recall of "
       "best-regressed samples among the top-N / 2N confident queries, IoU histograms, "
       "confidence-IoU Pearson correlation and density (alignment.json and PNGs in --out)");
+  cmd->add_flag("--ignore-category-names", args->ignore_names,
+                "Evaluate even when the class names the weights file records differ from the "
+                "dataset's categories (same classes in the same order, named differently)");
   cmd->callback([args] {
     engine::check_output_directory(args->out);
     const auto e = engine::make_experiment(args->config.load());
     const auto device = engine::parse_device(e.train.device);
-    const auto model = e.model.load(args->weights, device);
+    std::vector<std::string> names;
+    const auto model = e.model.load(args->weights, device, &names);
     const data::CocoDetection val(e.data.val);
+    engine::check_categories(model->num_classes(), names, val.categories(), val.coco().source,
+                             args->ignore_names);
     const auto result = engine::evaluate_with_analysis(*model, val, device, e, args->analysis);
     std::printf("%s\n\n%s", result.coco.summary().c_str(),
                 result.coco.per_category_table().c_str());

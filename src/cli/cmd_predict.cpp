@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "aligndetr/engine/evaluation.h"
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/engine/predict.h"
 #include "aligndetr/util/error.h"
@@ -18,6 +19,7 @@ void setup_predict(CLI::App& app) {
     ConfigArgs config;
     std::string weights;
     engine::PredictOptions predict;
+    bool ignore_names = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -49,19 +51,18 @@ void setup_predict(CLI::App& app) {
   cmd->add_option("--top-k", args->predict.top_k, "Detections kept per image in results.json")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_flag("--ignore-category-names", args->ignore_names,
+                "Name detections by the validation annotations' categories even when they differ "
+                "from the class names the weights file records");
   cmd->callback([args] {
     const auto e = engine::make_experiment(args->config.load());
     const auto device = engine::parse_device(e.train.device);
-    const auto model = e.model.load(args->weights, device);
+    std::vector<std::string> names;
+    const auto model = e.model.load(args->weights, device, &names);
     args->predict.clip_boxes = e.model.clip_boxes;
     args->predict.exif = e.data.val.exif;
-    // Class names and COCO category ids come from the validation annotations when present.
-    coco::CategoryMap categories;
-    try {
-      categories = coco::CategoryMap(coco::read_coco(e.data.val.ann_file).categories);
-    } catch (const util::InputError& err) {
-      spdlog::warn("no class names ({}); using class indices", err.what());
-    }
+    const auto categories =
+        engine::predict_categories(*model, names, e.data.val.ann_file, args->ignore_names);
     const auto s =
         engine::predict_images(*model, e.data.val.transforms, categories, device, args->predict);
     spdlog::info("{} image(s), {} detection(s){}; results in {}", s.images, s.detections,

@@ -173,6 +173,7 @@ CheckpointInfo read_checkpoint(const model::TensorDict& dict, const std::string&
   } catch (const util::InputError& e) {
     throw util::InputError(fmt::format("'{}' does not fit this model: {}", path, e.what()));
   }
+  info.category_names = model::category_names(dict);
   if (!training_checkpoint) return info;
   info.iteration = scalar_entry(dict, "trainer.iteration", path).item<int64_t>();
   if (!dict.contains("trainer.config")) {

@@ -72,19 +72,42 @@ std::vector<coco::Detection> gather_detections(const std::vector<coco::Detection
   return out;
 }
 
-// A label k means the k-th category of the model's classes: a dataset with another number of
-// categories would be scored against the wrong ones (or index past them).
 void check_dataset_fits(const model::DetectorImpl& model, const data::CocoDetection& val) {
-  const int64_t have = val.categories().num_classes();
-  if (have != model.num_classes()) {
-    throw util::InputError(fmt::format(
-        "{} has {} categories but the model predicts {} classes (model.num_classes): evaluate "
-        "on a dataset of the classes the model was trained on",
-        val.coco().source, have, model.num_classes()));
-  }
+  check_categories(model.num_classes(), {}, val.categories(), val.coco().source, true);
 }
 
 }  // namespace
+
+void check_categories(int64_t model_classes, const std::vector<std::string>& model_names,
+                      const coco::CategoryMap& dataset, const std::string& source,
+                      bool ignore_names) {
+  const int64_t have = dataset.num_classes();
+  if (have != model_classes) {
+    throw util::InputError(fmt::format(
+        "{} has {} categories but the model predicts {} classes (model.num_classes): its labels "
+        "would stand for the wrong categories; use the annotations of the classes the model was "
+        "trained on",
+        source, have, model_classes));
+  }
+  if (ignore_names || model_names.empty()) return;
+  std::vector<std::string> differences;
+  size_t count = 0;
+  for (int k = 0; k < have; ++k) {
+    const std::string& theirs = dataset.name(k);
+    const std::string ours = size_t(k) < model_names.size() ? model_names[size_t(k)] : "";
+    if (ours == theirs) continue;
+    if (++count <= 3) {
+      differences.push_back(
+          fmt::format("label {}: '{}' in the weights, '{}' in the dataset", k, ours, theirs));
+    }
+  }
+  if (count == 0 && model_names.size() == size_t(have)) return;
+  throw util::InputError(fmt::format(
+      "the weights' class names differ from the categories of {} ({} of {}{}{}): the model "
+      "was trained on other classes or in another order; pass --ignore-category-names if the "
+      "dataset only names the same classes differently",
+      source, count, have, differences.empty() ? "" : ": ", fmt::join(differences, "; ")));
+}
 
 void check_output_directory(const std::string& dir) {
   std::error_code ec;

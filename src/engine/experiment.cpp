@@ -33,9 +33,11 @@ model::DetectorPtr ModelSpec::build() const {
   return model::Dino(dino).ptr();
 }
 
-model::DetectorPtr ModelSpec::load(const std::string& weights, const torch::Device& device) const {
+model::DetectorPtr ModelSpec::load(const std::string& weights, const torch::Device& device,
+                                   std::vector<std::string>* category_names) const {
   auto model = build();
-  load_checkpoint(weights, *model);
+  auto info = load_checkpoint(weights, *model);
+  if (category_names) *category_names = std::move(info.category_names);
   model->to(device);
   return model;
 }

@@ -11,6 +11,7 @@
 
 #include "aligndetr/coco/results.h"
 #include "aligndetr/data/dataset.h"
+#include "aligndetr/engine/evaluation.h"
 #include "aligndetr/engine/inference.h"
 #include "aligndetr/util/atomic_file.h"
 #include "aligndetr/util/error.h"
@@ -93,6 +94,31 @@ void check_utf8_names(const std::vector<fs::path>& files) {
 }
 
 }  // namespace
+
+coco::CategoryMap predict_categories(const model::DetectorImpl& model,
+                                     const std::vector<std::string>& names,
+                                     const std::string& ann_file, bool ignore_names) {
+  coco::CocoDataset annotations;
+  try {
+    annotations = coco::read_coco(ann_file);
+  } catch (const util::InputError& err) {
+    if (names.size() != size_t(model.num_classes())) {
+      spdlog::warn("no class names ({}); using class indices", err.what());
+      return {};
+    }
+    spdlog::warn("{}; naming classes as the weights file does, category ids are the labels",
+                 err.what());
+    std::vector<coco::CocoCategory> categories(names.size());
+    for (size_t k = 0; k < names.size(); ++k) {
+      categories[k].id = int64_t(k);
+      categories[k].name = names[k];
+    }
+    return coco::CategoryMap(categories);
+  }
+  coco::CategoryMap categories(annotations.categories);
+  check_categories(model.num_classes(), names, categories, annotations.source, ignore_names);
+  return categories;
+}
 
 PredictSummary predict_images(model::DetectorImpl& model, const data::TransformOptions& transforms,
                               const coco::CategoryMap& categories, const torch::Device& device,

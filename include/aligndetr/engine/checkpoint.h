@@ -44,6 +44,7 @@ struct CheckpointInfo {
   bool ema_restored = false;  // the weight average was in the file and loaded
   double grad_scale = 0;      // the gradient scaler's state; 0: none in the file
   int64_t grad_growth_tracker = 0;
+  std::vector<std::string> category_names;  // in label order; empty when the file has none
 };
 
 // Loads the model (strictly: every name must match) and, when given, the optimizer state, the

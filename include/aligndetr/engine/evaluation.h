@@ -28,6 +28,15 @@ struct EvaluationResult {
 // Throws InputError when `dir` exists and is not a directory (checked before any work).
 void check_output_directory(const std::string& dir);
 
+// A model's label k stands for the k-th category of the dataset it is scored or named against:
+// throws InputError, before any work, when the dataset (read from `source`) has another number
+// of categories than the model's classes, or, unless `ignore_names`, when the weights file
+// recorded its class names (`model_names`, empty when it did not) and they differ from the
+// dataset's, listing the first differences.
+void check_categories(int64_t model_classes, const std::vector<std::string>& model_names,
+                      const coco::CategoryMap& dataset, const std::string& source,
+                      bool ignore_names);
+
 // COCO evaluation of a model on the experiment's validation set (eval_top_k detections per
 // image, post-processed as the model section says). With `dist`, sharded: the result is complete
 // on rank 0 (other ranks get empty stats).

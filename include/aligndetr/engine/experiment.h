@@ -89,8 +89,9 @@ struct ModelSpec {
   int64_t num_classes() const;
   model::DetectorPtr build() const;
   // build(), then weights from a weights file or a training checkpoint (strictly by name), on
-  // `device`.
-  model::DetectorPtr load(const std::string& weights, const torch::Device& device) const;
+  // `device`. With `category_names`, the class names the file records (empty when none).
+  model::DetectorPtr load(const std::string& weights, const torch::Device& device,
+                          std::vector<std::string>* category_names = nullptr) const;
 };
 
 struct Experiment {

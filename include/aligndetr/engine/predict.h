@@ -29,6 +29,13 @@ struct PredictSummary {
   std::string results_path;
 };
 
+// The categories predictions are named and numbered by: those of the annotations at `ann_file`
+// (checked against the model as eval checks them: check_categories), or, when that file cannot be
+// read, the class names the weights record (`names`; ids are the labels) with a warning, or none.
+coco::CategoryMap predict_categories(const model::DetectorImpl& model,
+                                     const std::vector<std::string>& names,
+                                     const std::string& ann_file, bool ignore_names);
+
 // Image ids in results.json number the input files in sorted order from 1; each result also
 // carries its "file_name". Category ids come from `categories` (contiguous labels otherwise).
 // Pictures are <stem>.png, or <file name>.png for inputs that share a stem. InputError, before
