@@ -486,6 +486,27 @@ TEST(Trainer, AStopRequestFinishesTheStepWritesACheckpointAndResumes) {
   EXPECT_EQ(resumed.loss_history.front().first, 2);
 }
 
+// A checkpoint inside a log window (here a stop after step 1 of a 4-step window) carries the
+// window: the first line after the resume averages steps 1-4, as the uninterrupted run's does.
+TEST(Trainer, TheLogLineAfterAResumeAveragesTheWholeWindow) {
+  testing::TempDir dir;
+  auto config = tiny_config(dir.path(), 4, 6);
+  config.set("train.log_period=4");
+  const auto full = engine::train(engine::make_experiment(config), (dir / "a").string(), false);
+  engine::request_stop(SIGINT);
+  EXPECT_THROW(engine::train(engine::make_experiment(config), (dir / "b").string(), false),
+               engine::TrainingInterrupted);
+  engine::request_stop(0);
+  const auto resumed = engine::train(engine::make_experiment(config), (dir / "b").string(), true);
+  ASSERT_EQ(full.loss_history.size(), 2u);
+  ASSERT_EQ(resumed.loss_history.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(resumed.loss_history[i].first, full.loss_history[i].first);
+    EXPECT_EQ(resumed.loss_history[i].second, full.loss_history[i].second)
+        << "the line of step " << full.loss_history[i].first;
+  }
+}
+
 TEST(Trainer, SigtermStopsTheCommandWithACheckpointAndExit143) {
   testing::TempDir dir;
   const auto config = dir / "tiny.yaml";

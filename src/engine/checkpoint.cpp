@@ -119,6 +119,12 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     dict.insert("trainer.grad_growth_tracker",
                 torch::tensor(ranks.grad_growth_tracker, torch::kInt64));
   }
+  if (ranks.log_count > 0) {
+    dict.insert("trainer.log_window.count", torch::tensor(ranks.log_count, torch::kInt64));
+    for (const auto& [term, sum] : ranks.log_sums) {
+      dict.insert("trainer.log_window." + term, torch::tensor(sum, torch::kDouble));
+    }
+  }
   dict.insert("trainer.config", model::string_tensor(config_yaml));
   if (!category_names.empty()) model::set_category_names(dict, category_names);
   model::save_tensors(path, dict);
@@ -185,6 +191,15 @@ CheckpointInfo read_checkpoint(const model::TensorDict& dict, const std::string&
   }
   if (dict.contains("trainer.global_batch")) {
     info.global_batch = scalar_entry(dict, "trainer.global_batch", path).item<int64_t>();
+  }
+  if (dict.contains("trainer.log_window.count")) {
+    info.log_count = scalar_entry(dict, "trainer.log_window.count", path).item<int64_t>();
+    const std::string prefix = "trainer.log_window.";
+    for (const auto& kv : dict) {
+      if (kv.key().rfind(prefix, 0) != 0 || kv.key() == prefix + "count") continue;
+      info.log_sums[kv.key().substr(prefix.size())] =
+          scalar_entry(dict, kv.key(), path).item<double>();
+    }
   }
   if (dict.contains("trainer.grad_scale")) {
     info.grad_scale = scalar_entry(dict, "trainer.grad_scale", path).item<double>();

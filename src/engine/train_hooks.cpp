@@ -14,11 +14,14 @@ LoggingHook::LoggingHook(TrainRun& run, MetricsWriter& metrics, TrainResult& res
       last_(std::chrono::steady_clock::now()) {}
 
 void LoggingHook::after_step(int64_t done, const StepOutcome& step) {
-  for (const auto& [k, v] : step.losses) running_[k] += v;
-  ++count_;
-  const auto mean = [this](const char* key) {
-    const auto it = running_.find(key);
-    return it == running_.end() ? 0.0 : it->second / double(count_);
+  auto& running = run_.log_sums;
+  auto& count = run_.log_count;
+  for (const auto& [k, v] : step.losses) running[k] += v;
+  ++count;
+  ++timed_;
+  const auto mean = [&](const char* key) {
+    const auto it = running.find(key);
+    return it == running.end() ? 0.0 : it->second / double(count);
   };
   const double lr = run_.solver->lr(done - 1);
   progress_.advance(
@@ -27,20 +30,21 @@ void LoggingHook::after_step(int64_t done, const StepOutcome& step) {
   if (done % run_.e.train.log_period != 0 && done != run_.e.solver.max_iter) return;
   // Every rank has the same terms (a step is skipped on all of them or on none).
   std::vector<double> sums;
-  for (const auto& kv : running_) sums.push_back(kv.second);
+  for (const auto& kv : running) sums.push_back(kv.second);
   sums = run_.dist.sum(sums);
   std::map<std::string, double> averages;
   size_t i = 0;
-  const double n = double(count_) * run_.dist.world_size();
-  for (const auto& kv : running_) averages[kv.first] = sums[i++] / n;
+  const double n = double(count) * run_.dist.world_size();
+  for (const auto& kv : running) averages[kv.first] = sums[i++] / n;
   const auto now = std::chrono::steady_clock::now();
   if (run_.dist.is_main()) {
-    metrics_.write(train_json(done, lr, std::chrono::duration<double>(now - last_).count() / count_,
+    metrics_.write(train_json(done, lr, std::chrono::duration<double>(now - last_).count() / timed_,
                               averages));
   }
   result_.loss_history.emplace_back(done, averages["loss"]);
-  running_.clear();
-  count_ = 0;
+  running.clear();
+  count = 0;
+  timed_ = 0;
   last_ = now;
 }
 

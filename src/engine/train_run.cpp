@@ -154,6 +154,13 @@ int64_t resume_run(TrainRun& run) {
         "wrote it); seeded from train.seed",
         run.dist.rank(), info.world_size);
   }
+  // The checkpoint holds the window's sums of rank means: rank 0 takes them, as many times as
+  // there are ranks now, for the log's sum over ranks and division by steps x ranks to give
+  // them back.
+  run.log_count = info.log_count;
+  for (const auto& [term, sum] : info.log_sums) {
+    run.log_sums[term] = run.dist.is_main() ? sum * run.dist.world_size() : 0.0;
+  }
   if (run.dist.is_main()) truncate_metrics(run.metrics_path, info.iteration);
   spdlog::info("resumed from {} at iteration {}", last, info.iteration);
   return info.iteration;
@@ -264,6 +271,16 @@ std::string save_run_checkpoint(TrainRun& run, int64_t iteration) {
   }
   ranks.world_size = run.dist.world_size();
   ranks.global_batch = global_batch(run.e, run.dist);
+  if (run.log_count > 0) {
+    std::vector<double> sums;
+    for (const auto& kv : run.log_sums) sums.push_back(kv.second);
+    sums = run.dist.sum(sums);
+    size_t i = 0;
+    for (const auto& kv : run.log_sums) {
+      ranks.log_sums[kv.first] = sums[i++] / run.dist.world_size();
+    }
+    ranks.log_count = run.log_count;
+  }
   if (run.dist.world_size() > 1) {
     torch::Tensor state;
     {

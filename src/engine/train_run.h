@@ -43,6 +43,10 @@ struct TrainRun {
   std::unique_ptr<GradScaler> scaler;  // train.amp fp16
   Config resolved;                     // what config.yaml and the checkpoints record
   int64_t start_iter = 0;
+  // The log window in progress (this rank's loss terms summed over its steps), kept here for
+  // checkpoints to carry across a resume.
+  std::map<std::string, double> log_sums;
+  int64_t log_count = 0;
 };
 
 // Builds the run; resumes from the newest checkpoint with `resume`, else applies
@@ -85,8 +89,7 @@ class LoggingHook : public TrainHook {
   MetricsWriter& metrics_;
   TrainResult& result_;
   util::ProgressBar progress_;
-  std::map<std::string, double> running_;
-  int64_t count_ = 0;
+  int64_t timed_ = 0;  // steps since last_ (fewer than the window's right after a resume)
   std::chrono::steady_clock::time_point last_;
 };
 

@@ -6,6 +6,7 @@
 // predict accept either.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,11 @@ struct CheckpointRun {
   const ModelEma* ema = nullptr;
   double grad_scale = 0;  // 0: no scaler
   int64_t grad_growth_tracker = 0;
+  // The log window in progress: loss terms summed over its steps (each step's mean over the
+  // ranks) and its step count, so that the first line after a resume averages what the
+  // uninterrupted run's does.
+  std::map<std::string, double> log_sums;
+  int64_t log_count = 0;
 };
 
 // With category_names, the file records them (model::kCategoryNamesKey).
@@ -45,6 +51,8 @@ struct CheckpointInfo {
   double grad_scale = 0;      // the gradient scaler's state; 0: none in the file
   int64_t grad_growth_tracker = 0;
   std::vector<std::string> category_names;  // in label order; empty when the file has none
+  std::map<std::string, double> log_sums;   // CheckpointRun's; empty in older files
+  int64_t log_count = 0;
 };
 
 // Loads the model (strictly: every name must match) and, when given, the optimizer state, the
