@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 DEMO_OUT ?= out/demo
 
-.PHONY: deps configure build test test-torch2 fuzz demo format clean
+.PHONY: deps configure build test test-torch2 test-sanitize fuzz demo format clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -21,7 +21,12 @@ test: build
 test-torch2: deps
 	bash scripts/test-torch2.sh build-torch2
 
-# libFuzzer with ASan + UBSan on the COCO and results readers, FUZZ_SECONDS (default 60) each.
+# The tests built with ASan + UBSan, in build-sanitize, but for the long training ones.
+test-sanitize: deps
+	bash scripts/test-sanitizers.sh build-sanitize
+
+# libFuzzer with ASan + UBSan on the COCO, results, config and checkpoint readers, FUZZ_SECONDS
+# (default 60) each.
 fuzz:
 	bash scripts/fuzz.sh build-fuzz
 

@@ -46,7 +46,9 @@ for f in configs/*.yaml configs/base/*.yaml; do
 done
 checkpoint_seeds="$build/checkpoint-seeds"
 mkdir -p "$checkpoint_seeds"
-python3 fuzz/make_checkpoint_seeds.py "$checkpoint_seeds"
+# Debian's python3-torch (a python3 earlier on PATH, e.g. pyenv's, usually lacks it).
+python=${ALIGNDETR_PYTHON:-/usr/bin/python3}
+"$python" fuzz/make_checkpoint_seeds.py "$checkpoint_seeds"
 
 run() {
   local target=$1 seeds=$2 leaks=$3
