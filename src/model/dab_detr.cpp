@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "aligndetr/model/neck.h"
+#include "stage.h"
 
 namespace aligndetr::model {
 
@@ -45,7 +46,10 @@ model::DetectorOutputs DabDetrImpl::forward(const torch::Tensor& images, const t
                                             const std::vector<boxes::Target>* /*targets*/) {
   const bool all_valid = !is_training() && options_.eval_ignores_padding_mask;
   const auto image_mask = all_valid ? torch::zeros_like(mask) : mask;
-  const auto feat = input_proj_(backbone_(images).back());
+  detail::Stage backbone_stage("backbone");
+  const auto features = backbone_(images);
+  backbone_stage.end();
+  const auto feat = input_proj_(features.back());
   const auto feat_mask = downsample_mask(image_mask, feat.size(2), feat.size(3));
   const auto pos = position_(feat_mask).to(feat.dtype());
   const auto out = transformer_(feat, feat_mask, pos, anchor_box_embed_->weight, bbox_embed_);

@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "stage.h"
+
 namespace aligndetr::model {
 
 namespace {
@@ -167,10 +169,13 @@ DabTransformerOutputs DabTransformerImpl::forward(const torch::Tensor& feat,
   const auto padding = mask.flatten(1);                   // [B, S]
 
   // Encoder: the position embedding of every layer is scaled by a function of its input.
+  detail::Stage encoder_stage("encoder");
   auto memory = src;
   for (auto& layer : enc_) {
     memory = layer(memory, pos_embed * encoder_query_scale_(memory), padding);
   }
+  encoder_stage.end();
+  const detail::Stage decoder_stage("decoder");
 
   // Decoder: content queries start at zero; positional queries come from the anchor boxes.
   // detrex's decoder attends to every memory token, padding included.

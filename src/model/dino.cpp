@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include "stage.h"
+
 namespace aligndetr::model {
 
 DinoImpl::DinoImpl(DinoOptions options)
@@ -72,7 +74,12 @@ model::DetectorOutputs DinoImpl::forward(const torch::Tensor& images, const torc
   const auto& o = options_;
   const bool all_valid = !is_training() && o.eval_ignores_padding_mask;
   const auto image_mask = all_valid ? torch::zeros_like(mask) : mask;
-  const auto feats = neck_(backbone_(images));
+  detail::Stage backbone_stage("backbone");
+  const auto features = backbone_(images);
+  backbone_stage.end();
+  detail::Stage neck_stage("neck");
+  const auto feats = neck_(features);
+  neck_stage.end();
   const auto masks = downsample_masks(image_mask, feats);
   std::vector<torch::Tensor> pos;
   for (const auto& m : masks) pos.push_back(position_(m).to(images.dtype()));

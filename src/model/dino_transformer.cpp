@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "aligndetr/util/error.h"
+#include "stage.h"
 
 namespace aligndetr::model {
 
@@ -167,6 +168,7 @@ DinoTransformerOutputs DinoTransformerImpl::forward(const std::vector<torch::Ten
                   int64_t(heads.bbox_embed.size()) == o.decoder_layers + 1,
               "DINO transformer: need one class and one box head per decoder layer plus one");
   const int64_t B = feats[0].size(0);
+  detail::Stage encoder_stage("encoder");
   ops::SpatialShapes shapes;
   std::vector<torch::Tensor> src, mask, lvl_pos;
   for (size_t l = 0; l < feats.size(); ++l) {
@@ -199,6 +201,8 @@ DinoTransformerOutputs DinoTransformerImpl::forward(const std::vector<torch::Ten
 
   auto memory = memory_in;
   for (auto& layer : enc_) memory = layer(memory, pos_embed, enc_ref, shapes, memory_mask);
+  encoder_stage.end();
+  detail::Stage proposals_stage("proposals");
 
   // Two-stage: score every token with the encoder head, keep the top Q as proposals.
   auto [out_memory, proposals] = encoder_proposals(memory, memory_mask, shapes);
@@ -221,6 +225,8 @@ DinoTransformerOutputs DinoTransformerImpl::forward(const std::vector<torch::Ten
   result.enc_logits = heads.class_embed[enc_head]->forward(target_unact);
   result.enc_boxes = topk_coords_unact.sigmoid();
 
+  proposals_stage.end();
+  const detail::Stage decoder_stage("decoder");
   auto reference = topk_coords_unact.detach().sigmoid();
   auto target = tgt_embed_->weight.unsqueeze(0).expand({B, o.num_queries, o.embed_dim});
   torch::Tensor attn_mask;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include "aligndetr/ops/ms_deform_attn.h"
@@ -160,6 +161,8 @@ class FusedMSDeformAttn : public torch::autograd::Function<FusedMSDeformAttn> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& value,
                                const torch::Tensor& loc, const torch::Tensor& attn,
                                const std::vector<int64_t>& flat_shapes) {
+    // Named for profilers (aligndetr bench, LibTorch's): the kernel is no ATen operator.
+    RECORD_FUNCTION("aligndetr::ms_deform_attn_cpu", std::vector<c10::IValue>());
     const auto v = value.contiguous(), lc = loc.contiguous(), a = attn.contiguous();
     ctx->save_for_backward({v, lc, a});
     ctx->saved_data["shapes"] = flat_shapes;
@@ -174,6 +177,7 @@ class FusedMSDeformAttn : public torch::autograd::Function<FusedMSDeformAttn> {
 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
+    RECORD_FUNCTION("aligndetr::ms_deform_attn_cpu_backward", std::vector<c10::IValue>());
     const auto saved = ctx->get_saved_variables();
     const auto &v = saved[0], &lc = saved[1], &a = saved[2];
     const Geometry g = geometry(v, ctx->saved_data["shapes"].toIntVector(), lc);

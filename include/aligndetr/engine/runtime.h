@@ -1,5 +1,6 @@
 #pragma once
-// Process-wide set-up: compute threads and the log format.
+// Process-wide set-up: compute threads, the log format, and glibc's allocator kept from
+// returning large blocks to the system between steps (ALIGNDETR_SYSTEM_MALLOC=1: its defaults).
 
 namespace aligndetr::engine {
 
