@@ -662,6 +662,51 @@ TEST(Checkpoint, DamagedFilesAreRefusedAndResumeFallsBack) {
   EXPECT_EQ(resumed.loss_history.front().first, 3);
 }
 
+// A whole file whose entries are not what a checkpoint holds: InputErrors naming the entry, not
+// LibTorch's errors (exit 1).
+TEST(Checkpoint, EntriesOfTheWrongShapeOrKindAreInputErrorsNamingThem) {
+  testing::TempDir dir;
+  torch::nn::Linear linear(2, 3);
+  torch::optim::AdamW optimizer(linear->parameters());
+  const auto write = [&](const std::string& key, const torch::Tensor& value) {
+    model::TensorDict dict;
+    dict.insert("model.weight", linear->weight.detach().clone());
+    dict.insert("model.bias", linear->bias.detach().clone());
+    dict.insert("trainer.iteration", torch::tensor(int64_t(4)));
+    dict.insert("trainer.config", model::string_tensor("a: 1\n"));
+    dict.insert("optimizer.0.0.step", torch::tensor(int64_t(4)));
+    dict.insert("optimizer.0.0.exp_avg", torch::zeros({3, 2}));
+    dict.insert("optimizer.0.0.exp_avg_sq", torch::zeros({3, 2}));
+    if (dict.contains(key)) {
+      dict[key] = value;
+    } else {
+      dict.insert(key, value);
+    }
+    const auto path = (dir / "bad.pt").string();
+    model::save_tensors(path, dict);
+    return path;
+  };
+  const auto error_of = [&](const std::string& path) -> std::string {
+    try {
+      engine::load_checkpoint(path, *linear, &optimizer);
+    } catch (const util::InputError& e) {
+      return e.what();
+    }
+    return "(loaded)";
+  };
+  EXPECT_EQ(error_of(write("trainer.seed", torch::tensor(1))), "(loaded)");
+  EXPECT_NE(error_of(write("trainer.iteration", torch::tensor({1, 2})))
+                .find("'trainer.iteration' holds 2 values, not one number"),
+            std::string::npos);
+  EXPECT_NE(error_of(write("optimizer.0.0.exp_avg", torch::zeros({3})))
+                .find("'optimizer.0.0.exp_avg' is a Float [3] tensor, not the [3, 2] parameter's"),
+            std::string::npos)
+      << error_of(write("optimizer.0.0.exp_avg", torch::zeros({3})));
+  EXPECT_NE(error_of(write("trainer.rng_cpu", torch::zeros({5})))
+                .find("has an entry this build cannot use"),
+            std::string::npos);
+}
+
 TEST(Evaluation, ADatasetOfOtherCategoriesThanTheModelsIsRefused) {
   testing::TempDir dir;
   auto c = tiny_config(dir.path(), 4, 1);
