@@ -7,6 +7,8 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "test_support.h"
 
@@ -44,9 +46,17 @@ class BadInputs : public ::testing::Test {
         run_cli(fmt::format("synth --out {} --train 4 --val 0 --size 96", dir_.path().string()));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     images_ = (dir_ / "images/train").string();
+    // The records below say 96x60: the files are made so (a decoded size other than the
+    // record's is an invalid record of its own).
+    for (int id = 1; id <= 4; ++id) {
+      const auto file = (fs::path(images_) / fmt::format("{:06d}.jpg", id)).string();
+      cv::Mat resized;
+      cv::resize(cv::imread(file), resized, cv::Size(96, 60));
+      ASSERT_TRUE(cv::imwrite(file, resized));
+    }
   }
 
-  // Images 1-4 are 96 wide; heights vary, so every box below stays inside 96x60.
+  // Images 1-4 are 96x60, so every box below stays inside them.
   std::string write_ann(const std::string& images, const std::string& annotations,
                         const std::string& categories = R"([{"id": 1, "name": "circle"}])") {
     const auto path = (dir_ / "ann.json").string();

@@ -181,11 +181,13 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
 }
 
 std::vector<torch::Tensor> ResNetImpl::forward(torch::Tensor images) {
-  // Channels-last (NHWC) throughout: oneDNN's convolutions take it as it is, where NCHW is
-  // reordered to their layout and back at every convolution (`aligndetr bench`, R50 backbone at
-  // 800x1216: 1.17 s -> 0.96 s with the one-pass frozen norm). Element-wise ops keep the
-  // layout, and the transformer's flatten and transpose of a level need no copy.
-  images = images.contiguous(torch::MemoryFormat::ChannelsLast);
+  // At inference, channels-last (NHWC) throughout: oneDNN's convolutions take it as it is, where
+  // NCHW is reordered to their layout and back at every convolution (`aligndetr bench`, R50
+  // backbone at 800x1216: 1.17 s -> 0.96 s with the one-pass frozen norm), and the transformer's
+  // flatten and transpose of a level need no copy. Not in training: its convolution backward
+  // sums the weight gradients in another order for every batch composition, enough for two
+  // ranks of one image and one process of two to part (DataParallel tests).
+  if (!is_training()) images = images.contiguous(torch::MemoryFormat::ChannelsLast);
   torch::Tensor x = F::relu(bn1_.forward(conv1_(images)));
   x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   std::vector<torch::Tensor> outputs;

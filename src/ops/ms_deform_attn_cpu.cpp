@@ -13,147 +13,70 @@
 #include "aligndetr/ops/ms_deform_attn.h"
 #include "ms_deform_attn_check.h"
 
+#define ALIGNDETR_KERNEL_SET generic
+#include "ms_deform_attn_kernels.inc"
+#undef ALIGNDETR_KERNEL_SET
+
 namespace aligndetr::ops {
 namespace {
 
-struct Geometry {
-  int64_t B, S, H, D, Q, L, P;
+// The sizes of a call, with the level tables the kernel's Geometry points into (hence neither
+// copied nor moved).
+struct Shapes {
   std::vector<int64_t> height, width, start;
+  kernel::Geometry g{};
+
+  Shapes(const torch::Tensor& value, const std::vector<int64_t>& flat_shapes,
+         const torch::Tensor& loc) {
+    const int64_t L = loc.size(3);
+    int64_t first = 0;
+    for (int64_t l = 0; l < L; ++l) {
+      height.push_back(flat_shapes[size_t(2 * l)]);
+      width.push_back(flat_shapes[size_t(2 * l + 1)]);
+      start.push_back(first);
+      first += height.back() * width.back();
+    }
+    g = {value.size(0), value.size(1), value.size(2), value.size(3), loc.size(1), L,
+         loc.size(4),   height.data(), width.data(),  start.data()};
+  }
+  Shapes(const Shapes&) = delete;
+  Shapes& operator=(const Shapes&) = delete;
 };
 
-Geometry geometry(const torch::Tensor& value, const std::vector<int64_t>& flat_shapes,
-                  const torch::Tensor& loc) {
-  Geometry g{value.size(0),
-             value.size(1),
-             value.size(2),
-             value.size(3),
-             loc.size(1),
-             loc.size(3),
-             loc.size(4),
-             {},
-             {},
-             {}};
-  int64_t start = 0;
-  for (int64_t l = 0; l < g.L; ++l) {
-    g.height.push_back(flat_shapes[size_t(2 * l)]);
-    g.width.push_back(flat_shapes[size_t(2 * l + 1)]);
-    g.start.push_back(start);
-    start += g.height.back() * g.width.back();
-  }
-  return g;
+void parallel_for(int64_t n, int64_t grain, kernel::Body body, void* context) {
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { body(context, begin, end); });
 }
 
-// The up to four pixels a sample at continuous pixel coordinates (x, y) reads, with their
-// bilinear weights and the weights' derivatives along x and y. Pixels outside the level are left
-// out (zero padding).
-template <typename T>
-struct Corners {
-  int n = 0;
-  int64_t token[4];
-  T weight[4], dweight_dx[4], dweight_dy[4];
-
-  Corners(T x, T y, int64_t h, int64_t w) {
-    // Written so that NaN coordinates read nothing.
-    if (!(x > T(-1) && y > T(-1) && x < T(w) && y < T(h))) return;
-    const T xf = std::floor(x), yf = std::floor(y);
-    const T fx = x - xf, fy = y - yf;
-    const auto x0 = int64_t(xf), y0 = int64_t(yf);
-    for (int dy = 0; dy <= 1; ++dy) {
-      const int64_t yi = y0 + dy;
-      if (yi < 0 || yi >= h) continue;
-      const T wy = dy ? fy : 1 - fy;
-      const T sy = dy ? T(1) : T(-1);
-      for (int dx = 0; dx <= 1; ++dx) {
-        const int64_t xi = x0 + dx;
-        if (xi < 0 || xi >= w) continue;
-        const T wx = dx ? fx : 1 - fx;
-        const T sx = dx ? T(1) : T(-1);
-        token[n] = yi * w + xi;
-        weight[n] = wx * wy;
-        dweight_dx[n] = sx * wy;
-        dweight_dy[n] = wx * sy;
-        ++n;
-      }
-    }
-  }
-};
-
-// Eight partial sums so the compiler can vectorise the reduction without reordering licence.
-template <typename T>
-T dot_product(const T* __restrict a, const T* __restrict b, int64_t n) {
-  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
-  }
-  for (; i < n; ++i) acc[0] += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+// The AVX2 + FMA loops where the build has them and the CPU runs them.
+bool use_avx2() {
+#if defined(ALIGNDETR_KERNEL_AVX2)
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+#else
+  return false;
+#endif
 }
 
 template <typename T>
-void forward_kernel(const Geometry& g, const T* value, const T* loc, const T* attn, T* out) {
-  const int64_t H = g.H, D = g.D, L = g.L, P = g.P, Q = g.Q;
-  at::parallel_for(0, g.B * Q, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t bq = begin; bq < end; ++bq) {
-      const T* vb = value + (bq / Q) * g.S * H * D;
-      for (int64_t h = 0; h < H; ++h) {
-        T* __restrict o = out + (bq * H + h) * D;
-        for (int64_t d = 0; d < D; ++d) o[d] = 0;
-        for (int64_t l = 0; l < L; ++l) {
-          for (int64_t p = 0; p < P; ++p) {
-            const int64_t i = ((bq * H + h) * L + l) * P + p;
-            const Corners<T> c(loc[2 * i] * T(g.width[l]) - T(0.5),
-                               loc[2 * i + 1] * T(g.height[l]) - T(0.5), g.height[l], g.width[l]);
-            for (int k = 0; k < c.n; ++k) {
-              const T* v = vb + ((g.start[l] + c.token[k]) * H + h) * D;
-              const T a = attn[i] * c.weight[k];
-              for (int64_t d = 0; d < D; ++d) o[d] += a * v[d];
-            }
-          }
-        }
-      }
-    }
-  });
+void forward_kernel(const kernel::Geometry& g, const T* value, const T* loc, const T* attn,
+                    T* out) {
+#if defined(ALIGNDETR_KERNEL_AVX2)
+  if (use_avx2()) return kernel::avx2::forward(g, value, loc, attn, out, parallel_for);
+#endif
+  kernel::generic::forward(g, value, loc, attn, out, parallel_for);
 }
 
 template <typename T>
-void backward_kernel(const Geometry& g, const T* value, const T* loc, const T* attn,
+void backward_kernel(const kernel::Geometry& g, const T* value, const T* loc, const T* attn,
                      const T* grad_out, T* grad_value, T* grad_loc, T* grad_attn) {
-  const int64_t H = g.H, D = g.D, L = g.L, P = g.P, Q = g.Q;
-  // Each (batch, head) owns its own slice of grad_value: threads never write the same element.
-  at::parallel_for(0, g.B * H, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / H, h = bh % H;
-      const T* vb = value + b * g.S * H * D;
-      T* gvb = grad_value + b * g.S * H * D;
-      for (int64_t q = 0; q < Q; ++q) {
-        const int64_t bq = b * Q + q;
-        const T* go = grad_out + (bq * H + h) * D;
-        for (int64_t l = 0; l < L; ++l) {
-          const T w = T(g.width[l]), hh = T(g.height[l]);
-          for (int64_t p = 0; p < P; ++p) {
-            const int64_t i = ((bq * H + h) * L + l) * P + p;
-            const Corners<T> c(loc[2 * i] * w - T(0.5), loc[2 * i + 1] * hh - T(0.5), g.height[l],
-                               g.width[l]);
-            T sample_dot = 0, gx = 0, gy = 0;
-            for (int k = 0; k < c.n; ++k) {
-              const int64_t offset = ((g.start[l] + c.token[k]) * H + h) * D;
-              const T dot = dot_product(go, vb + offset, D);
-              T* __restrict gv = gvb + offset;
-              const T a = attn[i] * c.weight[k];
-              for (int64_t d = 0; d < D; ++d) gv[d] += a * go[d];
-              sample_dot += c.weight[k] * dot;
-              gx += c.dweight_dx[k] * dot;
-              gy += c.dweight_dy[k] * dot;
-            }
-            grad_attn[i] = sample_dot;
-            grad_loc[2 * i] = attn[i] * gx * w;
-            grad_loc[2 * i + 1] = attn[i] * gy * hh;
-          }
-        }
-      }
-    }
-  });
+#if defined(ALIGNDETR_KERNEL_AVX2)
+  if (use_avx2()) {
+    return kernel::avx2::backward(g, value, loc, attn, grad_out, grad_value, grad_loc, grad_attn,
+                                  parallel_for);
+  }
+#endif
+  kernel::generic::backward(g, value, loc, attn, grad_out, grad_value, grad_loc, grad_attn,
+                            parallel_for);
 }
 
 class FusedMSDeformAttn : public torch::autograd::Function<FusedMSDeformAttn> {
@@ -166,7 +89,8 @@ class FusedMSDeformAttn : public torch::autograd::Function<FusedMSDeformAttn> {
     const auto v = value.contiguous(), lc = loc.contiguous(), a = attn.contiguous();
     ctx->save_for_backward({v, lc, a});
     ctx->saved_data["shapes"] = flat_shapes;
-    const Geometry g = geometry(v, flat_shapes, lc);
+    const Shapes shapes(v, flat_shapes, lc);
+    const auto& g = shapes.g;
     auto out = torch::empty({g.B, g.Q, g.H * g.D}, v.options());
     AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "ms_deform_attn_cpu_forward", [&] {
       forward_kernel<scalar_t>(g, v.data_ptr<scalar_t>(), lc.data_ptr<scalar_t>(),
@@ -180,7 +104,8 @@ class FusedMSDeformAttn : public torch::autograd::Function<FusedMSDeformAttn> {
     RECORD_FUNCTION("aligndetr::ms_deform_attn_cpu_backward", std::vector<c10::IValue>());
     const auto saved = ctx->get_saved_variables();
     const auto &v = saved[0], &lc = saved[1], &a = saved[2];
-    const Geometry g = geometry(v, ctx->saved_data["shapes"].toIntVector(), lc);
+    const Shapes shapes(v, ctx->saved_data["shapes"].toIntVector(), lc);
+    const auto& g = shapes.g;
     const auto go = grads[0].contiguous();
     auto grad_value = torch::zeros_like(v);
     auto grad_loc = torch::empty_like(lc);
@@ -196,6 +121,10 @@ class FusedMSDeformAttn : public torch::autograd::Function<FusedMSDeformAttn> {
 };
 
 }  // namespace
+
+const char* ms_deform_attn_cpu_kernel() {
+  return use_avx2() ? "avx2" : "generic";
+}
 
 torch::Tensor ms_deform_attn_cpu(const torch::Tensor& value, const SpatialShapes& shapes,
                                  const torch::Tensor& sampling_locations,

@@ -36,6 +36,7 @@ struct MachineRates {
   double matmul_bf16 = 0, conv_bf16 = 0;  // 0 when not measured
   std::string cpu;                        // model name
   std::vector<std::string> features;      // of avx2, avx512f, avx512_bf16, amx_bf16, amx_tile
+  std::string deform_kernel;              // ops::ms_deform_attn_cpu_kernel()
   int threads = 1;
 };
 MachineRates measure_machine(bool bf16);

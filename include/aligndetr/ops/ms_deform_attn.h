@@ -50,6 +50,10 @@ torch::Tensor ms_deform_attn_cuda(const torch::Tensor& value, const SpatialShape
 // Whether this build holds the CUDA kernels (configured with -DALIGNDETR_CUDA=ON).
 bool ms_deform_attn_cuda_built();
 
+// The instruction set the fused CPU kernel runs with here: "avx2" (AVX2 + FMA, when the build
+// has that copy and the CPU runs it) or "generic".
+const char* ms_deform_attn_cpu_kernel();
+
 // Which sampling kernel the module calls: kAuto is `ms_deform_attn` (fused where one exists);
 // kGridSample forces the grid_sample formulation everywhere (a baseline, and a cross-check).
 enum class MSDeformAttnKernel { kAuto, kGridSample };
