@@ -207,6 +207,10 @@ TEST(Golden, DinoCriterionAndOneOptimizerStep) {
   terms.total.backward();
   torch::nn::utils::clip_grad_norm_(params, 0.1);
   opt.step();
+#if defined(ALIGNDETR_SANITIZE)
+  GTEST_SKIP() << "criterion checked; the AdamW step's fingerprint is the Release build's "
+                  "arithmetic, not this sanitizer build's (-O1, instrumented)";
+#endif
   if (std::string(ops::ms_deform_attn_cpu_kernel()) != "avx2") {
     // Recorded with the AVX2 + FMA kernel, whose fused multiply-adds round differently.
     GTEST_SKIP() << "criterion checked; the AdamW step's fingerprint is that of the AVX2 + FMA "

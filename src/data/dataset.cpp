@@ -153,7 +153,10 @@ Sample to_sample(const Annotated& a, int64_t image_id, std::array<int64_t, 2> or
   }
   const auto n = static_cast<int64_t>(a.boxes.size());
   auto xyxy = torch::empty({n, 4}, torch::kFloat32);
-  std::memcpy(xyxy.data_ptr<float>(), a.boxes.data(), sizeof(float) * 4 * static_cast<size_t>(n));
+  // No boxes: an empty vector's data() may be null, which memcpy may not be given.
+  if (n > 0) {
+    std::memcpy(xyxy.data_ptr<float>(), a.boxes.data(), sizeof(float) * 4 * static_cast<size_t>(n));
+  }
   s.target.boxes = boxes::xyxy_to_cxcywh(boxes::normalize(xyxy, double(h), double(w)));
   s.target.labels = torch::empty({n}, torch::kInt64);
   std::copy(a.labels.begin(), a.labels.end(), s.target.labels.data_ptr<int64_t>());
