@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
-#include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 
