@@ -187,6 +187,15 @@ data::DatasetOptions synthetic_training_set(const fs::path& dir, int images) {
   return o;
 }
 
+// One worker, the set's order: batch i holds images i * batch_size, ...
+data::LoaderOptions in_order(int batch_size) {
+  data::LoaderOptions lo;
+  lo.batch_size = batch_size;
+  lo.workers = 1;
+  lo.shuffle = false;
+  return lo;
+}
+
 // Replaces an image of the set after validation with bytes that pass the cheap check (JPEG start
 // and end markers) and fail to decode.
 void make_undecodable(const fs::path& dir, const data::CocoDetection& ds, size_t index) {
@@ -220,11 +229,7 @@ TEST(Loader, AnUndecodableTrainingImageIsSkippedAndCountedUnderSkip) {
   testing::TempDir dir;
   auto ds = std::make_shared<const data::CocoDetection>(synthetic_training_set(dir.path(), 4));
   make_undecodable(dir.path(), *ds, 1);
-  data::LoaderOptions lo;
-  lo.batch_size = 4;
-  lo.workers = 1;
-  lo.shuffle = false;
-  data::DataLoader loader(ds, lo);
+  data::DataLoader loader(ds, in_order(4));
   loader.start_epoch(0);
   const auto batch = loader.next();
   ASSERT_TRUE(batch.has_value());
@@ -337,11 +342,7 @@ TEST(Loader, AnImageNotOfItsRecordedSizeIsSkippedUnderSkipAndAnErrorUnderFail) {
   EXPECT_EQ(plain.load(1).image.cols, info.width);
   o.exif = data::ExifOrientation::kIgnore;
   auto ignoring = std::make_shared<const data::CocoDetection>(o);
-  data::LoaderOptions lo;
-  lo.batch_size = 4;
-  lo.workers = 1;
-  lo.shuffle = false;
-  data::DataLoader loader(ignoring, lo);
+  data::DataLoader loader(ignoring, in_order(4));
   loader.start_epoch(0);
   const auto batch = loader.next();
   ASSERT_TRUE(batch.has_value());

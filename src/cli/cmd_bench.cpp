@@ -2,14 +2,11 @@
 
 #include <cstdio>
 #include <memory>
-#include <regex>
-
-#include <fmt/format.h>
 
 #include "aligndetr/engine/bench.h"
-#include "aligndetr/util/error.h"
 #include "command.h"
 #include "config_args.h"
+#include "image_size.h"
 
 namespace aligndetr::cli {
 namespace {
@@ -51,13 +48,9 @@ void setup_bench(CLI::App& app) {
                 "Leave out the operator profile (one more iteration, observed op by op)");
   cmd->add_flag("--json", args->json, "Print one JSON object instead of the tables");
   cmd->callback([args] {
-    std::smatch m;
-    static const std::regex size_re(R"((\d{1,5})x(\d{1,5}))");
-    if (!std::regex_match(args->size, m, size_re)) {
-      throw util::InputError(fmt::format("--size '{}' is not HxW", args->size));
-    }
-    args->bench.height = std::stoll(m[1]);
-    args->bench.width = std::stoll(m[2]);
+    const auto [height, width] = parse_image_size(args->size);
+    args->bench.height = height;
+    args->bench.width = width;
     args->bench.bf16 = args->amp == "bf16";
     args->bench.profile = !args->no_profile;
     const auto e = engine::make_experiment(args->config.load());

@@ -1,7 +1,6 @@
 // `aligndetr model info`: parameters per module and GFLOPs at an input size.
 
 #include <memory>
-#include <regex>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -9,9 +8,9 @@
 #include "aligndetr/engine/experiment.h"
 #include "aligndetr/model/flops.h"
 #include "aligndetr/model/report.h"
-#include "aligndetr/util/error.h"
 #include "command.h"
 #include "config_args.h"
+#include "image_size.h"
 
 namespace aligndetr::cli {
 namespace {
@@ -35,12 +34,7 @@ void setup_model(CLI::App& app) {
   cmd->add_flag("--json", args->json,
                 "Print one JSON object: parameters, frozen_parameters, gflops, modules");
   cmd->callback([args] {
-    std::smatch m;
-    static const std::regex size_re(R"((\d+)x(\d+))");
-    if (!std::regex_match(args->size, m, size_re)) {
-      throw util::InputError(fmt::format("--size '{}' is not HxW", args->size));
-    }
-    const int64_t h = std::stoll(m[1]), w = std::stoll(m[2]);
+    const auto [h, w] = parse_image_size(args->size);
     const auto config = args->config.load();
     const auto model = engine::model_spec(config).build();
     model->eval();
