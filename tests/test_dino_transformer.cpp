@@ -65,6 +65,59 @@ TEST(Layers, InverseSigmoidAndSineEmbed) {
   for (int i = 0; i < 8; ++i) EXPECT_NEAR(e[0][i].item<double>(), expected[i], 1e-12) << i;
 }
 
+TEST(Layers, LinearEqualsLibTorchsOnAnyLeadingDimensionsWithGradients) {
+  torch::manual_seed(0);
+  ops::Linear ours(5, 3);
+  torch::nn::Linear theirs(5, 3);
+  {
+    torch::NoGradGuard no_grad;
+    theirs->weight.copy_(ours->weight);
+    theirs->bias.copy_(ours->bias);
+  }
+  // 3-D, 4-D, and a transposed (non-contiguous) input.
+  for (const auto& shape : {std::vector<int64_t>{2, 4, 5}, std::vector<int64_t>{2, 3, 4, 5}}) {
+    const auto x = torch::randn(shape, torch::requires_grad());
+    const auto y = ours(x);
+    EXPECT_EQ(y.sizes().back(), 3);
+    EXPECT_TRUE(torch::allclose(y, theirs(x), 1e-6, 1e-6));
+    const auto g = torch::randn(y.sizes());
+    const auto grads = torch::autograd::grad({y}, {x, ours->weight, ours->bias}, {g});
+    const auto expect = torch::autograd::grad({theirs(x)}, {x, theirs->weight, theirs->bias}, {g});
+    for (size_t i = 0; i < grads.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(grads[i], expect[i], 1e-5, 1e-6)) << i;
+    }
+  }
+  const auto t = torch::randn({4, 2, 5}).transpose(0, 1);
+  EXPECT_TRUE(torch::allclose(ours(t), theirs(t), 1e-6, 1e-6));
+}
+
+TEST(DinoTransformer, EncoderLayerInferenceByBlocksEqualsTheWholeLayer) {
+  torch::manual_seed(3);
+  auto o = tiny();
+  o.encoder_block_rows = 7;  // 60 tokens: eight full blocks and one of 4, per image
+  model::DeformableEncoderLayer layer(o);
+  const ops::SpatialShapes shapes{{8, 6}, {4, 3}};
+  const auto x = torch::randn({2, 60, o.embed_dim});
+  const auto pos = torch::randn({2, 60, o.embed_dim});
+  const auto ref = torch::rand({2, 60, 2, 2});
+  auto mask = torch::zeros({2, 60}, torch::kBool);
+  mask[1].narrow(0, 40, 20).fill_(true);
+  const auto whole = layer(x, pos, ref, shapes, mask);  // with gradients: the whole-layer path
+  ASSERT_TRUE(whole.requires_grad());
+  torch::Tensor blocks;
+  {
+    torch::NoGradGuard no_grad;
+    blocks = layer(x, pos, ref, shapes, mask);
+  }
+  EXPECT_EQ(blocks.sizes(), whole.sizes());
+  EXPECT_LT((blocks - whole.detach()).abs().max().item<float>(), 1e-5);
+  // The padding reaches the result: image 1 differs from itself without its mask.
+  torch::NoGradGuard no_grad;
+  const auto unmasked = layer(x, pos, ref, shapes, torch::zeros({2, 60}, torch::kBool));
+  EXPECT_LT((unmasked[0] - blocks[0]).abs().max().item<float>(), 1e-6);
+  EXPECT_GT((unmasked[1] - blocks[1]).abs().max().item<float>(), 1e-3);
+}
+
 TEST(DinoTransformer, ParameterNamesFollowDetrex) {
   model::DinoTransformer t(tiny());
   const auto params = t->named_parameters();

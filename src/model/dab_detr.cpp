@@ -22,7 +22,7 @@ DabDetrImpl::DabDetrImpl(DabDetrOptions options) : options_(std::move(options)) 
   position_ = register_module("position_embedding", PositionEmbeddingSine(position));
   transformer_ = register_module("transformer", DabTransformer(o.transformer));
   anchor_box_embed_ = register_module("anchor_box_embed", torch::nn::Embedding(o.num_queries, 4));
-  class_embed_ = register_module("class_embed", torch::nn::Linear(D, o.num_classes));
+  class_embed_ = register_module("class_embed", ops::Linear(D, o.num_classes));
   bbox_embed_ = register_module("bbox_embed", MLP(D, D, 4, 3));
 
   torch::NoGradGuard no_grad;

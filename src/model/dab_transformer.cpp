@@ -10,8 +10,8 @@ namespace aligndetr::model {
 
 namespace {
 
-torch::nn::Linear linear(torch::nn::Module& parent, const std::string& name, int64_t dim) {
-  return parent.register_module(name, torch::nn::Linear(dim, dim));
+ops::Linear linear(torch::nn::Module& parent, const std::string& name, int64_t dim) {
+  return parent.register_module(name, ops::Linear(dim, dim));
 }
 
 // Scaled dot-product attention per head: q [B, N, H, dk], k [B, S, H, dk], v [B, S, H, dv]

@@ -41,7 +41,7 @@ MLPImpl::MLPImpl(int64_t in_dim, int64_t hidden_dim, int64_t out_dim, int64_t nu
   for (int64_t i = 0; i < num_layers; ++i) {
     const int64_t in = i == 0 ? in_dim : hidden_dim;
     const int64_t out = i == num_layers - 1 ? out_dim : hidden_dim;
-    linears_.emplace_back(torch::nn::Linear(in, out));
+    linears_.emplace_back(ops::Linear(in, out));
     layers_->push_back(linears_.back());
   }
 }
@@ -55,8 +55,8 @@ torch::Tensor MLPImpl::forward(torch::Tensor x) {
 }
 
 FFNImpl::FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu) {
-  fc1_ = torch::nn::Linear(embed_dim, hidden_dim);
-  fc2_ = torch::nn::Linear(hidden_dim, embed_dim);
+  fc1_ = ops::Linear(embed_dim, hidden_dim);
+  fc2_ = ops::Linear(hidden_dim, embed_dim);
   torch::nn::ModuleList first(fc1_);
   if (prelu) {
     prelu_ = torch::nn::PReLU();
@@ -68,8 +68,10 @@ FFNImpl::FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu) {
 }
 
 torch::Tensor FFNImpl::forward(const torch::Tensor& x) {
-  const auto h = fc1_(x);
-  return fc2_(prelu_ ? prelu_(h) : torch::relu(h));
+  auto h = fc1_(x);
+  // In place: the linear's backward needs its input, not its output, so the hidden activation
+  // (the largest tensor of an encoder layer) is kept once for backward, not twice.
+  return fc2_(prelu_ ? prelu_(h) : torch::relu_(h));
 }
 
 }  // namespace aligndetr::model

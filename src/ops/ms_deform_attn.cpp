@@ -93,14 +93,10 @@ MSDeformAttnImpl::MSDeformAttnImpl(MSDeformAttnOptions options) : options_(optio
   TORCH_CHECK(options_.embed_dim % options_.num_heads == 0, "embed_dim ", options_.embed_dim,
               " is not divisible by num_heads ", options_.num_heads);
   const int64_t hlp = options_.num_heads * options_.num_levels * options_.num_points;
-  sampling_offsets =
-      register_module("sampling_offsets", torch::nn::Linear(options_.embed_dim, hlp * 2));
-  attention_weights =
-      register_module("attention_weights", torch::nn::Linear(options_.embed_dim, hlp));
-  value_proj =
-      register_module("value_proj", torch::nn::Linear(options_.embed_dim, options_.embed_dim));
-  output_proj =
-      register_module("output_proj", torch::nn::Linear(options_.embed_dim, options_.embed_dim));
+  sampling_offsets = register_module("sampling_offsets", Linear(options_.embed_dim, hlp * 2));
+  attention_weights = register_module("attention_weights", Linear(options_.embed_dim, hlp));
+  value_proj = register_module("value_proj", Linear(options_.embed_dim, options_.embed_dim));
+  output_proj = register_module("output_proj", Linear(options_.embed_dim, options_.embed_dim));
   reset_parameters();
 }
 
@@ -128,13 +124,24 @@ torch::Tensor MSDeformAttnImpl::forward(const torch::Tensor& query, const torch:
                                         const torch::Tensor& reference_points,
                                         const SpatialShapes& shapes,
                                         const torch::Tensor& value_padding_mask) {
-  const int64_t B = query.size(0), Q = query.size(1), S = value.size(1);
+  return attend(query, project_value(value, value_padding_mask), reference_points, shapes);
+}
+
+torch::Tensor MSDeformAttnImpl::project_value(const torch::Tensor& value,
+                                              const torch::Tensor& value_padding_mask) {
+  auto v = value_proj(value);
+  // In place on the projection's fresh output (its backward does not read it).
+  if (value_padding_mask.defined()) v.masked_fill_(value_padding_mask.unsqueeze(-1), 0.0);
+  return v.view({value.size(0), value.size(1), options_.num_heads, -1});
+}
+
+torch::Tensor MSDeformAttnImpl::attend(const torch::Tensor& query, const torch::Tensor& v,
+                                       const torch::Tensor& reference_points,
+                                       const SpatialShapes& shapes) {
+  const int64_t B = query.size(0), Q = query.size(1);
   const int64_t H = options_.num_heads, L = options_.num_levels, P = options_.num_points;
   TORCH_CHECK(int64_t(shapes.size()) == L, "MSDeformAttn: expected ", L, " levels, got ",
               shapes.size());
-  auto v = value_proj(value);
-  if (value_padding_mask.defined()) v = v.masked_fill(value_padding_mask.unsqueeze(-1), 0.0);
-  v = v.view({B, S, H, -1});
   const auto offsets = sampling_offsets(query).view({B, Q, H, L, P, 2});
   const auto weights =
       attention_weights(query).view({B, Q, H, L * P}).softmax(-1).view({B, Q, H, L, P});

@@ -14,7 +14,6 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/types.h>
 
 #include "aligndetr/model/backbone.h"
@@ -22,6 +21,7 @@
 #include "aligndetr/model/detector.h"
 #include "aligndetr/model/layers.h"
 #include "aligndetr/model/position_encoding.h"
+#include "aligndetr/ops/linear.h"
 
 namespace aligndetr::model {
 
@@ -71,7 +71,7 @@ class DabDetrImpl : public DetectorImpl {
   PositionEmbeddingSine position_{nullptr};
   DabTransformer transformer_{nullptr};
   torch::nn::Embedding anchor_box_embed_{nullptr};
-  torch::nn::Linear class_embed_{nullptr};
+  ops::Linear class_embed_{nullptr};
   MLP bbox_embed_{nullptr};
 };
 TORCH_MODULE(DabDetr);

@@ -12,12 +12,12 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/types.h>
 
 #include "aligndetr/model/dino_transformer.h"
 #include "aligndetr/model/layers.h"
+#include "aligndetr/ops/linear.h"
 
 namespace aligndetr::model {
 
@@ -41,8 +41,8 @@ class ConditionalSelfAttentionImpl : public torch::nn::Module {
 
  private:
   int64_t num_heads_;
-  torch::nn::Linear query_content_proj_{nullptr}, query_pos_proj_{nullptr},
-      key_content_proj_{nullptr}, key_pos_proj_{nullptr}, value_proj_{nullptr}, out_proj_{nullptr};
+  ops::Linear query_content_proj_{nullptr}, query_pos_proj_{nullptr}, key_content_proj_{nullptr},
+      key_pos_proj_{nullptr}, value_proj_{nullptr}, out_proj_{nullptr};
 };
 TORCH_MODULE(ConditionalSelfAttention);
 
@@ -61,9 +61,8 @@ class ConditionalCrossAttentionImpl : public torch::nn::Module {
 
  private:
   int64_t num_heads_;
-  torch::nn::Linear query_content_proj_{nullptr}, query_pos_proj_{nullptr},
-      query_pos_sine_proj_{nullptr}, key_content_proj_{nullptr}, key_pos_proj_{nullptr},
-      value_proj_{nullptr}, out_proj_{nullptr};
+  ops::Linear query_content_proj_{nullptr}, query_pos_proj_{nullptr}, query_pos_sine_proj_{nullptr},
+      key_content_proj_{nullptr}, key_pos_proj_{nullptr}, value_proj_{nullptr}, out_proj_{nullptr};
 };
 TORCH_MODULE(ConditionalCrossAttention);
 

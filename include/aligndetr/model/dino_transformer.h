@@ -29,6 +29,9 @@ struct DinoTransformerOptions {
   int64_t num_queries = 900;
   bool look_forward_twice = true;
   ops::MSDeformAttnKernel attention_kernel = ops::MSDeformAttnKernel::kAuto;
+  // Inference on the CPU runs each encoder layer on blocks of this many tokens (see
+  // DeformableEncoderLayerImpl): the results are those of the whole layer at once.
+  int64_t encoder_block_rows = 1024;
 };
 
 // Self-attention with detrex's wrapper name: `attn.in_proj_weight`, `attn.out_proj.weight`.
@@ -54,9 +57,15 @@ class DeformableEncoderLayerImpl : public torch::nn::Module {
                         const torch::Tensor& padding_mask);
 
  private:
+  torch::Tensor forward_by_blocks(const torch::Tensor& x, const torch::Tensor& pos,
+                                  const torch::Tensor& reference_points,
+                                  const ops::SpatialShapes& shapes,
+                                  const torch::Tensor& padding_mask);
+
   ops::MSDeformAttn self_attn_{nullptr};
   FFN ffn_{nullptr};
   torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr};
+  int64_t block_rows_;
 };
 TORCH_MODULE(DeformableEncoderLayer);
 
@@ -78,7 +87,7 @@ TORCH_MODULE(DinoDecoderLayer);
 
 // Per-layer heads of the detector, shared with the decoder's box refinement.
 struct DinoHeads {
-  std::vector<torch::nn::Linear> class_embed;  // decoder layers, then the encoder
+  std::vector<ops::Linear> class_embed;  // decoder layers, then the encoder
   std::vector<MLP> bbox_embed;
 };
 
@@ -127,7 +136,7 @@ class DinoTransformerImpl : public torch::nn::Module {
   torch::nn::LayerNorm decoder_norm_{nullptr};
   torch::Tensor level_embeds_;
   torch::nn::Embedding tgt_embed_{nullptr};
-  torch::nn::Linear enc_output_{nullptr};
+  ops::Linear enc_output_{nullptr};
   torch::nn::LayerNorm enc_output_norm_{nullptr};
 };
 TORCH_MODULE(DinoTransformer);

@@ -12,9 +12,10 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/types.h>
+
+#include "aligndetr/ops/linear.h"
 
 namespace aligndetr::model {
 
@@ -38,12 +39,12 @@ class MLPImpl : public torch::nn::Module {
  public:
   MLPImpl(int64_t in_dim, int64_t hidden_dim, int64_t out_dim, int64_t num_layers);
   torch::Tensor forward(torch::Tensor x);
-  torch::nn::Linear layer(size_t i) const { return linears_[i]; }
+  ops::Linear layer(size_t i) const { return linears_[i]; }
   size_t num_layers() const { return linears_.size(); }
 
  private:
   torch::nn::ModuleList layers_;
-  std::vector<torch::nn::Linear> linears_;
+  std::vector<ops::Linear> linears_;
 };
 TORCH_MODULE(MLP);
 
@@ -55,7 +56,7 @@ class FFNImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+  ops::Linear fc1_{nullptr}, fc2_{nullptr};
   torch::nn::PReLU prelu_{nullptr};
 };
 TORCH_MODULE(FFN);

@@ -12,8 +12,9 @@
 #include <vector>
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/types.h>
+
+#include "aligndetr/ops/linear.h"
 
 namespace aligndetr::ops {
 
@@ -80,11 +81,19 @@ class MSDeformAttnImpl : public torch::nn::Module {
                         const torch::Tensor& reference_points, const SpatialShapes& shapes,
                         const torch::Tensor& value_padding_mask = {});
 
+  // forward in two halves, so that queries can be taken a block of rows at a time against one
+  // projected value: project_value returns [B, S, heads, Dh] (padding zeroed), attend the
+  // output for the queries given.
+  torch::Tensor project_value(const torch::Tensor& value,
+                              const torch::Tensor& value_padding_mask = {});
+  torch::Tensor attend(const torch::Tensor& query, const torch::Tensor& projected_value,
+                       const torch::Tensor& reference_points, const SpatialShapes& shapes);
+
   const MSDeformAttnOptions& options() const { return options_; }
 
  private:
   MSDeformAttnOptions options_;
-  torch::nn::Linear sampling_offsets{nullptr}, attention_weights{nullptr}, value_proj{nullptr},
+  Linear sampling_offsets{nullptr}, attention_weights{nullptr}, value_proj{nullptr},
       output_proj{nullptr};
 };
 TORCH_MODULE(MSDeformAttn);
