@@ -6,7 +6,6 @@
 #include <string>
 #include <utility>
 
-#include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/pooling.h>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -117,12 +116,14 @@ ResidualBlockImpl::ResidualBlockImpl(int64_t in_channels, int64_t planes, int64_
   }
 }
 
+// ReLUs and the residual add in place, as torchvision's blocks: no norm's backward reads its
+// output, so each block keeps one tensor per norm alive instead of two.
 torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
-  torch::Tensor out = F::relu(bn1_.forward(conv1_(x)));
+  torch::Tensor out = bn1_.forward(conv1_(x)).relu_();
   out = bn2_.forward(conv2_(out));
-  if (bottleneck_) out = bn3_.forward(conv3_(F::relu(out)));
+  if (bottleneck_) out = bn3_.forward(conv3_(out.relu_()));
   const torch::Tensor identity = downsample_ ? downsample_->forward(x) : x;
-  return F::relu(out + identity);
+  return out.add_(identity).relu_();
 }
 
 ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
@@ -188,7 +189,7 @@ std::vector<torch::Tensor> ResNetImpl::forward(torch::Tensor images) {
   // sums the weight gradients in another order for every batch composition, enough for two
   // ranks of one image and one process of two to part (DataParallel tests).
   if (!is_training()) images = images.contiguous(torch::MemoryFormat::ChannelsLast);
-  torch::Tensor x = F::relu(bn1_.forward(conv1_(images)));
+  torch::Tensor x = bn1_.forward(conv1_(images)).relu_();
   x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   std::vector<torch::Tensor> outputs;
   const int last = options_.out_stages.back();
