@@ -4,6 +4,7 @@
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/flops.h"
 #include "aligndetr/model/report.h"
+#include "aligndetr/ops/attention.h"
 #include "support/analytic_flops.h"
 
 namespace aligndetr {
@@ -22,6 +23,11 @@ TEST(Flops, CountsMatrixProductsAndConvolutionsByHand) {
   EXPECT_EQ(model::count_flops([&] { torch::matmul(a, b); }).total, 2 * 3 * 5 * 4);
   // Element-wise work is free.
   EXPECT_EQ(model::count_flops([&] { (a * 2 + 1).relu(); }).total, 0);
+  // The blocked attention's two products, N Lq Lk (E + Ev), and not its inner products again.
+  const auto q = torch::randn({6, 10, 4}), k = torch::randn({6, 7, 4}), v = torch::randn({6, 7, 5});
+  const auto attention = model::count_flops([&] { ops::blocked_attention(q, k, v, {}, {}, 3, 4); });
+  EXPECT_EQ(attention.total, 6 * 10 * 7 * (4 + 5));
+  EXPECT_EQ(attention.by_operator.size(), 1u);
 }
 
 TEST(Flops, ObservedResNetEqualsTheAnalyticCount) {

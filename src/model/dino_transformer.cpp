@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "aligndetr/ops/attention.h"
 #include "aligndetr/util/error.h"
 #include "stage.h"
 
@@ -21,7 +22,7 @@ ops::MSDeformAttnOptions deform_attn_options(const DinoTransformerOptions& o) {
 
 }  // namespace
 
-SelfAttentionImpl::SelfAttentionImpl(int64_t embed_dim, int64_t num_heads) {
+SelfAttentionImpl::SelfAttentionImpl(int64_t embed_dim, int64_t num_heads) : num_heads_(num_heads) {
   attn = register_module("attn", torch::nn::MultiheadAttention(
                                      torch::nn::MultiheadAttentionOptions(embed_dim, num_heads)));
 }
@@ -29,6 +30,7 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t embed_dim, int64_t num_heads) {
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& pos,
                                          const torch::Tensor& mask,
                                          const torch::Tensor& key_padding_mask) {
+  if (x.is_cpu()) return forward_cpu(x, pos, mask, key_padding_mask);
   // LibTorch's attention is sequence-first; queries and keys carry the position, values do not.
   const auto qk = (x + pos).transpose(0, 1);
   const auto v = x.transpose(0, 1);
@@ -40,6 +42,29 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   }
   auto out = std::get<0>(attn->forward(qk, qk, v, key_padding_mask, false, additive));
   return out.transpose(0, 1);
+}
+
+// LibTorch's attention with its own parameters, step for step (projections, query scaled by
+// 1/sqrt(head dim), masked softmax, output projection), but with ops::blocked_attention in the
+// middle: no [batch x heads, queries, keys] tensor is made or kept for backward.
+torch::Tensor SelfAttentionImpl::forward_cpu(const torch::Tensor& x, const torch::Tensor& pos,
+                                             const torch::Tensor& mask,
+                                             const torch::Tensor& key_padding_mask) {
+  const int64_t B = x.size(0), Q = x.size(1), D = x.size(2), H = num_heads_, dh = D / H;
+  const auto& w = attn->in_proj_weight;
+  const auto& b = attn->in_proj_bias;
+  const auto qk = x + pos;
+  // [B, Q, D] -> [B * H, Q, dh], float32 (autocast may have narrowed the projections).
+  const auto heads = [&](const torch::Tensor& t) {
+    return t.view({B, Q, H, dh}).transpose(1, 2).reshape({B * H, Q, dh}).to(torch::kFloat);
+  };
+  const auto q =
+      ops::linear(qk, w.narrow(0, 0, D), b.narrow(0, 0, D)) * (1.0 / std::sqrt(double(dh)));
+  const auto k = ops::linear(qk, w.narrow(0, D, D), b.narrow(0, D, D));
+  const auto v = ops::linear(x, w.narrow(0, 2 * D, D), b.narrow(0, 2 * D, D));
+  const auto out = ops::blocked_attention(heads(q), heads(k), heads(v), mask, key_padding_mask, H);
+  return ops::linear(out.view({B, H, Q, dh}).transpose(1, 2).reshape({B, Q, D}),
+                     attn->out_proj->weight, attn->out_proj->bias);
 }
 
 DeformableEncoderLayerImpl::DeformableEncoderLayerImpl(const DinoTransformerOptions& o)

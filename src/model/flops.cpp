@@ -10,7 +10,7 @@ namespace aligndetr::model {
 
 namespace {
 
-enum class Kind { kNone, kMatmul, kLinear, kConv };
+enum class Kind { kNone, kMatmul, kLinear, kConv, kAttention };
 
 Kind kind_of(const char* name) {
   static const std::map<std::string, Kind> kinds = {
@@ -18,7 +18,7 @@ Kind kind_of(const char* name) {
       {"aten::addmm", Kind::kMatmul},      {"aten::baddbmm", Kind::kMatmul},
       {"aten::matmul", Kind::kMatmul},     {"aten::linear", Kind::kLinear},
       {"aten::conv2d", Kind::kConv},       {"aten::convolution", Kind::kConv},
-      {"aten::_convolution", Kind::kConv},
+      {"aten::_convolution", Kind::kConv}, {"aligndetr::blocked_attention", Kind::kAttention},
   };
   const auto it = kinds.find(name);
   return it == kinds.end() ? Kind::kNone : it->second;
@@ -39,7 +39,16 @@ std::optional<at::Tensor> tensor_input(const at::RecordFunction& fn, size_t i) {
 // flops are that times the output's size.
 struct InnerSize : at::ObserverContext {
   int64_t inner = 0;
+  int64_t total = 0;  // when known from the inputs alone
 };
+
+// Attention (q [N, Lq, E], k, v [N, Lk, Ev]): its two products, N Lq Lk (E + Ev), whatever its
+// output shows.
+int64_t attention_flops(const at::RecordFunction& fn) {
+  const auto q = tensor_input(fn, 0), k = tensor_input(fn, 1), v = tensor_input(fn, 2);
+  if (!q || !k || !v || q->dim() != 3 || k->dim() != 3 || v->dim() != 3) return 0;
+  return q->size(0) * q->size(1) * k->size(1) * (q->size(2) + v->size(2));
+}
 
 int64_t inner_size(const at::RecordFunction& fn, Kind kind) {
   if (kind == Kind::kConv) {
@@ -63,16 +72,24 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
   if (kind == Kind::kNone) return nullptr;
   ++g_depth;
   auto ctx = std::make_unique<InnerSize>();
-  ctx->inner = inner_size(fn, kind);
+  if (kind == Kind::kAttention) {
+    ctx->total = attention_flops(fn);
+  } else {
+    ctx->inner = inner_size(fn, kind);
+  }
   return ctx;
 }
 
 void on_end(const at::RecordFunction& fn, at::ObserverContext* ctx) {
   if (!g_report || !ctx) return;
   if (--g_depth > 0) return;  // inside another counted operator
-  const auto& outputs = fn.outputs();
-  if (outputs.empty() || !outputs[0].isTensor()) return;
-  const int64_t flops = outputs[0].toTensor().numel() * static_cast<InnerSize*>(ctx)->inner;
+  const auto* size = static_cast<InnerSize*>(ctx);
+  int64_t flops = size->total;
+  if (flops == 0) {
+    const auto& outputs = fn.outputs();
+    if (outputs.empty() || !outputs[0].isTensor()) return;
+    flops = outputs[0].toTensor().numel() * size->inner;
+  }
   g_report->total += flops;
   g_report->by_operator[fn.name()] += flops;
 }

@@ -45,7 +45,11 @@ class SelfAttentionImpl : public torch::nn::Module {
                         const torch::Tensor& key_padding_mask = {});
 
  private:
+  torch::Tensor forward_cpu(const torch::Tensor& x, const torch::Tensor& pos,
+                            const torch::Tensor& mask, const torch::Tensor& key_padding_mask);
+
   torch::nn::MultiheadAttention attn{nullptr};
+  int64_t num_heads_;
 };
 TORCH_MODULE(SelfAttention);
 
