@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <regex>
-#include <sstream>
-#include <type_traits>
 #include <utility>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -16,6 +14,7 @@
 #include "aligndetr/engine/ema.h"
 #include "aligndetr/model/weights.h"
 #include "aligndetr/util/error.h"
+#include "optimizer_state.h"
 
 namespace aligndetr::engine {
 
@@ -23,21 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The optimizer's state key of a parameter: its TensorImpl's address, as text in LibTorch 1.x and
-// as the pointer itself in 2.x. (A template, so that only the branch of this version is compiled.)
-using StateKey =
-    std::decay_t<decltype(std::declval<torch::optim::AdamW&>().state().begin()->first)>;
-
-template <typename Key = StateKey>
-Key param_key(const torch::Tensor& p) {
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream text;
-    text << p.unsafeGetTensorImpl();
-    return text.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
+using detail::param_key;
 
 std::string cuda_rng_key(int64_t device) {
   return fmt::format("trainer.rng_cuda.{}", device);

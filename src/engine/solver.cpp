@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "aligndetr/engine/adamw.h"
 #include "aligndetr/engine/distributed.h"
 #include "aligndetr/engine/grad_scaler.h"
 #include "aligndetr/model/sync_batch_norm.h"
@@ -119,7 +120,7 @@ bool Solver::step(const Distributed& dist, GradScaler* scaler) {
     }
   }
   if (options_.clip_norm > 0) clip_grad_norm(params, options_.clip_norm);
-  optimizer_.step();
+  adamw_step(optimizer_);
   if (scaler) scaler->update();
   return true;
 }
