@@ -89,6 +89,16 @@ TEST(Layers, LinearEqualsLibTorchsOnAnyLeadingDimensionsWithGradients) {
   }
   const auto t = torch::randn({4, 2, 5}).transpose(0, 1);
   EXPECT_TRUE(torch::allclose(ours(t), theirs(t), 1e-6, 1e-6));
+  // At inference, many rows take oneDNN's 1x1 convolution where the build has oneDNN: the same
+  // values to float rounding, in the same layout.
+  torch::NoGradGuard no_grad;
+  ops::Linear wide(64, 48);
+  const auto rows = torch::randn({3, 200, 64});
+  const auto y = wide(rows);
+  const auto expect = torch::nn::functional::linear(rows, wide->weight, wide->bias);
+  EXPECT_EQ(y.sizes(), expect.sizes());
+  EXPECT_TRUE(y.is_contiguous());
+  EXPECT_LT((y - expect).abs().max().item<float>(), 1e-5);
 }
 
 TEST(DinoTransformer, EncoderLayerInferenceByBlocksEqualsTheWholeLayer) {

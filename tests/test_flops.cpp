@@ -5,6 +5,7 @@
 #include "aligndetr/model/flops.h"
 #include "aligndetr/model/report.h"
 #include "aligndetr/ops/attention.h"
+#include "aligndetr/ops/linear.h"
 #include "support/analytic_flops.h"
 
 namespace aligndetr {
@@ -28,6 +29,16 @@ TEST(Flops, CountsMatrixProductsAndConvolutionsByHand) {
   const auto attention = model::count_flops([&] { ops::blocked_attention(q, k, v, {}, {}, 3, 4); });
   EXPECT_EQ(attention.total, 6 * 10 * 7 * (4 + 5));
   EXPECT_EQ(attention.by_operator.size(), 1u);
+  // ops::Linear, whichever route it takes (300 rows at inference: oneDNN's 1x1 convolution where
+  // the build has it), is a matrix product of rows x in x out.
+  ops::Linear ours(16, 8);
+  const auto rows = torch::randn({300, 16});
+  const auto product = model::count_flops([&] { ours(rows); });
+  EXPECT_EQ(product.total, 300 * 16 * 8);
+  ASSERT_EQ(product.by_operator.size(), 1u);
+  // Counted under a name bench does not take for a convolution's.
+  EXPECT_EQ(product.by_operator.begin()->first.find("conv"), std::string::npos)
+      << product.by_operator.begin()->first;
 }
 
 TEST(Flops, ObservedResNetEqualsTheAnalyticCount) {

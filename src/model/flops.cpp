@@ -10,15 +10,21 @@ namespace aligndetr::model {
 
 namespace {
 
-enum class Kind { kNone, kMatmul, kLinear, kConv, kAttention };
+enum class Kind { kNone, kMatmul, kLinear, kConv, kAttention, kRowsTimesWeight };
 
 Kind kind_of(const char* name) {
   static const std::map<std::string, Kind> kinds = {
-      {"aten::mm", Kind::kMatmul},         {"aten::bmm", Kind::kMatmul},
-      {"aten::addmm", Kind::kMatmul},      {"aten::baddbmm", Kind::kMatmul},
-      {"aten::matmul", Kind::kMatmul},     {"aten::linear", Kind::kLinear},
-      {"aten::conv2d", Kind::kConv},       {"aten::convolution", Kind::kConv},
-      {"aten::_convolution", Kind::kConv}, {"aligndetr::blocked_attention", Kind::kAttention},
+      {"aten::mm", Kind::kMatmul},
+      {"aten::bmm", Kind::kMatmul},
+      {"aten::addmm", Kind::kMatmul},
+      {"aten::baddbmm", Kind::kMatmul},
+      {"aten::matmul", Kind::kMatmul},
+      {"aten::linear", Kind::kLinear},
+      {"aten::conv2d", Kind::kConv},
+      {"aten::convolution", Kind::kConv},
+      {"aten::_convolution", Kind::kConv},
+      {"aligndetr::blocked_attention", Kind::kAttention},
+      {"aligndetr::linear", Kind::kRowsTimesWeight},
   };
   const auto it = kinds.find(name);
   return it == kinds.end() ? Kind::kNone : it->second;
@@ -50,6 +56,13 @@ int64_t attention_flops(const at::RecordFunction& fn) {
   return q->size(0) * q->size(1) * k->size(1) * (q->size(2) + v->size(2));
 }
 
+// ops::linear's scope: rows [M, K] times weight [N, K], M K N.
+int64_t rows_times_weight_flops(const at::RecordFunction& fn) {
+  const auto rows = tensor_input(fn, 0), weight = tensor_input(fn, 1);
+  if (!rows || !weight || rows->dim() != 2 || weight->dim() != 2) return 0;
+  return rows->numel() * weight->size(0);
+}
+
 int64_t inner_size(const at::RecordFunction& fn, Kind kind) {
   if (kind == Kind::kConv) {
     const auto w = tensor_input(fn, 1);
@@ -74,6 +87,8 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
   auto ctx = std::make_unique<InnerSize>();
   if (kind == Kind::kAttention) {
     ctx->total = attention_flops(fn);
+  } else if (kind == Kind::kRowsTimesWeight) {
+    ctx->total = rows_times_weight_flops(fn);
   } else {
     ctx->inner = inner_size(fn, kind);
   }

@@ -32,7 +32,8 @@ struct BenchOptions {
 // This machine's measured rates, in multiply-adds per second (fvcore's "FLOP"), on the threads
 // LibTorch is set to use.
 struct MachineRates {
-  double matmul_fp32 = 0, conv_fp32 = 0;  // 2048^3 matrix product; a ResNet 3x3 convolution
+  // A 2048^3 matrix product (BLAS or ops::linear's route, the faster); a ResNet 3x3 convolution.
+  double matmul_fp32 = 0, conv_fp32 = 0;
   double matmul_bf16 = 0, conv_bf16 = 0;  // 0 when not measured
   std::string cpu;                        // model name
   std::vector<std::string> features;      // of avx2, avx512f, avx512_bf16, amx_bf16, amx_tile
