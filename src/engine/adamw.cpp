@@ -12,6 +12,22 @@ namespace aligndetr::engine {
 
 namespace {
 
+struct Coefficients {
+  float decay, b1, a1, b2, a2, root_correction2, eps, step;
+};
+
+// The whole step for n elements; restrict-qualified so that the compiler vectorises it.
+void update(const Coefficients& c, float* __restrict w, const float* __restrict g,
+            float* __restrict m, float* __restrict v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float mi = m[i] * c.b1 + c.a1 * g[i];
+    const float vi = v[i] * c.b2 + c.a2 * g[i] * g[i];
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = w[i] * c.decay + c.step * (mi / (std::sqrt(vi) / c.root_correction2 + c.eps));
+  }
+}
+
 bool fusable(const torch::Tensor& p) {
   const auto& g = p.grad();
   return p.is_cpu() && p.scalar_type() == torch::kFloat && p.is_contiguous() && g.is_cpu() &&
@@ -65,22 +81,21 @@ void adamw_step(torch::optim::AdamW& optimizer) {
       const double correction1 = 1 - std::pow(beta1, double(st.step()));
       const double correction2 = 1 - std::pow(beta2, double(st.step()));
       // LibTorch's operators take these scalars in float for float tensors.
-      const auto decay = float(1 - o.lr() * o.weight_decay());
-      const auto b1 = float(beta1), a1 = float(1 - beta1), b2 = float(beta2), a2 = float(1 - beta2);
-      const auto root_correction2 = float(std::sqrt(correction2)), eps = float(o.eps());
-      const auto step = float(-o.lr() / correction1);
-      float* __restrict w = p.data_ptr<float>();
-      const float* __restrict g = p.grad().data_ptr<float>();
-      float* __restrict m = st.exp_avg().data_ptr<float>();
-      float* __restrict v = st.exp_avg_sq().data_ptr<float>();
+      Coefficients c;
+      c.decay = float(1 - o.lr() * o.weight_decay());
+      c.b1 = float(beta1);
+      c.a1 = float(1 - beta1);
+      c.b2 = float(beta2);
+      c.a2 = float(1 - beta2);
+      c.root_correction2 = float(std::sqrt(correction2));
+      c.eps = float(o.eps());
+      c.step = float(-o.lr() / correction1);
+      float* w = p.data_ptr<float>();
+      const float* g = p.grad().data_ptr<float>();
+      float* m = st.exp_avg().data_ptr<float>();
+      float* v = st.exp_avg_sq().data_ptr<float>();
       at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          const float mi = m[i] * b1 + a1 * g[i];
-          const float vi = v[i] * b2 + a2 * g[i] * g[i];
-          m[i] = mi;
-          v[i] = vi;
-          w[i] = w[i] * decay + step * (mi / (std::sqrt(vi) / root_correction2 + eps));
-        }
+        update(c, w + begin, g + begin, m + begin, v + begin, end - begin);
       });
     }
   }
