@@ -46,29 +46,37 @@ void set_gradients(Twin& t, int step) {
   }
 }
 
+// Steps [first, end) of both optimizers on the same gradients: ours through adamw_step, or
+// through LibTorch's own step where `fused` is false; theirs always LibTorch's.
+void step_both(Twin& t, torch::optim::AdamW& ours, torch::optim::AdamW& theirs, int first, int end,
+               bool fused = true) {
+  for (int step = first; step < end; ++step) {
+    set_gradients(t, step);
+    if (fused) {
+      engine::adamw_step(ours);
+    } else {
+      ours.step();
+    }
+    theirs.step();
+  }
+}
+
+double difference(const Twin& t, size_t i) {
+  return (t.ours[i] - t.theirs[i]).abs().max().item<double>();
+}
+
 TEST(AdamW, FusedStepEqualsLibTorchsAdamWOverStepsAndGroups) {
   auto t = make_twin(torch::kFloat);
   auto ours = make_optimizer(t.ours);
   auto theirs = make_optimizer(t.theirs);
-  for (int step = 0; step < 5; ++step) {
-    set_gradients(t, step);
-    engine::adamw_step(ours);
-    theirs.step();
-  }
-  for (size_t i = 0; i < t.ours.size(); ++i) {
-    const auto moved = (t.ours[i] - t.theirs[i]).abs().max().item<float>();
-    EXPECT_LT(moved, 1e-6) << "parameter " << i;
-  }
+  step_both(t, ours, theirs, 0, 5);
+  for (size_t i = 0; i < t.ours.size(); ++i) EXPECT_LT(difference(t, i), 1e-6) << "parameter " << i;
   // The state is LibTorch's own: its step continues from ours as from its own (moments, step
   // counts and bias corrections), and none was made for the parameter without a gradient.
   EXPECT_EQ(ours.state().size(), 3u);
   EXPECT_EQ(theirs.state().size(), 3u);
-  set_gradients(t, 5);
-  ours.step();
-  theirs.step();
-  for (size_t i = 0; i < t.ours.size(); ++i) {
-    EXPECT_LT((t.ours[i] - t.theirs[i]).abs().max().item<float>(), 1e-6) << "parameter " << i;
-  }
+  step_both(t, ours, theirs, 5, 6, /*fused=*/false);
+  for (size_t i = 0; i < t.ours.size(); ++i) EXPECT_LT(difference(t, i), 1e-6) << "parameter " << i;
   // A weight-decayed parameter moved by more than its decay alone.
   EXPECT_GT((t.ours[0] - make_twin(torch::kFloat).ours[0]).abs().max().item<float>(), 1e-3);
   EXPECT_TRUE(torch::equal(t.ours[3], make_twin(torch::kFloat).ours[3]));
@@ -78,11 +86,7 @@ TEST(AdamW, OtherDtypesTakeLibTorchsStep) {
   auto t = make_twin(torch::kDouble);
   auto ours = make_optimizer(t.ours);
   auto theirs = make_optimizer(t.theirs);
-  for (int step = 0; step < 3; ++step) {
-    set_gradients(t, step);
-    engine::adamw_step(ours);
-    theirs.step();
-  }
+  step_both(t, ours, theirs, 0, 3);
   for (size_t i = 0; i < t.ours.size(); ++i) EXPECT_TRUE(torch::equal(t.ours[i], t.theirs[i]));
 }
 
