@@ -101,6 +101,23 @@ TEST(Layers, LinearEqualsLibTorchsOnAnyLeadingDimensionsWithGradients) {
   EXPECT_LT((y - expect).abs().max().item<float>(), 1e-5);
 }
 
+// An in-place op on the output (the FFN's ReLU, the value's padding fill) must not turn the
+// product's backward into as_strided's: a zero fill and copies of the whole gradient.
+TEST(Layers, LinearOutputIsNotAViewSoInPlaceOpsKeepAPlainBackward) {
+  torch::manual_seed(0);
+  ops::Linear fc(5, 3);
+  const auto x = torch::randn({2, 4, 5}, torch::requires_grad());
+  auto y = fc(x);
+  EXPECT_FALSE(y.is_view());
+  y.relu_();
+  EXPECT_EQ(y.grad_fn()->name(), "ReluBackward0");
+  const auto g = torch::randn(y.sizes());
+  const auto grads = torch::autograd::grad({y}, {x}, {g});
+  const auto expect = torch::autograd::grad(
+      {torch::relu(torch::nn::functional::linear(x, fc->weight, fc->bias))}, {x}, {g});
+  EXPECT_TRUE(torch::allclose(grads[0], expect[0], 1e-5, 1e-6));
+}
+
 TEST(DinoTransformer, EncoderLayerInferenceByBlocksEqualsTheWholeLayer) {
   torch::manual_seed(3);
   auto o = tiny();

@@ -46,6 +46,10 @@ void setup_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--no-profile", args->no_profile,
                 "Leave out the operator profile (one more iteration, observed op by op)");
+  cmd->add_option("--top", args->bench.top_operators,
+                  "How many operators the profile lists, by self time")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "Print one JSON object instead of the tables");
   cmd->callback([args] {
     const auto [height, width] = parse_image_size(args->size);

@@ -55,7 +55,10 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
     // A view of a channels-last result (oneDNN's for a channels-last input), a copy otherwise.
     return out.permute({0, 2, 3, 1}).reshape(sizes);
   }
-  return torch::addmm(bias, rows, weight.t()).view(sizes);
+  // Not a view for autograd (as aten::matmul does): an in-place op on a view of it (the FFN's
+  // ReLU, the value's padding fill) would make backward rebuild the whole product's gradient
+  // through as_strided, a zero fill and copies.
+  return at::_unsafe_view(torch::addmm(bias, rows, weight.t()), sizes);
 }
 
 }  // namespace aligndetr::ops

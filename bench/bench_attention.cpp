@@ -1,0 +1,86 @@
+// Self-attention at the R50 DINO decoder's training shape: 2 images x 8 heads of 32, 1,100 queries
+// (900 matching + 200 denoising) under DINO's denoising mask. ops::blocked_attention against the
+// dense formulation LibTorch's MultiheadAttention runs (bmm, masked softmax, bmm: the baseline),
+// forward alone and forward+backward. The argument is the blocked version's rows per block.
+//
+//   ./build/bench/bench_attention   (ALIGNDETR_BENCH_THREADS=1 for one thread)
+
+#include <limits>
+
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include "aligndetr/ops/attention.h"
+#include "bench_threads.h"
+
+namespace {
+
+using namespace aligndetr;
+
+constexpr int64_t kImages = 2, kHeads = 8, kHeadDim = 32, kMatching = 900, kGroups = 5,
+                  kGroupSize = 40, kQueries = kMatching + kGroups * kGroupSize;
+
+// DINO's mask: matching queries do not see denoising ones, a denoising group sees only itself and
+// the matching queries. True = masked.
+torch::Tensor dino_mask() {
+  auto mask = torch::zeros({kQueries, kQueries}, torch::kBool);
+  const int64_t dn = kGroups * kGroupSize;
+  mask.narrow(0, dn, kMatching).narrow(1, 0, dn).fill_(true);
+  for (int64_t g = 0; g < kGroups; ++g) {
+    auto rows = mask.narrow(0, g * kGroupSize, kGroupSize);
+    rows.narrow(1, 0, dn).fill_(true);
+    rows.narrow(1, g * kGroupSize, kGroupSize).fill_(false);
+  }
+  return mask;
+}
+
+struct Inputs {
+  torch::Tensor q, k, v, mask;
+};
+
+Inputs inputs(bool grad) {
+  torch::manual_seed(0);
+  const auto opts = torch::TensorOptions().requires_grad(grad);
+  const int64_t n = kImages * kHeads;
+  return {torch::randn({n, kQueries, kHeadDim}, opts) / std::sqrt(double(kHeadDim)),
+          torch::randn({n, kQueries, kHeadDim}, opts), torch::randn({n, kQueries, kHeadDim}, opts),
+          dino_mask()};
+}
+
+torch::Tensor dense(const Inputs& in) {
+  const auto s = torch::bmm(in.q, in.k.transpose(1, 2))
+                     .masked_fill(in.mask, -std::numeric_limits<double>::infinity());
+  return torch::bmm(torch::softmax(s, -1), in.v);
+}
+
+torch::Tensor blocked(const Inputs& in, int64_t rows) {
+  return ops::blocked_attention(in.q, in.k, in.v, in.mask, {}, kHeads, rows);
+}
+
+void BM_DenseForward(benchmark::State& state) {
+  const Inputs in = inputs(false);
+  for (auto _ : state) benchmark::DoNotOptimize(dense(in).data_ptr());
+}
+void BM_BlockedForward(benchmark::State& state) {
+  const Inputs in = inputs(false);
+  for (auto _ : state) benchmark::DoNotOptimize(blocked(in, state.range(0)).data_ptr());
+}
+void BM_DenseForwardBackward(benchmark::State& state) {
+  const Inputs in = inputs(true);
+  for (auto _ : state) dense(in).sum().backward();
+}
+void BM_BlockedForwardBackward(benchmark::State& state) {
+  const Inputs in = inputs(true);
+  for (auto _ : state) blocked(in, state.range(0)).sum().backward();
+}
+
+BENCHMARK(BM_DenseForward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_BlockedForward)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DenseForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_BlockedForwardBackward)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_torch_benchmarks(argc, argv);
+}
