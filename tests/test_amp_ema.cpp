@@ -79,7 +79,10 @@ TEST(GradScaler, TheSolverSkipsAnOverflowedStepAndLeavesTheWeights) {
   EXPECT_FALSE(solver.step(single, &scaler));
   EXPECT_TRUE(torch::equal(layer->weight, before));
   EXPECT_DOUBLE_EQ(scaler.current_scale(), 2.0);
+  // The skipped step's gradients are dropped (to none), so the next step's are its own alone.
+  EXPECT_FALSE(layer->weight.grad().defined());
   solver.begin_step(1);
+  EXPECT_FALSE(layer->weight.grad().defined());
   scaler.scale(layer(torch::ones({1, 3})).sum()).backward();
   EXPECT_TRUE(solver.step(single, &scaler));
   EXPECT_FALSE(torch::equal(layer->weight, before));

@@ -80,7 +80,7 @@ TrainResult train_run(const Experiment& e, const std::string& output_dir, bool r
       if (e.train.skip_nonfinite) {
         spdlog::warn("{}: step skipped", what);
         ++result.skipped_steps;
-        run->solver->zero_grad();
+        run->solver->clear_gradients();
         continue;
       }
       // The parameters are still those of the last good step.

@@ -28,7 +28,8 @@ class Solver {
   // `scaler` (float16), clips their global L2 norm, and steps. False when the scaler found
   // inf or NaN gradients (a float16 overflow): the step was skipped and the scale lowered.
   bool step(const Distributed& dist, GradScaler* scaler = nullptr);
-  void zero_grad() { optimizer_.zero_grad(); }
+  // Drops every gradient (to none, as LibTorch 2 does by default).
+  void clear_gradients();
 
   torch::optim::AdamW& optimizer() { return optimizer_; }
   const torch::optim::AdamW& optimizer() const { return optimizer_; }
