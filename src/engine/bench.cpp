@@ -1,5 +1,6 @@
 #include "aligndetr/engine/bench.h"
 
+#include <dlfcn.h>
 #include <sys/resource.h>
 #include <algorithm>
 #include <chrono>
@@ -161,6 +162,19 @@ std::vector<std::string> cpu_features() {
   return out;
 }
 
+// The malloc this process runs with (the command links tcmalloc where the build found it): peak
+// memory depends on it as much as on the model.
+std::string allocator_name() {
+  using Version = const char* (*)(int*, int*, const char**);
+  if (const auto version = reinterpret_cast<Version>(dlsym(RTLD_DEFAULT, "tc_version"))) {
+    int major = 0, minor = 0;
+    const char* patch = nullptr;
+    version(&major, &minor, &patch);
+    return fmt::format("tcmalloc {}.{}", major, minor);
+  }
+  return "glibc";
+}
+
 struct Usage {
   double peak_gib = 0;
   int64_t minor_faults = 0;
@@ -208,6 +222,7 @@ MachineRates measure_machine(bool bf16) {
   m.cpu = cpu_model_name();
   m.features = cpu_features();
   m.deform_kernel = ops::ms_deform_attn_cpu_kernel();
+  m.allocator = allocator_name();
   m.threads = at::get_num_threads();
   std::tie(m.matmul_fp32, m.conv_fp32) = rates(torch::kFloat32);
   if (bf16) {
@@ -358,10 +373,11 @@ std::string BenchReport::text() const {
                               o.train ? "training step" : "inference", o.batch, o.height, o.width,
                               o.bf16 ? "bfloat16 autocast" : "float32", machine.threads);
   s += fmt::format(
-      "machine: {} ({}); deformable attention kernel {}; fp32 matmul {:.1f}, conv {:.1f} GMAC/s",
+      "machine: {} ({}); deformable attention kernel {}; allocator {}; fp32 matmul {:.1f}, conv "
+      "{:.1f} GMAC/s",
       machine.cpu,
       machine.features.empty() ? "no AVX2" : fmt::format("{}", fmt::join(machine.features, " ")),
-      machine.deform_kernel, machine.matmul_fp32 / 1e9, machine.conv_fp32 / 1e9);
+      machine.deform_kernel, machine.allocator, machine.matmul_fp32 / 1e9, machine.conv_fp32 / 1e9);
   if (machine.matmul_bf16 > 0) {
     s += fmt::format("; bf16 matmul {:.1f}, conv {:.1f} GMAC/s", machine.matmul_bf16 / 1e9,
                      machine.conv_bf16 / 1e9);
@@ -414,6 +430,7 @@ std::string BenchReport::json() const {
       roofline_seconds, roofline_ratio());
   s += fmt::format(
       ", \"machine\": {{\"cpu\": \"{}\", \"features\": [{}], \"deform_kernel\": \"{}\", "
+      "\"allocator\": \"{}\", "
       "\"matmul_fp32_gmacs\": {:.3f}, "
       "\"conv_fp32_gmacs\": {:.3f}, \"matmul_bf16_gmacs\": {:.3f}, \"conv_bf16_gmacs\": {:.3f}}}",
       util::json_escape(machine.cpu),
@@ -422,7 +439,7 @@ std::string BenchReport::json() const {
         for (const auto& x : machine.features) f += (f.empty() ? "\"" : ", \"") + x + "\"";
         return f;
       }(),
-      machine.deform_kernel, machine.matmul_fp32 / 1e9, machine.conv_fp32 / 1e9,
+      machine.deform_kernel, machine.allocator, machine.matmul_fp32 / 1e9, machine.conv_fp32 / 1e9,
       machine.matmul_bf16 / 1e9, machine.conv_bf16 / 1e9);
   std::string stages_json;
   for (const auto& name : stage_order) {

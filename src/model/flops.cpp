@@ -10,7 +10,7 @@ namespace aligndetr::model {
 
 namespace {
 
-enum class Kind { kNone, kMatmul, kLinear, kConv, kAttention, kRowsTimesWeight };
+enum class Kind { kNone, kMatmul, kLinear, kConv, kAttention, kRowsTimesWeight, kFeedForward };
 
 Kind kind_of(const char* name) {
   static const std::map<std::string, Kind> kinds = {
@@ -25,6 +25,7 @@ Kind kind_of(const char* name) {
       {"aten::_convolution", Kind::kConv},
       {"aligndetr::blocked_attention", Kind::kAttention},
       {"aligndetr::linear", Kind::kRowsTimesWeight},
+      {"aligndetr::ffn", Kind::kFeedForward},
   };
   const auto it = kinds.find(name);
   return it == kinds.end() ? Kind::kNone : it->second;
@@ -63,6 +64,13 @@ int64_t rows_times_weight_flops(const at::RecordFunction& fn) {
   return rows->numel() * weight->size(0);
 }
 
+// ops::ffn's scope: x [M, D], w1 [F, D], w2 [D', F]; its two products, M F (D + D').
+int64_t feed_forward_flops(const at::RecordFunction& fn) {
+  const auto x = tensor_input(fn, 0), w1 = tensor_input(fn, 1), w2 = tensor_input(fn, 2);
+  if (!x || !w1 || !w2 || x->dim() != 2 || w1->dim() != 2 || w2->dim() != 2) return 0;
+  return x->size(0) * w1->size(0) * (x->size(1) + w2->size(0));
+}
+
 int64_t inner_size(const at::RecordFunction& fn, Kind kind) {
   if (kind == Kind::kConv) {
     const auto w = tensor_input(fn, 1);
@@ -89,6 +97,8 @@ std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
     ctx->total = attention_flops(fn);
   } else if (kind == Kind::kRowsTimesWeight) {
     ctx->total = rows_times_weight_flops(fn);
+  } else if (kind == Kind::kFeedForward) {
+    ctx->total = feed_forward_flops(fn);
   } else {
     ctx->inner = inner_size(fn, kind);
   }

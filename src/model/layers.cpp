@@ -4,6 +4,9 @@
 
 #include <torch/torch.h>
 
+#include "aligndetr/ops/autocast.h"
+#include "aligndetr/ops/ffn.h"
+
 namespace aligndetr::model {
 
 std::shared_ptr<torch::nn::Module> group(torch::nn::Module& parent, const std::string& name) {
@@ -68,6 +71,19 @@ FFNImpl::FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu) {
 }
 
 torch::Tensor FFNImpl::forward(const torch::Tensor& x) {
+  if (!prelu_ && torch::GradMode::is_enabled()) {
+    // Training: the hidden activation is recomputed in backward, not kept (ops::ffn). Autocast
+    // does not see inside a custom function, so its cast of a product's operands is made here.
+    const auto device = x.device().type();
+    const bool narrow = (device == torch::kCPU || device == torch::kCUDA) &&
+                        ops::autocast_enabled(device) && x.is_floating_point();
+    const auto cast = [&](const torch::Tensor& t) {
+      return narrow ? t.to(ops::autocast_dtype(device)) : t;
+    };
+    const ops::AutocastOff off;
+    return ops::ffn(cast(x), cast(fc1_->weight), cast(fc1_->bias), cast(fc2_->weight),
+                    cast(fc2_->bias));
+  }
   auto h = fc1_(x);
   // In place: the linear's backward needs its input, not its output, so the hidden activation
   // (the largest tensor of an encoder layer) is kept once for backward, not twice.

@@ -86,4 +86,9 @@ bool autocast_enabled(c10::DeviceType device) {
   return enabled(device);
 }
 
+c10::ScalarType autocast_dtype(c10::DeviceType device) {
+  check_device(device);
+  return dtype(device);
+}
+
 }  // namespace aligndetr::ops

@@ -36,5 +36,7 @@ class AutocastOff {
 };
 
 bool autocast_enabled(c10::DeviceType device);
+// The reduced precision autocast narrows to on `device` (meaningful while it is enabled).
+c10::ScalarType autocast_dtype(c10::DeviceType device);
 
 }  // namespace aligndetr::ops
