@@ -127,6 +127,30 @@ TEST(RecomputedFFN, UnderBf16AutocastItRunsInBf16WithFloat32Gradients) {
   }
 }
 
+// Summed block by block in bfloat16, the weight gradients of many small blocks drift: each
+// addition is rounded to 8 bits. They are summed in float32 and rounded once.
+TEST(RecomputedFFN, Bf16GradientsSumTheBlocksInFloat32) {
+  torch::manual_seed(5);
+  const auto bf16 = torch::TensorOptions().dtype(torch::kBFloat16);
+  const auto x = torch::rand({2048, 8}, bf16), w1 = torch::rand({16, 8}, bf16) * 0.1;
+  const auto b1 = torch::full({16}, 0.1, bf16), w2 = torch::rand({4, 16}, bf16) * 0.1;
+  const auto b2 = torch::zeros({4}, bf16);
+  std::vector<torch::Tensor> leaves;
+  for (const auto& t : {x, w1, b1, w2, b2}) leaves.push_back(t.clone().requires_grad_(true));
+  const auto gy = torch::ones({2048, 4}, bf16);
+  const auto grads = torch::autograd::grad(
+      {ops::ffn(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], 4)}, {leaves[1]}, {gy});
+  std::vector<torch::Tensor> exact;
+  for (const auto& t : {x, w1, b1, w2, b2}) {
+    exact.push_back(t.to(torch::kDouble).requires_grad_(true));
+  }
+  const auto expect =
+      torch::autograd::grad({layered(exact[0], exact[1], exact[2], exact[3], exact[4])}, {exact[1]},
+                            {gy.to(torch::kDouble)});
+  const auto error = (grads[0].to(torch::kDouble) - expect[0]).abs().max().item<double>();
+  EXPECT_LT(error, 1e-2 * expect[0].abs().max().item<double>());
+}
+
 TEST(RecomputedFFN, TheFlopCountSeesItsTwoProducts) {
   const auto x = torch::randn({10, 4}, torch::requires_grad());
   const auto w1 = torch::randn({6, 4}), b1 = torch::zeros({6});

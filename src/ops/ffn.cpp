@@ -40,21 +40,35 @@ class RecomputedFFN : public torch::autograd::Function<RecomputedFFN> {
     const auto &x = saved[0], &w1 = saved[1], &b1 = saved[2], &w2 = saved[3];
     const int64_t rows = ctx->saved_data["rows"].toInt();
     const auto gy = grads[0].contiguous();
-    auto gx = torch::empty_like(x), gw1 = torch::zeros_like(w1), gb1 = torch::zeros_like(b1),
-         gw2 = torch::zeros_like(w2);
+    // The parameters' gradients sum over the blocks in float32 at least: in bfloat16 each
+    // block's addition would be rounded to 8 bits (one product over all rows rounds once).
+    const auto acc_type = torch::promote_types(w1.scalar_type(), torch::kFloat);
+    const auto acc = w1.options().dtype(acc_type);
+    auto gx = torch::empty_like(x);
+    auto gw1 = torch::zeros(w1.sizes(), acc), gb1 = torch::zeros(b1.sizes(), acc),
+         gw2 = torch::zeros(w2.sizes(), acc);
+    const auto accumulate = [](torch::Tensor& into, const torch::Tensor& a,
+                               const torch::Tensor& b) {
+      if (into.scalar_type() == a.scalar_type()) {
+        into.addmm_(a, b);
+      } else {
+        into.add_(torch::mm(a, b));
+      }
+    };
     for (int64_t r0 = 0; r0 < x.size(0); r0 += rows) {
       const int64_t n = std::min(rows, x.size(0) - r0);
       const auto xb = x.narrow(0, r0, n), gyb = gy.narrow(0, r0, n);
       const auto h = hidden(xb, w1, b1);
-      gw2.addmm_(gyb.t(), h);
+      accumulate(gw2, gyb.t(), h);
       // Through the ReLU: zero where its output is (h is that output).
       const auto gh = torch::threshold_backward(torch::mm(gyb, w2), h, 0);
       auto gxb = gx.narrow(0, r0, n);
       torch::mm_out(gxb, gh, w1);
-      gw1.addmm_(gh.t(), xb);
-      gb1.add_(gh.sum(0));
+      accumulate(gw1, gh.t(), xb);
+      gb1.add_(gh.sum({0}, false, acc_type));
     }
-    return {gx, gw1, gb1, gw2, gy.sum(0), torch::Tensor()};
+    // Autograd casts each back to its input's dtype.
+    return {gx, gw1, gb1, gw2, gy.sum({0}, false, acc_type), torch::Tensor()};
   }
 };
 
