@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "aligndetr/engine/config.h"
+#include "aligndetr/engine/model_config.h"
 #include "aligndetr/model/flops.h"
 #include "aligndetr/model/layers.h"
 #include "aligndetr/ops/autocast.h"
@@ -87,9 +89,9 @@ TEST(RecomputedFFN, BackwardIsOneNodeWithoutAProductOrReluOfItsOwn) {
   EXPECT_EQ(y.grad_fn()->next_edges()[0].function->next_edges().size(), 5u);
 }
 
-TEST(RecomputedFFN, TheModuleUsesItInTrainingAndEqualsItsInference) {
+TEST(RecomputedFFN, TheModuleUsesItInTrainingWhenAskedAndEqualsItsInference) {
   torch::manual_seed(3);
-  model::FFN ffn(8, 32);
+  model::FFN ffn(8, 32, /*prelu=*/false, /*recompute=*/true);
   const auto x = torch::randn({2, 5, 8});
   torch::Tensor inference;
   {
@@ -101,11 +103,23 @@ TEST(RecomputedFFN, TheModuleUsesItInTrainingAndEqualsItsInference) {
   EXPECT_LT((training - inference).abs().max().item<float>(), 1e-5);
   training.sum().backward();
   for (const auto& p : ffn->parameters()) EXPECT_TRUE(p.grad().defined());
+  // Not asked: autograd's own graph, the hidden activation kept.
+  model::FFN kept(8, 32);
+  EXPECT_EQ(producer(kept(x)), "AddmmBackward0");
+  EXPECT_THROW(model::FFN(8, 32, /*prelu=*/true, /*recompute=*/true), c10::Error);
+}
+
+TEST(RecomputedFFN, TheDinoConfigTurnsItOn) {
+  auto config = engine::Config::load(std::string(ALIGNDETR_SOURCE_DIR) +
+                                     "/configs/align_dino_r50_4scale_12ep.yaml");
+  EXPECT_FALSE(engine::dino_options(config).transformer.ffn_recompute);
+  config.set("model.transformer.ffn_recompute=true");
+  EXPECT_TRUE(engine::dino_options(config).transformer.ffn_recompute);
 }
 
 TEST(RecomputedFFN, UnderBf16AutocastItRunsInBf16WithFloat32Gradients) {
   torch::manual_seed(4);
-  model::FFN ffn(8, 32);
+  model::FFN ffn(8, 32, /*prelu=*/false, /*recompute=*/true);
   const auto x = torch::randn({6, 8}, torch::requires_grad());
   torch::Tensor y;
   {

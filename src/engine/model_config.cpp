@@ -85,6 +85,7 @@ model::DinoOptions dino_options(const Config& c) {
   t.ffn_dim = c.get_int("model.transformer.ffn_dim");
   t.num_queries = c.get_int("model.transformer.num_queries");
   t.look_forward_twice = c.get_bool("model.transformer.look_forward_twice", t.look_forward_twice);
+  t.ffn_recompute = c.get_bool("model.transformer.ffn_recompute", t.ffn_recompute);
   const auto kernel = c.get_string("model.transformer.attention_kernel", "auto");
   if (kernel != "auto" && kernel != "grid_sample") {
     throw util::InputError(fmt::format(

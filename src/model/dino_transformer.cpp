@@ -71,7 +71,7 @@ DeformableEncoderLayerImpl::DeformableEncoderLayerImpl(const DinoTransformerOpti
     : block_rows_(o.encoder_block_rows) {
   TORCH_CHECK(block_rows_ > 0, "encoder_block_rows must be positive, got ", block_rows_);
   self_attn_ = ops::MSDeformAttn(deform_attn_options(o));
-  ffn_ = FFN(o.embed_dim, o.ffn_dim);
+  ffn_ = FFN(o.embed_dim, o.ffn_dim, /*prelu=*/false, o.ffn_recompute);
   norm1_ = layer_norm(o.embed_dim);
   norm2_ = layer_norm(o.embed_dim);
   register_module("attentions", torch::nn::ModuleList(self_attn_));
@@ -126,7 +126,7 @@ torch::Tensor DeformableEncoderLayerImpl::forward_by_blocks(const torch::Tensor&
 DinoDecoderLayerImpl::DinoDecoderLayerImpl(const DinoTransformerOptions& o) {
   self_attn_ = SelfAttention(o.embed_dim, o.num_heads);
   cross_attn_ = ops::MSDeformAttn(deform_attn_options(o));
-  ffn_ = FFN(o.embed_dim, o.ffn_dim);
+  ffn_ = FFN(o.embed_dim, o.ffn_dim, /*prelu=*/false, o.ffn_recompute);
   norm1_ = layer_norm(o.embed_dim);
   norm2_ = layer_norm(o.embed_dim);
   norm3_ = layer_norm(o.embed_dim);

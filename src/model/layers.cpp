@@ -57,7 +57,9 @@ torch::Tensor MLPImpl::forward(torch::Tensor x) {
   return x;
 }
 
-FFNImpl::FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu) {
+FFNImpl::FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu, bool recompute)
+    : recompute_(recompute) {
+  TORCH_CHECK(!(prelu && recompute), "FFN: recomputing the hidden activation needs ReLU");
   fc1_ = ops::Linear(embed_dim, hidden_dim);
   fc2_ = ops::Linear(hidden_dim, embed_dim);
   torch::nn::ModuleList first(fc1_);
@@ -71,7 +73,7 @@ FFNImpl::FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu) {
 }
 
 torch::Tensor FFNImpl::forward(const torch::Tensor& x) {
-  if (!prelu_ && torch::GradMode::is_enabled()) {
+  if (recompute_ && torch::GradMode::is_enabled()) {
     // Training: the hidden activation is recomputed in backward, not kept (ops::ffn). Autocast
     // does not see inside a custom function, so its cast of a product's operands is made here.
     const auto device = x.device().type();

@@ -32,6 +32,9 @@ struct DinoTransformerOptions {
   // Inference on the CPU runs each encoder layer on blocks of this many tokens (see
   // DeformableEncoderLayerImpl): the results are those of the whole layer at once.
   int64_t encoder_block_rows = 1024;
+  // Training: the FFNs recompute their hidden activation in backward (ops::ffn), trading a
+  // product per layer for its memory.
+  bool ffn_recompute = false;
 };
 
 // Self-attention with detrex's wrapper name: `attn.in_proj_weight`, `attn.out_proj.weight`.

@@ -50,14 +50,16 @@ TORCH_MODULE(MLP);
 
 // Two-layer feed-forward block W2 act(W1 x), without the residual. Parameters `layers.0.0` and
 // `layers.1` (detrex's FFN). The activation is ReLU, or PReLU (DAB-DETR) with its own weight.
+// With `recompute` (ReLU only), training keeps no hidden activation: backward recomputes it.
 class FFNImpl : public torch::nn::Module {
  public:
-  FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu = false);
+  FFNImpl(int64_t embed_dim, int64_t hidden_dim, bool prelu = false, bool recompute = false);
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
   ops::Linear fc1_{nullptr}, fc2_{nullptr};
   torch::nn::PReLU prelu_{nullptr};
+  bool recompute_ = false;
 };
 TORCH_MODULE(FFN);
 
