@@ -202,6 +202,31 @@ TEST(MSDeformAttn, BFloat16OnTheCpuRunsTheFusedKernelWidened) {
   EXPECT_EQ(value.grad().scalar_type(), torch::kBFloat16);
 }
 
+TEST(MSDeformAttn, InferenceReadsABFloat16ValueAsSuchWithTheWidenedFloat32Result) {
+  // The tiny encoder's shape: heads of 32 channels, so the vectorised loop runs.
+  torch::manual_seed(6);
+  const SpatialShapes shapes = {{32, 40}, {16, 20}, {8, 10}, {4, 5}};
+  const int64_t B = 2, S = 1700, Q = 300, H = 4, D = 32, L = 4, P = 4;
+  const auto value = torch::randn({B, S, H, D}).to(torch::kBFloat16);
+  const auto loc = torch::rand({B, Q, H, L, P, 2}) * 1.1 - 0.05;
+  const auto weights = torch::rand({B, Q, H, L, P});
+  {
+    const torch::NoGradGuard no_grad;
+    const auto out = ms_deform_attn_cpu(value, shapes, loc, weights);
+    EXPECT_EQ(out.scalar_type(), torch::kFloat);
+    // Widening is exact and the sums are the same float32 ones: equal to the last bit.
+    EXPECT_TRUE(
+        torch::equal(out, ms_deform_attn_cpu(value.to(torch::kFloat), shapes, loc, weights)));
+    // The module's entry point takes this path and narrows the result as autocast would.
+    EXPECT_TRUE(
+        torch::equal(ms_deform_attn(value, shapes, loc, weights), out.to(torch::kBFloat16)));
+    EXPECT_THROW(ms_deform_attn_cpu(value, shapes, loc.to(torch::kDouble), weights), c10::Error);
+  }
+  // Gradients are float32's (the kernel's backward): a bfloat16 value is refused there.
+  EXPECT_THROW(ms_deform_attn_cpu(value.clone().requires_grad_(true), shapes, loc, weights),
+               c10::Error);
+}
+
 // The CUDA kernel on copies of CPU inputs, its result and gradients brought back to the CPU.
 torch::Tensor cuda_kernel(const torch::Tensor& value, const SpatialShapes& shapes,
                           const torch::Tensor& loc, const torch::Tensor& weights) {

@@ -100,11 +100,9 @@ torch::Tensor DeformableEncoderLayerImpl::forward_by_blocks(const torch::Tensor&
                                                             const ops::SpatialShapes& shapes,
                                                             const torch::Tensor& padding_mask) {
   auto value = self_attn_->project_value(x, padding_mask);
-  // The CPU kernel samples float32 (or double): a reduced-precision value (autocast) is widened
+  // The CPU kernel samples float32, double or (at inference) bfloat16: a float16 value is widened
   // here once, not once per block.
-  if (value.scalar_type() == torch::kBFloat16 || value.scalar_type() == torch::kHalf) {
-    value = value.to(torch::kFloat);
-  }
+  if (value.scalar_type() == torch::kHalf) value = value.to(torch::kFloat);
   const auto xc = x.contiguous(), pc = pos.contiguous(), rc = reference_points.contiguous();
   torch::Tensor out;  // of the layer's output dtype, which autocast decides
   const int64_t S = x.size(1);

@@ -31,6 +31,15 @@ torch::Tensor ms_deform_attn(const torch::Tensor& value, const SpatialShapes& sh
                              const torch::Tensor& attention_weights) {
   const bool on_cpu = value.is_cpu() && sampling_locations.is_cpu() && attention_weights.is_cpu();
   if (on_cpu && value.is_floating_point()) {
+    const bool needs_grad = torch::GradMode::is_enabled() &&
+                            (value.requires_grad() || sampling_locations.requires_grad() ||
+                             attention_weights.requires_grad());
+    if (value.scalar_type() == torch::kBFloat16 && !needs_grad) {
+      // Inference under autocast: the kernel reads the bfloat16 value itself.
+      return ms_deform_attn_cpu(value, shapes, sampling_locations.to(torch::kFloat),
+                                attention_weights.to(torch::kFloat))
+          .to(value.scalar_type());
+    }
     // The CPU kernel runs in float32 or double: reduced-precision inputs (autocast's bfloat16)
     // are widened for it and the result narrowed back, as autocast does for its float32 ops.
     const auto dtype = value.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;

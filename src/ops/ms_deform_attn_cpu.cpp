@@ -66,6 +66,17 @@ void forward_kernel(const kernel::Geometry& g, const T* value, const T* loc, con
   kernel::generic::forward(g, value, loc, attn, out, parallel_for);
 }
 
+void forward_kernel_bf16(const kernel::Geometry& g, const torch::Tensor& value,
+                         const torch::Tensor& loc, const torch::Tensor& attn, torch::Tensor& out) {
+  const auto* v = reinterpret_cast<const uint16_t*>(value.data_ptr<at::BFloat16>());
+  const float *l = loc.data_ptr<float>(), *a = attn.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+#if defined(ALIGNDETR_KERNEL_AVX2)
+  if (use_avx2()) return kernel::avx2::forward(g, v, l, a, o, parallel_for);
+#endif
+  kernel::generic::forward(g, v, l, a, o, parallel_for);
+}
+
 template <typename T>
 void backward_kernel(const kernel::Geometry& g, const T* value, const T* loc, const T* attn,
                      const T* grad_out, T* grad_value, T* grad_loc, T* grad_attn) {
@@ -132,9 +143,6 @@ torch::Tensor ms_deform_attn_cpu(const torch::Tensor& value, const SpatialShapes
   check_ms_deform_attn_inputs(value, shapes, sampling_locations, attention_weights);
   TORCH_CHECK(value.is_cpu() && sampling_locations.is_cpu() && attention_weights.is_cpu(),
               "ms_deform_attn_cpu: all inputs must be on the CPU");
-  TORCH_CHECK(value.scalar_type() == sampling_locations.scalar_type() &&
-                  value.scalar_type() == attention_weights.scalar_type(),
-              "ms_deform_attn_cpu: value, locations and weights must share one dtype");
   TORCH_CHECK(
       value.size(0) == sampling_locations.size(0) && value.size(2) == sampling_locations.size(2),
       "ms_deform_attn_cpu: value ", value.sizes(), " and sampling_locations ",
@@ -144,6 +152,25 @@ torch::Tensor ms_deform_attn_cpu(const torch::Tensor& value, const SpatialShapes
     flat.push_back(s[0]);
     flat.push_back(s[1]);
   }
+  if (value.scalar_type() == torch::kBFloat16) {
+    TORCH_CHECK(sampling_locations.scalar_type() == torch::kFloat &&
+                    attention_weights.scalar_type() == torch::kFloat,
+                "ms_deform_attn_cpu: a bfloat16 value takes float32 locations and weights");
+    TORCH_CHECK(!torch::GradMode::is_enabled() ||
+                    !(value.requires_grad() || sampling_locations.requires_grad() ||
+                      attention_weights.requires_grad()),
+                "ms_deform_attn_cpu: a bfloat16 value is for inference (no gradients)");
+    RECORD_FUNCTION("aligndetr::ms_deform_attn_cpu", std::vector<c10::IValue>());
+    const auto v = value.contiguous(), lc = sampling_locations.contiguous(),
+               a = attention_weights.contiguous();
+    const Shapes s(v, flat, lc);
+    auto out = torch::empty({s.g.B, s.g.Q, s.g.H * s.g.D}, lc.options());
+    forward_kernel_bf16(s.g, v, lc, a, out);
+    return out;
+  }
+  TORCH_CHECK(value.scalar_type() == sampling_locations.scalar_type() &&
+                  value.scalar_type() == attention_weights.scalar_type(),
+              "ms_deform_attn_cpu: value, locations and weights must share one dtype");
   return FusedMSDeformAttn::apply(value, sampling_locations, attention_weights, flat);
 }
 

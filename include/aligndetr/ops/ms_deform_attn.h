@@ -35,7 +35,9 @@ torch::Tensor ms_deform_attn_grid_sample(const torch::Tensor& value, const Spati
 
 // The fused CPU kernel (float or double; inputs on the CPU): one pass over the samples forward,
 // one backward, threads over queries (forward) and over batch x heads (backward, so no two
-// threads write the same value gradient). Gradients flow to all three tensor inputs.
+// threads write the same value gradient). Gradients flow to all three tensor inputs. Without
+// gradients, value may also be bfloat16 with float32 locations and weights: it is read as such
+// (half the traffic) and the float32 result is the kernel's on value widened to float32.
 torch::Tensor ms_deform_attn_cpu(const torch::Tensor& value, const SpatialShapes& shapes,
                                  const torch::Tensor& sampling_locations,
                                  const torch::Tensor& attention_weights);
