@@ -163,13 +163,16 @@ torch::Tensor MSDeformAttnImpl::attend(const torch::Tensor& query, const torch::
       wh.push_back(float(s[0]));
     }
     const auto normalizer = torch::tensor(wh, query.options()).view({1, 1, 1, L, 1, 2});
-    locations = ref + offsets / normalizer;
+    // One pass, one tensor: ref + offsets / normalizer with the same two roundings.
+    locations = torch::addcdiv(ref, offsets, normalizer);
   } else {
     TORCH_CHECK(reference_points.size(-1) == 4,
                 "MSDeformAttn: reference points must have 2 or 4 "
                 "coordinates, got ",
                 reference_points.sizes());
-    locations = ref.narrow(-1, 0, 2) + offsets / double(P) * ref.narrow(-1, 2, 2) * 0.5;
+    // xy + offsets / P * wh * 0.5 in one pass (the same roundings where P is a power of two).
+    locations =
+        torch::addcmul(ref.narrow(-1, 0, 2), offsets, ref.narrow(-1, 2, 2), 0.5 / double(P));
   }
   const auto sampled = options_.kernel == MSDeformAttnKernel::kGridSample
                            ? ms_deform_attn_grid_sample(v, shapes, locations, weights)
