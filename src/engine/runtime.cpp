@@ -36,7 +36,8 @@ bool tame_pthread_openblas(int threads) {
 // so each step's large activations come back as new pages: 1.3 million page faults, a quarter of
 // the R50 inference time (`aligndetr bench`: 5.2 s -> 3.9 s at 800x1216 with the same peak
 // memory). From the heap, freed blocks are reused instead; trimming is off for the same reason.
-// ALIGNDETR_SYSTEM_MALLOC=1 keeps glibc's defaults.
+// ALIGNDETR_SYSTEM_MALLOC=1 keeps glibc's defaults. Under tcmalloc (the command links it where
+// the build found it) these calls change nothing: it reuses freed spans without this.
 bool keep_freed_memory() {
   const char* opt_out = std::getenv("ALIGNDETR_SYSTEM_MALLOC");
   if (opt_out && std::string(opt_out) == "1") return false;
