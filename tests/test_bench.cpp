@@ -68,7 +68,11 @@ TEST(Bench, InferenceReportsStagesOperatorsAndTheRooflineOfTheCountedWork) {
   for (size_t i = 1; i < r.operators.size(); ++i) {
     EXPECT_GE(r.operators[i - 1].self_seconds, r.operators[i].self_seconds);
   }
+  // The test binary keeps the library's allocator (only the command links tcmalloc).
+  ASSERT_FALSE(r.machine.allocator.empty());
   const auto text = r.text();
+  EXPECT_NE(text.find("allocator " + r.machine.allocator), std::string::npos) << text;
+  EXPECT_NE(r.json().find("\"allocator\": \"" + r.machine.allocator + "\""), std::string::npos);
   for (const char* part : {"x of roofline", "stage", "backbone", "operator (profiled iteration)",
                            "GMAC/s", "page faults per iteration"}) {
     EXPECT_NE(text.find(part), std::string::npos) << part << "\n" << text;
