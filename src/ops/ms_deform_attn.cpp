@@ -26,15 +26,19 @@ void check_ms_deform_attn_inputs(const torch::Tensor& value, const SpatialShapes
               weights.sizes());
 }
 
+bool ms_deform_attn_needs_gradient(const torch::Tensor& value, const torch::Tensor& loc,
+                                   const torch::Tensor& weights) {
+  return torch::GradMode::is_enabled() &&
+         (value.requires_grad() || loc.requires_grad() || weights.requires_grad());
+}
+
 torch::Tensor ms_deform_attn(const torch::Tensor& value, const SpatialShapes& shapes,
                              const torch::Tensor& sampling_locations,
                              const torch::Tensor& attention_weights) {
   const bool on_cpu = value.is_cpu() && sampling_locations.is_cpu() && attention_weights.is_cpu();
   if (on_cpu && value.is_floating_point()) {
-    const bool needs_grad = torch::GradMode::is_enabled() &&
-                            (value.requires_grad() || sampling_locations.requires_grad() ||
-                             attention_weights.requires_grad());
-    if (value.scalar_type() == torch::kBFloat16 && !needs_grad) {
+    if (value.scalar_type() == torch::kBFloat16 &&
+        !ms_deform_attn_needs_gradient(value, sampling_locations, attention_weights)) {
       // Inference under autocast: the kernel reads the bfloat16 value itself.
       return ms_deform_attn_cpu(value, shapes, sampling_locations.to(torch::kFloat),
                                 attention_weights.to(torch::kFloat))

@@ -57,24 +57,14 @@ bool use_avx2() {
 #endif
 }
 
-template <typename T>
-void forward_kernel(const kernel::Geometry& g, const T* value, const T* loc, const T* attn,
+// V is the value's element type: T, or a bfloat16's bits (uint16_t) with T = float.
+template <typename V, typename T>
+void forward_kernel(const kernel::Geometry& g, const V* value, const T* loc, const T* attn,
                     T* out) {
 #if defined(ALIGNDETR_KERNEL_AVX2)
   if (use_avx2()) return kernel::avx2::forward(g, value, loc, attn, out, parallel_for);
 #endif
   kernel::generic::forward(g, value, loc, attn, out, parallel_for);
-}
-
-void forward_kernel_bf16(const kernel::Geometry& g, const torch::Tensor& value,
-                         const torch::Tensor& loc, const torch::Tensor& attn, torch::Tensor& out) {
-  const auto* v = reinterpret_cast<const uint16_t*>(value.data_ptr<at::BFloat16>());
-  const float *l = loc.data_ptr<float>(), *a = attn.data_ptr<float>();
-  float* o = out.data_ptr<float>();
-#if defined(ALIGNDETR_KERNEL_AVX2)
-  if (use_avx2()) return kernel::avx2::forward(g, v, l, a, o, parallel_for);
-#endif
-  kernel::generic::forward(g, v, l, a, o, parallel_for);
 }
 
 template <typename T>
@@ -104,8 +94,8 @@ class FusedMSDeformAttn : public torch::autograd::Function<FusedMSDeformAttn> {
     const auto& g = shapes.g;
     auto out = torch::empty({g.B, g.Q, g.H * g.D}, v.options());
     AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "ms_deform_attn_cpu_forward", [&] {
-      forward_kernel<scalar_t>(g, v.data_ptr<scalar_t>(), lc.data_ptr<scalar_t>(),
-                               a.data_ptr<scalar_t>(), out.data_ptr<scalar_t>());
+      forward_kernel(g, v.data_ptr<scalar_t>(), lc.data_ptr<scalar_t>(), a.data_ptr<scalar_t>(),
+                     out.data_ptr<scalar_t>());
     });
     return out;
   }
@@ -156,16 +146,15 @@ torch::Tensor ms_deform_attn_cpu(const torch::Tensor& value, const SpatialShapes
     TORCH_CHECK(sampling_locations.scalar_type() == torch::kFloat &&
                     attention_weights.scalar_type() == torch::kFloat,
                 "ms_deform_attn_cpu: a bfloat16 value takes float32 locations and weights");
-    TORCH_CHECK(!torch::GradMode::is_enabled() ||
-                    !(value.requires_grad() || sampling_locations.requires_grad() ||
-                      attention_weights.requires_grad()),
+    TORCH_CHECK(!ms_deform_attn_needs_gradient(value, sampling_locations, attention_weights),
                 "ms_deform_attn_cpu: a bfloat16 value is for inference (no gradients)");
     RECORD_FUNCTION("aligndetr::ms_deform_attn_cpu", std::vector<c10::IValue>());
     const auto v = value.contiguous(), lc = sampling_locations.contiguous(),
                a = attention_weights.contiguous();
     const Shapes s(v, flat, lc);
     auto out = torch::empty({s.g.B, s.g.Q, s.g.H * s.g.D}, lc.options());
-    forward_kernel_bf16(s.g, v, lc, a, out);
+    forward_kernel(s.g, reinterpret_cast<const uint16_t*>(v.data_ptr<at::BFloat16>()),
+                   lc.data_ptr<float>(), a.data_ptr<float>(), out.data_ptr<float>());
     return out;
   }
   TORCH_CHECK(value.scalar_type() == sampling_locations.scalar_type() &&
