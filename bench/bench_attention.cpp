@@ -1,7 +1,9 @@
 // Self-attention at the R50 DINO decoder's training shape: 2 images x 8 heads of 32, 1,100 queries
 // (900 matching + 200 denoising) under DINO's denoising mask. ops::blocked_attention against the
 // dense formulation LibTorch's MultiheadAttention runs (bmm, masked softmax, bmm: the baseline),
-// forward alone and forward+backward. The argument is the blocked version's rows per block.
+// forward alone and forward+backward. The arguments are the blocked version's rows per block and
+// whether it runs the fused AVX-512 loops (1, where the CPU has them) or two BLAS products and
+// LibTorch's softmax per block (0).
 //
 //   ./build/bench/bench_attention   (ALIGNDETR_BENCH_THREADS=1 for one thread)
 
@@ -53,8 +55,9 @@ torch::Tensor dense(const Inputs& in) {
   return torch::bmm(torch::softmax(s, -1), in.v);
 }
 
-torch::Tensor blocked(const Inputs& in, int64_t rows) {
-  return ops::blocked_attention(in.q, in.k, in.v, in.mask, {}, kHeads, rows);
+torch::Tensor blocked(const Inputs& in, const benchmark::State& state) {
+  return ops::blocked_attention(in.q, in.k, in.v, in.mask, {}, kHeads, state.range(0),
+                                state.range(1) != 0);
 }
 
 void BM_DenseForward(benchmark::State& state) {
@@ -63,7 +66,7 @@ void BM_DenseForward(benchmark::State& state) {
 }
 void BM_BlockedForward(benchmark::State& state) {
   const Inputs in = inputs(false);
-  for (auto _ : state) benchmark::DoNotOptimize(blocked(in, state.range(0)).data_ptr());
+  for (auto _ : state) benchmark::DoNotOptimize(blocked(in, state).data_ptr());
 }
 void BM_DenseForwardBackward(benchmark::State& state) {
   const Inputs in = inputs(true);
@@ -71,16 +74,25 @@ void BM_DenseForwardBackward(benchmark::State& state) {
 }
 void BM_BlockedForwardBackward(benchmark::State& state) {
   const Inputs in = inputs(true);
-  for (auto _ : state) blocked(in, state.range(0)).sum().backward();
+  for (auto _ : state) blocked(in, state).sum().backward();
 }
 
 BENCHMARK(BM_DenseForward)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_BlockedForward)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_BlockedForward)
+    ->Args({128, 1})
+    ->Args({128, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_DenseForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_BlockedForwardBackward)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_BlockedForwardBackward)
+    ->Args({128, 1})
+    ->Args({128, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  benchmark::AddCustomContext("attention kernel", ops::blocked_attention_kernel());
   return run_torch_benchmarks(argc, argv);
 }

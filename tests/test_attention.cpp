@@ -1,4 +1,5 @@
 #include <limits>
+#include <string>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -56,6 +57,81 @@ TEST(BlockedAttention, EqualsDenseAttentionWithMasksAndGradients) {
                 .max()
                 .item<double>(),
             1e-3);
+}
+
+// DINO's self-attention mask for `matching` queries after `groups` denoising groups of `size`:
+// matching queries do not see denoising ones, a group sees itself and the matching queries.
+torch::Tensor denoising_mask(int64_t matching, int64_t groups, int64_t size) {
+  const int64_t dn = groups * size, total = dn + matching;
+  auto mask = torch::zeros({total, total}, torch::kBool);
+  mask.narrow(0, dn, matching).narrow(1, 0, dn).fill_(true);
+  for (int64_t g = 0; g < groups; ++g) {
+    auto rows = mask.narrow(0, g * size, size);
+    rows.narrow(1, 0, dn).fill_(true);
+    rows.narrow(1, g * size, size).fill_(false);
+  }
+  return mask;
+}
+
+// float32 heads of 16, 32 and 64 (the AVX-512 loops where the CPU has them, and the BLAS path)
+// against dense attention in double, at sizes that fill no register tile exactly, under DINO's
+// mask (whose blocks skip the keys none of their rows sees) and a key padding mask.
+TEST(BlockedAttention, FusedLoopsAndBlasPathEqualDenseAttentionInFloat) {
+  if (std::string(ops::blocked_attention_kernel()) != "avx512") {
+    GTEST_SKIP() << "this CPU has no AVX-512F: the BLAS path is tested in double above";
+  }
+  torch::manual_seed(2);
+  const int64_t B = 2, H = 2, groups = 3, size = 7, matching = 30, Lq = groups * size + matching;
+  const auto mask = denoising_mask(matching, groups, size);
+  auto kpm = torch::zeros({B, Lq}, torch::kBool);
+  kpm[1].narrow(0, Lq - 5, 5).fill_(true);
+  for (const int64_t E : {16, 32, 64}) {
+    const auto make = [&] {
+      return torch::randn({B * H, Lq, E}, torch::requires_grad())
+          .mul(0.5)
+          .detach()
+          .requires_grad_();
+    };
+    const auto q = make(), k = make(), v = make();
+    const auto g = torch::randn({B * H, Lq, E});
+    const auto qd = q.detach().to(torch::kDouble).requires_grad_();
+    const auto kd = k.detach().to(torch::kDouble).requires_grad_();
+    const auto vd = v.detach().to(torch::kDouble).requires_grad_();
+    for (const bool with_padding : {false, true}) {
+      const auto p = with_padding ? kpm : torch::Tensor();
+      const auto expect = dense_attention(qd, kd, vd, mask, p, H);
+      const auto expect_grads =
+          torch::autograd::grad({expect}, {qd, kd, vd}, {g.to(torch::kDouble)});
+      for (const bool fused : {true, false}) {
+        // Blocks of 8 rows: the last of 51 has 3.
+        const auto ours = ops::blocked_attention(q, k, v, mask, p, H, 8, fused);
+        ASSERT_EQ(ours.scalar_type(), torch::kFloat);
+        EXPECT_LT((ours.to(torch::kDouble) - expect).abs().max().item<double>(), 2e-6)
+            << "E " << E << " fused " << fused << " padding " << with_padding;
+        const auto grads = torch::autograd::grad({ours}, {q, k, v}, {g});
+        for (size_t i = 0; i < 3; ++i) {
+          EXPECT_LT((grads[i].to(torch::kDouble) - expect_grads[i]).abs().max().item<double>(),
+                    1e-5)
+              << "E " << E << " fused " << fused << " padding " << with_padding << " input " << i;
+        }
+      }
+    }
+  }
+}
+
+// A row that sees no key is NaN in both paths, as in dense attention; the other rows are not.
+TEST(BlockedAttention, ARowWithEveryKeyMaskedIsNaN) {
+  torch::manual_seed(3);
+  const auto q = torch::randn({2, 20, 32}), k = torch::randn({2, 17, 32}),
+             v = torch::randn({2, 17, 32});
+  auto mask = torch::zeros({20, 17}, torch::kBool);
+  mask[4].fill_(true);
+  for (const bool fused : {true, false}) {
+    const auto out = ops::blocked_attention(q, k, v, mask, {}, 1, 8, fused);
+    EXPECT_TRUE(out.select(1, 4).isnan().all().item<bool>()) << fused;
+    EXPECT_FALSE(out.narrow(1, 5, 15).isnan().any().item<bool>()) << fused;
+    EXPECT_FALSE(out.narrow(1, 0, 4).isnan().any().item<bool>()) << fused;
+  }
 }
 
 TEST(BlockedAttention, RefusesInputsOfTheWrongShape) {

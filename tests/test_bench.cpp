@@ -9,6 +9,7 @@
 #include "aligndetr/engine/bench.h"
 #include "aligndetr/engine/config.h"
 #include "aligndetr/model/flops.h"
+#include "aligndetr/ops/attention.h"
 #include "aligndetr/util/error.h"
 
 namespace aligndetr {
@@ -73,6 +74,10 @@ TEST(Bench, InferenceReportsStagesOperatorsAndTheRooflineOfTheCountedWork) {
   const auto text = r.text();
   EXPECT_NE(text.find("allocator " + r.machine.allocator), std::string::npos) << text;
   EXPECT_NE(r.json().find("\"allocator\": \"" + r.machine.allocator + "\""), std::string::npos);
+  EXPECT_EQ(r.machine.attention_kernel, ops::blocked_attention_kernel());
+  EXPECT_NE(text.find("self-attention kernel " + r.machine.attention_kernel), std::string::npos);
+  EXPECT_NE(r.json().find("\"attention_kernel\": \"" + r.machine.attention_kernel + "\""),
+            std::string::npos);
   for (const char* part : {"x of roofline", "stage", "backbone", "operator (profiled iteration)",
                            "GMAC/s", "page faults per iteration"}) {
     EXPECT_NE(text.find(part), std::string::npos) << part << "\n" << text;

@@ -19,6 +19,7 @@
 #include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/flops.h"
 #include "aligndetr/model/postprocess.h"
+#include "aligndetr/ops/attention.h"
 #include "aligndetr/ops/autocast.h"
 #include "aligndetr/ops/linear.h"
 #include "aligndetr/ops/ms_deform_attn.h"
@@ -222,6 +223,7 @@ MachineRates measure_machine(bool bf16) {
   m.cpu = cpu_model_name();
   m.features = cpu_features();
   m.deform_kernel = ops::ms_deform_attn_cpu_kernel();
+  m.attention_kernel = ops::blocked_attention_kernel();
   m.allocator = allocator_name();
   m.threads = at::get_num_threads();
   std::tie(m.matmul_fp32, m.conv_fp32) = rates(torch::kFloat32);
@@ -373,11 +375,12 @@ std::string BenchReport::text() const {
                               o.train ? "training step" : "inference", o.batch, o.height, o.width,
                               o.bf16 ? "bfloat16 autocast" : "float32", machine.threads);
   s += fmt::format(
-      "machine: {} ({}); deformable attention kernel {}; allocator {}; fp32 matmul {:.1f}, conv "
-      "{:.1f} GMAC/s",
+      "machine: {} ({}); deformable attention kernel {}; self-attention kernel {}; allocator {}; "
+      "fp32 matmul {:.1f}, conv {:.1f} GMAC/s",
       machine.cpu,
       machine.features.empty() ? "no AVX2" : fmt::format("{}", fmt::join(machine.features, " ")),
-      machine.deform_kernel, machine.allocator, machine.matmul_fp32 / 1e9, machine.conv_fp32 / 1e9);
+      machine.deform_kernel, machine.attention_kernel, machine.allocator, machine.matmul_fp32 / 1e9,
+      machine.conv_fp32 / 1e9);
   if (machine.matmul_bf16 > 0) {
     s += fmt::format("; bf16 matmul {:.1f}, conv {:.1f} GMAC/s", machine.matmul_bf16 / 1e9,
                      machine.conv_bf16 / 1e9);
@@ -430,7 +433,7 @@ std::string BenchReport::json() const {
       roofline_seconds, roofline_ratio());
   s += fmt::format(
       ", \"machine\": {{\"cpu\": \"{}\", \"features\": [{}], \"deform_kernel\": \"{}\", "
-      "\"allocator\": \"{}\", "
+      "\"attention_kernel\": \"{}\", \"allocator\": \"{}\", "
       "\"matmul_fp32_gmacs\": {:.3f}, "
       "\"conv_fp32_gmacs\": {:.3f}, \"matmul_bf16_gmacs\": {:.3f}, \"conv_bf16_gmacs\": {:.3f}}}",
       util::json_escape(machine.cpu),
@@ -439,8 +442,8 @@ std::string BenchReport::json() const {
         for (const auto& x : machine.features) f += (f.empty() ? "\"" : ", \"") + x + "\"";
         return f;
       }(),
-      machine.deform_kernel, machine.allocator, machine.matmul_fp32 / 1e9, machine.conv_fp32 / 1e9,
-      machine.matmul_bf16 / 1e9, machine.conv_bf16 / 1e9);
+      machine.deform_kernel, machine.attention_kernel, machine.allocator, machine.matmul_fp32 / 1e9,
+      machine.conv_fp32 / 1e9, machine.matmul_bf16 / 1e9, machine.conv_bf16 / 1e9);
   std::string stages_json;
   for (const auto& name : stage_order) {
     stages_json += fmt::format("{}\"{}\": {:.6f}", stages_json.empty() ? "" : ", ",

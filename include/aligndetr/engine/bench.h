@@ -38,6 +38,7 @@ struct MachineRates {
   std::string cpu;                        // model name
   std::vector<std::string> features;      // of avx2, avx512f, avx512_bf16, amx_bf16, amx_tile
   std::string deform_kernel;              // ops::ms_deform_attn_cpu_kernel()
+  std::string attention_kernel;           // ops::blocked_attention_kernel()
   std::string allocator;                  // the process's malloc: "tcmalloc 2.10", "glibc"
   int threads = 1;
 };

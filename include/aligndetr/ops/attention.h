@@ -17,10 +17,16 @@ namespace aligndetr::ops {
 // fastest; attn_mask [Lq, Lk] bool, true where a query may not attend (optional);
 // key_padding_mask [N / heads, Lk] bool, true on keys no query sees (optional). Returns
 // softmax(q k^T, masked) v as [N, Lq, Ev], differentiable in q, k and v. A row with every key
-// masked is NaN, as in LibTorch's attention. CPU tensors, float or double.
+// masked is NaN, as in LibTorch's attention. CPU tensors, float or double. Keys hidden from every
+// row of a block by the masks are skipped. `fused`: float32 heads of 16, 32 or 64 run the fused
+// AVX-512 loops where the CPU has them (blocked_attention_kernel()); false, or anything else, runs
+// two BLAS products and LibTorch's softmax per block (the baseline of bench_attention).
 torch::Tensor blocked_attention(const torch::Tensor& q, const torch::Tensor& k,
                                 const torch::Tensor& v, const torch::Tensor& attn_mask,
                                 const torch::Tensor& key_padding_mask, int64_t heads,
-                                int64_t block_rows = 128);
+                                int64_t block_rows = 128, bool fused = true);
+
+// "avx512" where the fused loops run here, "blas" otherwise.
+const char* blocked_attention_kernel();
 
 }  // namespace aligndetr::ops
