@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
 
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include "aligndetr/model/backbone.h"
@@ -51,6 +53,77 @@ TEST(FrozenBatchNorm, MatchesTheFormulaByHand) {
   EXPECT_NEAR(y[0][1][0][0].item<double>(), 3.0 * 0.5 / std::sqrt(0.25 + 1e-5) - 1.0, 1e-6);
   EXPECT_TRUE(bn->parameters().empty());
   EXPECT_EQ(bn->buffers().size(), 4u);
+}
+
+// forward_after(conv, x) is forward(conv(x)): with and without a conv bias, through stride,
+// padding and dilation, and so are the gradients of x and of the conv's weights.
+TEST(FrozenBatchNorm, FoldedIntoItsConvolutionGivesTheNormOfTheConvolution) {
+  torch::manual_seed(4);
+  for (const bool with_bias : {false, true}) {
+    torch::nn::Conv2d conv(
+        torch::nn::Conv2dOptions(3, 5, 3).stride(2).padding(2).dilation(2).bias(with_bias));
+    model::FrozenBatchNorm2d bn(5);
+    bn->weight.uniform_(0.5, 2.0);
+    bn->bias.normal_();
+    bn->running_mean.normal_();
+    bn->running_var.uniform_(0.1, 3.0);
+    const auto x = torch::randn({2, 3, 11, 9}, torch::requires_grad());
+    const auto folded = bn->forward_after(*conv, x);
+    const auto plain = bn(conv(x));
+    ASSERT_EQ(folded.sizes(), plain.sizes());
+    EXPECT_LT((folded - plain).abs().max().item<float>(), 1e-5) << with_bias;
+    const auto g = torch::randn(plain.sizes());
+    const auto gf = torch::autograd::grad({folded}, {x, conv->weight}, {g});
+    const auto gp = torch::autograd::grad({plain}, {x, conv->weight}, {g});
+    EXPECT_LT((gf[0] - gp[0]).abs().max().item<float>(), 1e-5) << with_bias;
+    EXPECT_LT((gf[1] - gp[1]).abs().max().item<float>(), 1e-4) << with_bias;
+  }
+}
+
+// Calls of aten::addcmul (the unfolded frozen norm's one pass) on this thread.
+thread_local int g_addcmul_calls = 0;
+
+std::unique_ptr<at::ObserverContext> count_addcmul(const at::RecordFunction& fn) {
+  if (std::string(fn.name()) == "aten::addcmul") ++g_addcmul_calls;
+  return nullptr;
+}
+
+int addcmul_calls(const std::function<void()>& work) {
+  const auto handle = at::addThreadLocalCallback(
+      at::RecordFunctionCallback(count_addcmul).scopes({at::RecordScope::FUNCTION}));
+  g_addcmul_calls = 0;
+  work();
+  at::removeCallback(handle);
+  return g_addcmul_calls;
+}
+
+// At inference every frozen norm runs inside its convolution, with the unfolded result; in
+// training so do those of the frozen stem, while the trained convolutions keep theirs apart.
+TEST(ResNet, FrozenNormsFoldIntoConvolutionsThatTakeNoGradient) {
+  torch::manual_seed(5);
+  model::ResNetOptions o;
+  o.depth = 18;
+  o.freeze_at = 1;  // the stem frozen, its norm folded in training too
+  model::ResNet net(o);
+  for (auto& b : net->buffers()) {
+    if (b.dim() == 1) b.uniform_(0.5, 1.5);  // norms that are no identity
+  }
+  const auto images = torch::randn({1, 3, 64, 96});
+  net->eval();
+  std::vector<torch::Tensor> folded;
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_EQ(addcmul_calls([&] { folded = net->forward(images); }), 0);
+  }
+  net->train();
+  std::vector<torch::Tensor> trained;
+  // ResNet-18: 20 norms, the stem's folded.
+  EXPECT_EQ(addcmul_calls([&] { trained = net->forward(images); }), 19);
+  ASSERT_EQ(folded.size(), trained.size());
+  for (size_t i = 0; i < folded.size(); ++i) {
+    const double scale = trained[i].abs().max().item<double>();
+    EXPECT_LT((folded[i] - trained[i]).abs().max().item<double>(), 1e-5 * scale) << i;
+  }
 }
 
 struct DepthCase {

@@ -24,6 +24,10 @@ class FrozenBatchNorm2dImpl : public torch::nn::Module {
  public:
   explicit FrozenBatchNorm2dImpl(int64_t num_features, double eps = 1e-5);
   torch::Tensor forward(const torch::Tensor& x);
+  // forward(conv(x)) as one convolution: the per-channel scale folded into the conv's weights,
+  // the shift its bias. One pass over the output instead of two (and in training one fewer
+  // backward): R50 inference at 800x1216 spent 3% of its time in the norms' separate pass.
+  torch::Tensor forward_after(torch::nn::Conv2dImpl& conv, const torch::Tensor& x);
 
   torch::Tensor weight, bias, running_mean, running_var;
   double eps;
