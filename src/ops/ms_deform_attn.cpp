@@ -155,29 +155,40 @@ torch::Tensor MSDeformAttnImpl::attend(const torch::Tensor& query, const torch::
   const int64_t H = options_.num_heads, L = options_.num_levels, P = options_.num_points;
   TORCH_CHECK(int64_t(shapes.size()) == L, "MSDeformAttn: expected ", L, " levels, got ",
               shapes.size());
-  const auto offsets = sampling_offsets(query).view({B, Q, H, L, P, 2});
+  // Offsets as rows of L x P x 2 per head, each reference coordinate (and scale) repeated over
+  // the P points of its level to a row of the same length: the sum then runs along contiguous
+  // rows of 2LP values, which ATen vectorises, where broadcasting [B, Q, 1, L, 1, 2] against
+  // [B, Q, H, L, P, 2] ran inner loops of two (R50 inference at 800x1216: 0.07 s of it). The
+  // arithmetic is element for element the same.
+  const int64_t row = L * P * 2;
+  const auto offsets = sampling_offsets(query).view({B, Q, H, row});
   const auto weights =
       attention_weights(query).view({B, Q, H, L * P}).softmax(-1).view({B, Q, H, L, P});
+  const auto per_point = [&](const torch::Tensor& t) {  // [B, Q, L, 2] -> [B, Q, 1, L P 2]
+    return t.unsqueeze(3).expand({B, Q, L, P, 2}).reshape({B, Q, 1, row});
+  };
   torch::Tensor locations;
-  const auto ref = reference_points.unsqueeze(2).unsqueeze(4);  // [B, Q, 1, L, 1, 2|4]
   if (reference_points.size(-1) == 2) {
     std::vector<float> wh;
     for (const auto& s : shapes) {
-      wh.push_back(float(s[1]));
-      wh.push_back(float(s[0]));
+      for (int64_t p = 0; p < P; ++p) {
+        wh.push_back(float(s[1]));
+        wh.push_back(float(s[0]));
+      }
     }
-    const auto normalizer = torch::tensor(wh, query.options()).view({1, 1, 1, L, 1, 2});
+    const auto normalizer = torch::tensor(wh, query.options());
     // One pass, one tensor: ref + offsets / normalizer with the same two roundings.
-    locations = torch::addcdiv(ref, offsets, normalizer);
+    locations = torch::addcdiv(per_point(reference_points), offsets, normalizer);
   } else {
     TORCH_CHECK(reference_points.size(-1) == 4,
                 "MSDeformAttn: reference points must have 2 or 4 "
                 "coordinates, got ",
                 reference_points.sizes());
     // xy + offsets / P * wh * 0.5 in one pass (the same roundings where P is a power of two).
-    locations =
-        torch::addcmul(ref.narrow(-1, 0, 2), offsets, ref.narrow(-1, 2, 2), 0.5 / double(P));
+    locations = torch::addcmul(per_point(reference_points.narrow(-1, 0, 2)), offsets,
+                               per_point(reference_points.narrow(-1, 2, 2)), 0.5 / double(P));
   }
+  locations = locations.view({B, Q, H, L, P, 2});
   const auto sampled = options_.kernel == MSDeformAttnKernel::kGridSample
                            ? ms_deform_attn_grid_sample(v, shapes, locations, weights)
                            : ms_deform_attn(v, shapes, locations, weights);
