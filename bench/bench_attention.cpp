@@ -12,6 +12,7 @@
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
+#include "aligndetr/model/denoising.h"
 #include "aligndetr/ops/attention.h"
 #include "bench_threads.h"
 
@@ -19,22 +20,9 @@ namespace {
 
 using namespace aligndetr;
 
+// Five denoising groups of 40 (20 boxes, positive and negative) under the model's own mask.
 constexpr int64_t kImages = 2, kHeads = 8, kHeadDim = 32, kMatching = 900, kGroups = 5,
                   kGroupSize = 40, kQueries = kMatching + kGroups * kGroupSize;
-
-// DINO's mask: matching queries do not see denoising ones, a denoising group sees only itself and
-// the matching queries. True = masked.
-torch::Tensor dino_mask() {
-  auto mask = torch::zeros({kQueries, kQueries}, torch::kBool);
-  const int64_t dn = kGroups * kGroupSize;
-  mask.narrow(0, dn, kMatching).narrow(1, 0, dn).fill_(true);
-  for (int64_t g = 0; g < kGroups; ++g) {
-    auto rows = mask.narrow(0, g * kGroupSize, kGroupSize);
-    rows.narrow(1, 0, dn).fill_(true);
-    rows.narrow(1, g * kGroupSize, kGroupSize).fill_(false);
-  }
-  return mask;
-}
 
 struct Inputs {
   torch::Tensor q, k, v, mask;
@@ -46,7 +34,7 @@ Inputs inputs(bool grad) {
   const int64_t n = kImages * kHeads;
   return {torch::randn({n, kQueries, kHeadDim}, opts) / std::sqrt(double(kHeadDim)),
           torch::randn({n, kQueries, kHeadDim}, opts), torch::randn({n, kQueries, kHeadDim}, opts),
-          dino_mask()};
+          model::denoising_attention_mask(kGroups, kGroupSize / 2, kMatching, torch::kCPU)};
 }
 
 torch::Tensor dense(const Inputs& in) {

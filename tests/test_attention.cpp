@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "aligndetr/model/denoising.h"
 #include "aligndetr/model/dino_transformer.h"
 #include "aligndetr/ops/attention.h"
 
@@ -59,20 +60,6 @@ TEST(BlockedAttention, EqualsDenseAttentionWithMasksAndGradients) {
             1e-3);
 }
 
-// DINO's self-attention mask for `matching` queries after `groups` denoising groups of `size`:
-// matching queries do not see denoising ones, a group sees itself and the matching queries.
-torch::Tensor denoising_mask(int64_t matching, int64_t groups, int64_t size) {
-  const int64_t dn = groups * size, total = dn + matching;
-  auto mask = torch::zeros({total, total}, torch::kBool);
-  mask.narrow(0, dn, matching).narrow(1, 0, dn).fill_(true);
-  for (int64_t g = 0; g < groups; ++g) {
-    auto rows = mask.narrow(0, g * size, size);
-    rows.narrow(1, 0, dn).fill_(true);
-    rows.narrow(1, g * size, size).fill_(false);
-  }
-  return mask;
-}
-
 // float32 heads of 16, 32 and 64 (the AVX-512 loops where the CPU has them, and the BLAS path)
 // against dense attention in double, at sizes that fill no register tile exactly, under DINO's
 // mask (whose blocks skip the keys none of their rows sees) and a key padding mask.
@@ -81,8 +68,10 @@ TEST(BlockedAttention, FusedLoopsAndBlasPathEqualDenseAttentionInFloat) {
     GTEST_SKIP() << "this CPU has no AVX-512F: the BLAS path is tested in double above";
   }
   torch::manual_seed(2);
-  const int64_t B = 2, H = 2, groups = 3, size = 7, matching = 30, Lq = groups * size + matching;
-  const auto mask = denoising_mask(matching, groups, size);
+  // Three denoising groups of 2 x 3 queries before 33 matching ones: 51 rows.
+  const int64_t B = 2, H = 2, groups = 3, max_gt = 3, matching = 33;
+  const int64_t Lq = groups * 2 * max_gt + matching;
+  const auto mask = model::denoising_attention_mask(groups, max_gt, matching, torch::kCPU);
   auto kpm = torch::zeros({B, Lq}, torch::kBool);
   kpm[1].narrow(0, Lq - 5, 5).fill_(true);
   for (const int64_t E : {16, 32, 64}) {

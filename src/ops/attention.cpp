@@ -65,30 +65,35 @@ struct KeyRange {
 struct Blocks {
   torch::Tensor q, k, v, attn_mask, key_padding_mask;
   int64_t heads, rows;
-  std::vector<KeyRange> ranges;  // [images x blocks]
+  // c0, c1 of each image and block, image-major: found by the forward, kept for backward.
+  std::vector<int64_t> key_bounds;
 
   Blocks(torch::Tensor q_, torch::Tensor k_, torch::Tensor v_, torch::Tensor attn_mask_,
-         torch::Tensor key_padding_mask_, int64_t heads_, int64_t rows_)
+         torch::Tensor key_padding_mask_, int64_t heads_, int64_t rows_,
+         std::vector<int64_t> key_bounds_ = {})
       : q(std::move(q_)),
         k(std::move(k_)),
         v(std::move(v_)),
         attn_mask(std::move(attn_mask_)),
         key_padding_mask(std::move(key_padding_mask_)),
         heads(heads_),
-        rows(rows_) {
-    find_key_ranges();
+        rows(rows_),
+        key_bounds(std::move(key_bounds_)) {
+    if (key_bounds.empty()) find_key_ranges();
   }
 
   int64_t count() const { return (q.size(1) + rows - 1) / rows; }
   int64_t first_row(int64_t blk) const { return blk * rows; }
   int64_t rows_of(int64_t blk) const { return std::min(rows, q.size(1) - blk * rows); }
-  const KeyRange& range(int64_t i, int64_t blk) const {
-    return ranges[size_t((i / heads) * count() + blk)];
+  KeyRange range(int64_t i, int64_t blk) const {
+    const auto at = size_t(2 * ((i / heads) * count() + blk));
+    return {key_bounds[at], key_bounds[at + 1]};
   }
 
   void find_key_ranges() {
     const int64_t images = q.size(0) / heads, blocks = count(), keys = k.size(1);
-    ranges.assign(size_t(images * blocks), KeyRange{0, keys});
+    key_bounds.assign(size_t(2 * images * blocks), 0);
+    for (size_t j = 1; j < key_bounds.size(); j += 2) key_bounds[j] = keys;
     if (attn_mask.numel() == 0 && key_padding_mask.numel() == 0) return;
     std::vector<char> seen(static_cast<size_t>(keys));
     for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -113,7 +118,10 @@ struct Blocks {
           }
         }
         // A block that sees no key keeps them all: its rows come out NaN, as dense attention's.
-        if (c0 < c1) ranges[size_t(img * blocks + blk)] = {c0, c1};
+        if (c0 < c1) {
+          key_bounds[size_t(2 * (img * blocks + blk))] = c0;
+          key_bounds[size_t(2 * (img * blocks + blk) + 1)] = c1;
+        }
       }
     }
   }
@@ -198,6 +206,7 @@ class BlockedAttention : public torch::autograd::Function<BlockedAttention> {
     ctx->saved_data["heads"] = heads;
     ctx->saved_data["rows"] = rows;
     ctx->saved_data["fused"] = fused;
+    ctx->saved_data["key_bounds"] = b.key_bounds;
     return out;
   }
 
@@ -207,7 +216,7 @@ class BlockedAttention : public torch::autograd::Function<BlockedAttention> {
     const auto &out = saved[3], &lse = saved[4];
     const Blocks b(saved[0], saved[1], saved[2], ctx->saved_data["attn_mask"].toTensor(),
                    ctx->saved_data["key_padding_mask"].toTensor(), ctx->saved_data["heads"].toInt(),
-                   ctx->saved_data["rows"].toInt());
+                   ctx->saved_data["rows"].toInt(), ctx->saved_data["key_bounds"].toIntVector());
     const PlainOps plain;
     const auto go = grads[0].detach().contiguous();
     // d softmax: p * (dp - sum_j p_j dp_j), and sum_j p_j dp_j = <go, out> per row.

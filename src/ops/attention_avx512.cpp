@@ -17,6 +17,39 @@ __mmask16 lanes(int64_t left) {
   return left >= kLanes ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
 }
 
+// A tile of N rows as a type, so that a generic lambda can take it as a template argument.
+template <int N>
+struct Rows {
+  static constexpr int value = N;
+};
+
+// tile(Rows<R>{}, first) over [0, n) in tiles of R rows, then one tile of the n % R rows left:
+// each tile's accumulators are registers, so its height is a compile-time constant.
+template <int R, typename Tile>
+void by_tiles(int64_t n, Tile&& tile) {
+  static_assert(R >= 1 && R <= 8, "tiles of 1 to 8 rows");
+  int64_t first = 0;
+  for (; first + R <= n; first += R) tile(Rows<R>{}, first);
+  switch (n - first) {
+    case 7:
+      return tile(Rows<7>{}, first);
+    case 6:
+      return tile(Rows<6>{}, first);
+    case 5:
+      return tile(Rows<5>{}, first);
+    case 4:
+      return tile(Rows<4>{}, first);
+    case 3:
+      return tile(Rows<3>{}, first);
+    case 2:
+      return tile(Rows<2>{}, first);
+    case 1:
+      return tile(Rows<1>{}, first);
+    default:
+      return;
+  }
+}
+
 // The lanes whose bool is true, of up to 16 bools (the rest false).
 __mmask16 true_lanes(const bool* flags, int64_t left) {
   __m128i bytes;
@@ -81,29 +114,9 @@ void score_rows(const float* a, int64_t dim, const float* bt, int64_t ldb, int64
 
 void scores(const float* a, int64_t rows, int64_t dim, const float* bt, int64_t ldb, int64_t m,
             float* s) {
-  constexpr int R = 8;
-  int64_t r = 0;
-  for (; r + R <= rows; r += R) score_rows<R>(a + r * dim, dim, bt, ldb, m, s + r * m, m);
-  a += r * dim;
-  s += r * m;
-  switch (rows - r) {
-    case 7:
-      return score_rows<7>(a, dim, bt, ldb, m, s, m);
-    case 6:
-      return score_rows<6>(a, dim, bt, ldb, m, s, m);
-    case 5:
-      return score_rows<5>(a, dim, bt, ldb, m, s, m);
-    case 4:
-      return score_rows<4>(a, dim, bt, ldb, m, s, m);
-    case 3:
-      return score_rows<3>(a, dim, bt, ldb, m, s, m);
-    case 2:
-      return score_rows<2>(a, dim, bt, ldb, m, s, m);
-    case 1:
-      return score_rows<1>(a, dim, bt, ldb, m, s, m);
-    default:
-      return;
-  }
+  by_tiles<8>(rows, [&](auto tile, int64_t r) {
+    score_rows<decltype(tile)::value>(a + r * dim, dim, bt, ldb, m, s + r * m, m);
+  });
 }
 
 // out[o] (+)= sum_i w[o * wo + i * wi] x[i] for R outputs, x and out rows of 16 NV floats: the
@@ -143,30 +156,10 @@ template <int NV>
 void accumulate(const float* w, int64_t wo, int64_t wi, const float* x, int64_t n, int64_t outs,
                 float* out, bool add) {
   constexpr int R = NV == 4 ? 4 : 8;  // 16 accumulators at most
-  constexpr int64_t row = NV * kLanes;
-  int64_t o = 0;
-  for (; o + R <= outs; o += R)
-    accumulate_rows<R, NV>(w + o * wo, wo, wi, x, n, out + o * row, add);
-  w += o * wo;
-  out += o * row;
-  switch (outs - o) {
-    case 7:
-      return accumulate_rows<7, NV>(w, wo, wi, x, n, out, add);
-    case 6:
-      return accumulate_rows<6, NV>(w, wo, wi, x, n, out, add);
-    case 5:
-      return accumulate_rows<5, NV>(w, wo, wi, x, n, out, add);
-    case 4:
-      return accumulate_rows<4, NV>(w, wo, wi, x, n, out, add);
-    case 3:
-      return accumulate_rows<3, NV>(w, wo, wi, x, n, out, add);
-    case 2:
-      return accumulate_rows<2, NV>(w, wo, wi, x, n, out, add);
-    case 1:
-      return accumulate_rows<1, NV>(w, wo, wi, x, n, out, add);
-    default:
-      return;
-  }
+  by_tiles<R>(outs, [&](auto tile, int64_t o) {
+    accumulate_rows<decltype(tile)::value, NV>(w + o * wo, wo, wi, x, n, out + o * NV * kLanes,
+                                               add);
+  });
 }
 
 void accumulate(int64_t dim, const float* w, int64_t wo, int64_t wi, const float* x, int64_t n,
