@@ -15,6 +15,7 @@
 #include "aligndetr/model/backbone.h"
 #include "aligndetr/model/neck.h"
 #include "aligndetr/model/position_encoding.h"
+#include "aligndetr/ops/autocast.h"
 #include "aligndetr/util/error.h"
 #include "support/model_options.h"
 
@@ -205,6 +206,34 @@ TEST(ResNet, Dc5DilatesTheLastStage) {
     EXPECT_EQ(conv->options.dilation()->at(0), 2);
     EXPECT_EQ(conv->options.stride()->at(0), 1);
   }
+}
+
+// The feature maps' layout says which the convolutions ran in: channels-last at inference and in
+// reduced-precision training, where NCHW costs oneDNN a reorder per convolution; NCHW in float32
+// training, whose weight gradients then keep one summation order across batch compositions.
+TEST(ResNet, ChannelsLastAtInferenceAndUnderAutocastNchwInFloatTraining) {
+  model::ResNet net(testing::resnet_options(18, 1, false, {2, 3}));
+  const auto x = torch::randn({2, 3, 64, 64});
+  const auto layouts = [&] {
+    std::vector<bool> channels_last;
+    for (const auto& f : net->forward(x)) {
+      EXPECT_TRUE(f.is_contiguous() != f.is_contiguous(torch::MemoryFormat::ChannelsLast))
+          << "neither or both layouts: " << f.sizes() << " " << f.strides();
+      channels_last.push_back(f.is_contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+    return channels_last;
+  };
+  net->train();
+  EXPECT_EQ(layouts(), (std::vector<bool>{false, false}));
+  {
+    const ops::AutocastGuard autocast(torch::kCPU, torch::kBFloat16);
+    const auto features = net->forward(x);
+    EXPECT_EQ(features[0].scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(layouts(), (std::vector<bool>{true, true}));
+  }
+  net->eval();
+  torch::NoGradGuard no_grad;
+  EXPECT_EQ(layouts(), (std::vector<bool>{true, true}));
 }
 
 TEST(ResNet, OutStagesSelectAndOrder) {
