@@ -139,9 +139,7 @@ BENCHMARK(BM_GridSampleForwardBackward)->Unit(benchmark::kMillisecond)->UseRealT
 BENCHMARK(BM_AttentionModuleForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ResNet18ForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_FusedForwardR50Encoder)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_FusedForwardBackwardR50EncoderTraining)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_FusedForwardBackwardR50EncoderTraining)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
