@@ -81,21 +81,59 @@ TEST(FrozenBatchNorm, FoldedIntoItsConvolutionGivesTheNormOfTheConvolution) {
   }
 }
 
-// Calls of aten::addcmul (the unfolded frozen norm's one pass) on this thread.
-thread_local int g_addcmul_calls = 0;
+// Calls of the operator named g_counted (aten::addcmul: the unfolded frozen norm's one pass) on
+// this thread.
+thread_local std::string g_counted;
+thread_local int g_calls = 0;
 
-std::unique_ptr<at::ObserverContext> count_addcmul(const at::RecordFunction& fn) {
-  if (std::string(fn.name()) == "aten::addcmul") ++g_addcmul_calls;
+std::unique_ptr<at::ObserverContext> count_calls(const at::RecordFunction& fn) {
+  if (fn.name() == g_counted) ++g_calls;
   return nullptr;
 }
 
-int addcmul_calls(const std::function<void()>& work) {
+int calls_of(const std::string& name, const std::function<void()>& work) {
   const auto handle = at::addThreadLocalCallback(
-      at::RecordFunctionCallback(count_addcmul).scopes({at::RecordScope::FUNCTION}));
-  g_addcmul_calls = 0;
+      at::RecordFunctionCallback(count_calls).scopes({at::RecordScope::FUNCTION}));
+  g_counted = name;
+  g_calls = 0;
   work();
   at::removeCallback(handle);
-  return g_addcmul_calls;
+  return g_calls;
+}
+
+int addcmul_calls(const std::function<void()>& work) {
+  return calls_of("aten::addcmul", work);
+}
+
+// Without gradients the folded weights (three products: scale, shift, weights) are made once and
+// kept, and made again when the convolution's weights or bias or the norm's statistics change in
+// place or are replaced.
+TEST(FrozenBatchNorm, FoldedWeightsAreKeptUntilTheirSourcesChange) {
+  torch::manual_seed(6);
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(3, 4, 3).padding(1).bias(true));
+  model::FrozenBatchNorm2d bn(4);
+  bn->weight.uniform_(0.5, 2.0);
+  bn->running_var.uniform_(0.1, 3.0);
+  const auto x = torch::randn({1, 3, 6, 5});
+  torch::NoGradGuard no_grad;
+  const auto expect_unfolded = [&](const char* after) {
+    torch::Tensor folded;
+    EXPECT_EQ(calls_of("aten::mul", [&] { folded = bn->forward_after(*conv, x); }), 3) << after;
+    EXPECT_LT((folded - bn(conv(x))).abs().max().item<float>(), 1e-5) << after;
+    EXPECT_EQ(calls_of("aten::mul", [&] { folded = bn->forward_after(*conv, x); }), 0) << after;
+    EXPECT_LT((folded - bn(conv(x))).abs().max().item<float>(), 1e-5) << after;
+  };
+  expect_unfolded("first call");
+  conv->weight.mul_(-2);
+  expect_unfolded("weights changed in place");
+  conv->bias.add_(1);
+  expect_unfolded("bias changed in place");
+  bn->running_var.mul_(4);
+  expect_unfolded("variance changed in place");
+  bn->running_mean.add_(1);
+  expect_unfolded("mean changed in place");
+  conv->weight.set_data(torch::randn_like(conv->weight));
+  expect_unfolded("weights replaced");
 }
 
 // At inference every frozen norm runs inside its convolution, with the unfolded result; in

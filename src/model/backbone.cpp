@@ -91,13 +91,33 @@ torch::Tensor FrozenBatchNorm2dImpl::forward_after(torch::nn::Conv2dImpl& conv,
                                                    const torch::Tensor& x) {
   const auto& o = conv.options;
   if (torch::enumtype::get_enum_name(o.padding_mode()) != "kZeros") return forward(conv.forward(x));
-  const torch::Tensor scale = weight * (running_var + eps).rsqrt();
-  const torch::Tensor shift = bias - running_mean * scale;
-  const auto folded = conv.weight * scale.view({-1, 1, 1, 1});
-  const auto b = conv.bias.defined() ? torch::addcmul(shift, conv.bias, scale) : shift;
-  return F::conv2d(x, folded,
+  const auto fold = [&](Folded& f) {
+    const torch::Tensor scale = weight * (running_var + eps).rsqrt();
+    const torch::Tensor shift = bias - running_mean * scale;
+    f.weight = conv.weight * scale.view({-1, 1, 1, 1});
+    f.bias = conv.bias.defined() ? torch::addcmul(shift, conv.bias, scale) : shift;
+  };
+  const bool needs_grad =
+      torch::GradMode::is_enabled() &&
+      (conv.weight.requires_grad() || (conv.bias.defined() && conv.bias.requires_grad()));
+  Folded fresh;
+  if (needs_grad) {
+    fold(fresh);  // in the graph, so not kept
+  } else {
+    std::vector<std::pair<const void*, int64_t>> sources;
+    for (const auto* t : {&conv.weight, &conv.bias, &weight, &bias, &running_mean, &running_var}) {
+      sources.emplace_back(t->defined() ? t->data_ptr() : nullptr,
+                           t->defined() ? int64_t(t->_version()) : -1);
+    }
+    if (!folded_.weight.defined() || folded_.sources != sources) {
+      fold(folded_);
+      folded_.sources = std::move(sources);
+    }
+  }
+  const Folded& f = needs_grad ? fresh : folded_;
+  return F::conv2d(x, f.weight,
                    F::Conv2dFuncOptions()
-                       .bias(b)
+                       .bias(f.bias)
                        .stride(o.stride())
                        .padding(o.padding())
                        .dilation(o.dilation())
