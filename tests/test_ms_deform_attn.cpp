@@ -227,6 +227,30 @@ TEST(MSDeformAttn, InferenceReadsABFloat16ValueAsSuchWithTheWidenedFloat32Result
                c10::Error);
 }
 
+// Heads of 32 float32 channels take loops that keep the sums in registers; any other width takes
+// the general loop. The same value padded with zero channels to 40 goes the general way, and its
+// first 32 channels must be the same numbers to the last bit (the same additions in the same
+// order), float32 and bfloat16 values alike, with samples beyond the levels' edges.
+TEST(MSDeformAttn, HeadsOf32SumInRegistersAsTheGeneralLoopDoes) {
+  torch::manual_seed(8);
+  const SpatialShapes shapes = {{13, 11}, {7, 6}, {4, 3}};
+  const int64_t B = 2, S = 143 + 42 + 12, Q = 29, H = 3, D = 32, L = 3, P = 4;
+  const auto value = torch::randn({B, S, H, D});
+  const auto loc = torch::rand({B, Q, H, L, P, 2}) * 1.3 - 0.15;
+  const auto weights = torch::rand({B, Q, H, L, P});
+  const torch::NoGradGuard no_grad;
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    const auto v = value.to(dtype);
+    const auto padded = torch::cat({v, torch::zeros({B, S, H, 8}, v.options())}, -1);
+    const auto out = ms_deform_attn_cpu(v, shapes, loc, weights);
+    const auto general =
+        ms_deform_attn_cpu(padded, shapes, loc, weights).view({B, Q, H, 40}).narrow(3, 0, D);
+    EXPECT_TRUE(torch::equal(out, general.reshape({B, Q, H * D})))
+        << dtype << ": " << (out - general.reshape({B, Q, H * D})).abs().max();
+    EXPECT_GT(out.abs().max().item<float>(), 0.1f);
+  }
+}
+
 // The CUDA kernel on copies of CPU inputs, its result and gradients brought back to the CPU.
 torch::Tensor cuda_kernel(const torch::Tensor& value, const SpatialShapes& shapes,
                           const torch::Tensor& loc, const torch::Tensor& weights) {
