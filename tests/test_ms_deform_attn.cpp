@@ -227,10 +227,11 @@ TEST(MSDeformAttn, InferenceReadsABFloat16ValueAsSuchWithTheWidenedFloat32Result
                c10::Error);
 }
 
-// Heads of 32 float32 channels take loops that keep the sums in registers; any other width takes
-// the general loop. The same value padded with zero channels to 40 goes the general way, and its
-// first 32 channels must be the same numbers to the last bit (the same additions in the same
-// order), float32 and bfloat16 values alike, with samples beyond the levels' edges.
+// Heads of 32 float32 channels take loops that keep the sums (forward) and the output gradient
+// (backward) in registers; any other width takes the general loops. The same value padded with
+// zero channels to 40 goes the general way, and its first 32 channels, the location and weight
+// gradients must be the same numbers to the last bit (the same additions in the same order),
+// float32 and (forward) bfloat16 values alike, with samples beyond the levels' edges.
 TEST(MSDeformAttn, HeadsOf32SumInRegistersAsTheGeneralLoopDoes) {
   torch::manual_seed(8);
   const SpatialShapes shapes = {{13, 11}, {7, 6}, {4, 3}};
@@ -238,16 +239,36 @@ TEST(MSDeformAttn, HeadsOf32SumInRegistersAsTheGeneralLoopDoes) {
   const auto value = torch::randn({B, S, H, D});
   const auto loc = torch::rand({B, Q, H, L, P, 2}) * 1.3 - 0.15;
   const auto weights = torch::rand({B, Q, H, L, P});
-  const torch::NoGradGuard no_grad;
-  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
-    const auto v = value.to(dtype);
-    const auto padded = torch::cat({v, torch::zeros({B, S, H, 8}, v.options())}, -1);
-    const auto out = ms_deform_attn_cpu(v, shapes, loc, weights);
-    const auto general =
-        ms_deform_attn_cpu(padded, shapes, loc, weights).view({B, Q, H, 40}).narrow(3, 0, D);
-    EXPECT_TRUE(torch::equal(out, general.reshape({B, Q, H * D})))
-        << dtype << ": " << (out - general.reshape({B, Q, H * D})).abs().max();
-    EXPECT_GT(out.abs().max().item<float>(), 0.1f);
+  const auto pad = [&](const torch::Tensor& t) {
+    return torch::cat({t, torch::zeros({B, t.size(1), H, 8}, t.options())}, -1);
+  };
+  {
+    const torch::NoGradGuard no_grad;
+    for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+      const auto v = value.to(dtype);
+      const auto out = ms_deform_attn_cpu(v, shapes, loc, weights);
+      const auto general =
+          ms_deform_attn_cpu(pad(v), shapes, loc, weights).view({B, Q, H, 40}).narrow(3, 0, D);
+      EXPECT_TRUE(torch::equal(out, general.reshape({B, Q, H * D})))
+          << dtype << ": " << (out - general.reshape({B, Q, H * D})).abs().max();
+      EXPECT_GT(out.abs().max().item<float>(), 0.1f);
+    }
+  }
+  const auto probe = torch::randn({B, Q, H, D});
+  const auto grads = [&](const torch::Tensor& v, const torch::Tensor& g) {
+    const auto vv = v.clone().requires_grad_(true), ll = loc.clone().requires_grad_(true),
+               ww = weights.clone().requires_grad_(true);
+    const auto out = ms_deform_attn_cpu(vv, shapes, ll, ww);
+    return torch::autograd::grad({out}, {vv, ll, ww}, {g.reshape(out.sizes())});
+  };
+  const auto fast = grads(value, probe);
+  const auto general = grads(pad(value), pad(probe));
+  EXPECT_TRUE(torch::equal(fast[0], general[0].narrow(3, 0, D)))
+      << (fast[0] - general[0].narrow(3, 0, D)).abs().max();
+  for (size_t i = 1; i < 3; ++i) {
+    EXPECT_TRUE(torch::equal(fast[i], general[i]))
+        << "input " << i << ": " << (fast[i] - general[i]).abs().max();
+    EXPECT_GT(fast[i].abs().max().item<float>(), 0.01f) << i;
   }
 }
 
