@@ -1,9 +1,10 @@
 #include "train_run.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstddef>
 #include <cstdlib>
 #include <filesystem>
-#include <regex>
 #include <set>
 
 #include <fmt/format.h>
@@ -48,6 +49,18 @@ int64_t global_batch(const Experiment& e, const Distributed& dist) {
   return int64_t(e.data.batch_size) * e.solver.accumulate * dist.world_size();
 }
 
+// model.init_weights.<n>.sha256: the digest of the n-th initial weights file.
+bool is_init_weights_digest(const std::string& key) {
+  const std::string prefix = "model.init_weights.", suffix = ".sha256";
+  if (key.size() <= prefix.size() + suffix.size() || key.compare(0, prefix.size(), prefix) != 0 ||
+      key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return false;
+  }
+  return std::all_of(key.begin() + std::ptrdiff_t(prefix.size()),
+                     key.end() - std::ptrdiff_t(suffix.size()),
+                     [](unsigned char c) { return std::isdigit(c) != 0; });
+}
+
 // Keys a resumed run may change without changing what it computes: how long it runs, how often
 // it logs, evaluates and checkpoints, where and with how many loader threads. The batch is
 // compared as the images per optimizer step over all ranks (the per-rank batch follows the
@@ -57,8 +70,7 @@ bool free_to_change(const std::string& key) {
       "solver.max_iter",        "train.log_period", "train.eval_period",  "train.checkpoint_period",
       "train.keep_checkpoints", "train.device",     "train.dist_backend", "train.dist_timeout_s",
       "train.eval_top_k",       "data.workers",     "data.batch_size",    "solver.accumulate"};
-  static const std::regex digest(R"(model\.init_weights\.\d+\.sha256)");
-  return free.count(key) > 0 || std::regex_match(key, digest);
+  return free.count(key) > 0 || is_init_weights_digest(key);
 }
 
 bool same_value(const std::string& a, const std::string& b) {
