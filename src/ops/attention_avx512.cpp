@@ -23,6 +23,15 @@ struct Rows {
   static constexpr int value = N;
 };
 
+// tile(Rows<N>{}, first) for the last `left` rows if N == left, else the same for N - 1, ...
+template <int N, typename Tile>
+void last_tile(int64_t left, int64_t first, Tile& tile) {
+  if constexpr (N >= 1) {
+    if (left == N) return tile(Rows<N>{}, first);
+    last_tile<N - 1>(left, first, tile);
+  }
+}
+
 // tile(Rows<R>{}, first) over [0, n) in tiles of R rows, then one tile of the n % R rows left:
 // each tile's accumulators are registers, so its height is a compile-time constant.
 template <int R, typename Tile>
@@ -30,24 +39,7 @@ void by_tiles(int64_t n, Tile&& tile) {
   static_assert(R >= 1 && R <= 8, "tiles of 1 to 8 rows");
   int64_t first = 0;
   for (; first + R <= n; first += R) tile(Rows<R>{}, first);
-  switch (n - first) {
-    case 7:
-      return tile(Rows<7>{}, first);
-    case 6:
-      return tile(Rows<6>{}, first);
-    case 5:
-      return tile(Rows<5>{}, first);
-    case 4:
-      return tile(Rows<4>{}, first);
-    case 3:
-      return tile(Rows<3>{}, first);
-    case 2:
-      return tile(Rows<2>{}, first);
-    case 1:
-      return tile(Rows<1>{}, first);
-    default:
-      return;
-  }
+  last_tile<R - 1>(n - first, first, tile);
 }
 
 // The lanes whose bool is true, of up to 16 bools (the rest false).
