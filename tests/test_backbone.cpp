@@ -18,6 +18,7 @@
 #include "aligndetr/ops/autocast.h"
 #include "aligndetr/util/error.h"
 #include "support/model_options.h"
+#include "support/op_calls.h"
 
 namespace aligndetr {
 namespace {
@@ -81,28 +82,9 @@ TEST(FrozenBatchNorm, FoldedIntoItsConvolutionGivesTheNormOfTheConvolution) {
   }
 }
 
-// Calls of the operator named g_counted (aten::addcmul: the unfolded frozen norm's one pass) on
-// this thread.
-thread_local std::string g_counted;
-thread_local int g_calls = 0;
-
-std::unique_ptr<at::ObserverContext> count_calls(const at::RecordFunction& fn) {
-  if (fn.name() == g_counted) ++g_calls;
-  return nullptr;
-}
-
-int calls_of(const std::string& name, const std::function<void()>& work) {
-  const auto handle = at::addThreadLocalCallback(
-      at::RecordFunctionCallback(count_calls).scopes({at::RecordScope::FUNCTION}));
-  g_counted = name;
-  g_calls = 0;
-  work();
-  at::removeCallback(handle);
-  return g_calls;
-}
-
+// The unfolded frozen norm's one pass.
 int addcmul_calls(const std::function<void()>& work) {
-  return calls_of("aten::addcmul", work);
+  return testing::calls_of("aten::addcmul", work);
 }
 
 // Without gradients the folded weights (three products: scale, shift, weights) are made once and
@@ -118,9 +100,11 @@ TEST(FrozenBatchNorm, FoldedWeightsAreKeptUntilTheirSourcesChange) {
   torch::NoGradGuard no_grad;
   const auto expect_unfolded = [&](const char* after) {
     torch::Tensor folded;
-    EXPECT_EQ(calls_of("aten::mul", [&] { folded = bn->forward_after(*conv, x); }), 3) << after;
+    EXPECT_EQ(testing::calls_of("aten::mul", [&] { folded = bn->forward_after(*conv, x); }), 3)
+        << after;
     EXPECT_LT((folded - bn(conv(x))).abs().max().item<float>(), 1e-5) << after;
-    EXPECT_EQ(calls_of("aten::mul", [&] { folded = bn->forward_after(*conv, x); }), 0) << after;
+    EXPECT_EQ(testing::calls_of("aten::mul", [&] { folded = bn->forward_after(*conv, x); }), 0)
+        << after;
     EXPECT_LT((folded - bn(conv(x))).abs().max().item<float>(), 1e-5) << after;
   };
   expect_unfolded("first call");

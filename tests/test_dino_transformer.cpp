@@ -4,6 +4,7 @@
 #include "aligndetr/model/dino_transformer.h"
 #include "aligndetr/model/layers.h"
 #include "aligndetr/util/error.h"
+#include "support/op_calls.h"
 
 namespace aligndetr::model {
 namespace {
@@ -99,6 +100,52 @@ TEST(Layers, LinearEqualsLibTorchsOnAnyLeadingDimensionsWithGradients) {
   EXPECT_EQ(y.sizes(), expect.sizes());
   EXPECT_TRUE(y.is_contiguous());
   EXPECT_LT((y - expect).abs().max().item<float>(), 1e-5);
+}
+
+// At inference the oneDNN route packs the weight once and keeps it until the weight or the bias
+// changes in any way a user can change them: in place, by a new tensor, by new storage.
+TEST(Layers, LinearPacksItsWeightOnceAndRepacksWhenWeightOrBiasChanges) {
+  torch::manual_seed(0);
+  torch::NoGradGuard no_grad;
+  ops::Linear fc(64, 48);
+  const auto x = torch::randn({3, 300, 64});
+  const auto check = [&](const std::string& when) {
+    const auto expect = torch::nn::functional::linear(x, fc->weight, fc->bias);
+    const auto y = fc(x);
+    EXPECT_EQ(y.sizes(), expect.sizes()) << when;
+    EXPECT_LT((y - expect).abs().max().item<float>(), 1e-5) << when;
+  };
+  const auto packs = [&](bool relu) {
+    return testing::calls_of("mkldnn_prepacked::conv2d_prepack",
+                             [&] { relu ? fc->forward_relu(x) : fc(x); });
+  };
+  const bool onednn = at::hasMKLDNN();
+  EXPECT_EQ(packs(false), onednn ? 1 : 0);
+  EXPECT_EQ(packs(false), 0);
+  check("first");
+  fc->weight.mul_(-2);
+  EXPECT_EQ(packs(false), onednn ? 1 : 0) << "weight changed in place";
+  check("weight changed in place");
+  fc->bias.add_(0.5);
+  EXPECT_EQ(packs(false), onednn ? 1 : 0) << "bias changed in place";
+  check("bias changed in place");
+  fc->weight = torch::randn({48, 64});
+  EXPECT_EQ(packs(false), onednn ? 1 : 0) << "a new weight tensor";
+  check("a new weight tensor");
+  fc->bias.set_data(torch::randn({48}));
+  EXPECT_EQ(packs(false), onednn ? 1 : 0) << "new storage for the bias";
+  check("new storage for the bias");
+  EXPECT_EQ(packs(true), onednn ? 1 : 0) << "with the ReLU";
+  EXPECT_EQ(packs(true), 0);
+  // The fused ReLU: no negative value left, the product's positive part to rounding.
+  const auto expect = torch::nn::functional::linear(x, fc->weight, fc->bias);
+  const auto r = fc->forward_relu(x);
+  EXPECT_TRUE(r.ge(0).all().item<bool>());
+  EXPECT_GT(r.eq(0).sum().item<int64_t>(), r.numel() / 4);
+  EXPECT_LT((r - expect.relu()).abs().max().item<float>(), 1e-5);
+  // Training takes addmm and leaves the packed weight alone.
+  torch::AutoGradMode grad(true);
+  EXPECT_EQ(packs(true), 0);
 }
 
 // An in-place op on the output (the FFN's ReLU, the value's padding fill) must not turn the

@@ -86,10 +86,11 @@ torch::Tensor FFNImpl::forward(const torch::Tensor& x) {
     return ops::ffn(cast(x), cast(fc1_->weight), cast(fc1_->bias), cast(fc2_->weight),
                     cast(fc2_->bias));
   }
-  auto h = fc1_(x);
-  // In place: the linear's backward needs its input, not its output, so the hidden activation
-  // (the largest tensor of an encoder layer) is kept once for backward, not twice.
-  return fc2_(prelu_ ? prelu_(h) : torch::relu_(h));
+  if (prelu_) return fc2_(prelu_(fc1_(x)));
+  // The ReLU in place (or fused into the product at inference): the linear's backward needs its
+  // input, not its output, so the hidden activation (the largest tensor of an encoder layer) is
+  // kept once for backward, not twice.
+  return fc2_(fc1_->forward_relu(x));
 }
 
 }  // namespace aligndetr::model

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <ATen/Context.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/record_function.h>
 #include <torch/torch.h>
 
@@ -37,7 +38,50 @@ bool as_convolution(const torch::Tensor& rows) {
          !autocast_enabled(c10::kCPU) && onednn_convolution_allowed();
 }
 
+// The rows [m, k] as a channels-last image [1, k, m, 1] (a view: no copy).
+torch::Tensor as_image(const torch::Tensor& rows) {
+  const int64_t m = rows.size(0), k = rows.size(1);
+  return rows.as_strided({1, k, m, 1}, {m * k, 1, k, k});
+}
+
+// A view of the channels-last result (oneDNN's for a channels-last input), a copy otherwise.
+torch::Tensor from_image(const torch::Tensor& out, c10::IntArrayRef sizes) {
+  return out.permute({0, 2, 3, 1}).reshape(sizes);
+}
+
+// LibTorch's prepacked oneDNN convolution (registered by libtorch_cpu in 1.13 and 2.x for its
+// JIT's fusion passes), reached through the dispatcher: its context type is not in the headers.
+struct PrepackOps {
+  c10::optional<c10::OperatorHandle> prepack, run;
+};
+
+const PrepackOps& prepack_ops() {
+  static const PrepackOps ops = [] {
+    auto& dispatcher = c10::Dispatcher::singleton();
+    return PrepackOps{dispatcher.findSchema({"mkldnn_prepacked::conv2d_prepack", ""}),
+                      dispatcher.findSchema({"mkldnn_prepacked::conv2d_run", ""})};
+  }();
+  return ops;
+}
+
 }  // namespace
+
+struct PackedLinearWeight {
+  c10::IValue context;
+  // What it was packed from: held, so that a new tensor at a freed one's address is not taken
+  // for it.
+  torch::Tensor weight, bias;
+  const void* weight_data = nullptr;
+  const void* bias_data = nullptr;
+  int64_t weight_version = -1, bias_version = -1;
+  bool relu = false;
+
+  bool packed_from(const torch::Tensor& w, const torch::Tensor& b, bool with_relu) const {
+    return context.isCustomClass() && with_relu == relu && weight.is_same(w) && bias.is_same(b) &&
+           weight_data == w.data_ptr() && bias_data == b.data_ptr() &&
+           weight_version == int64_t(w._version()) && bias_version == int64_t(b._version());
+  }
+};
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
                      const torch::Tensor& bias) {
@@ -49,16 +93,54 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
   if (as_convolution(rows) && weight.is_contiguous()) {
     // Named, with its inputs, so that the flop count sees a matrix product (model::count_flops).
     RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));
-    const int64_t m = rows.size(0), k = rows.size(1), n = weight.size(0);
-    const auto image = rows.as_strided({1, k, m, 1}, {m * k, 1, k, k});
-    const auto out = F::conv2d(image, weight.view({n, k, 1, 1}), F::Conv2dFuncOptions().bias(bias));
-    // A view of a channels-last result (oneDNN's for a channels-last input), a copy otherwise.
-    return out.permute({0, 2, 3, 1}).reshape(sizes);
+    const auto w = weight.view({weight.size(0), weight.size(1), 1, 1});
+    return from_image(F::conv2d(as_image(rows), w, F::Conv2dFuncOptions().bias(bias)), sizes);
   }
   // Not a view for autograd (as aten::matmul does): an in-place op on a view of it (the FFN's
   // ReLU, the value's padding fill) would make backward rebuild the whole product's gradient
   // through as_strided, a zero fill and copies.
   return at::_unsafe_view(torch::addmm(bias, rows, weight.t()), sizes);
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  return run(x, false);
+}
+
+torch::Tensor LinearImpl::forward_relu(const torch::Tensor& x) {
+  return run(x, true);
+}
+
+torch::Tensor LinearImpl::run(const torch::Tensor& x, bool relu) {
+  const auto& ops = prepack_ops();
+  const auto rows = x.dim() >= 2 ? x.reshape({-1, x.size(-1)}) : x;
+  if (x.dim() < 2 || !bias.defined() || !ops.prepack || !ops.run || !weight.is_contiguous() ||
+      !as_convolution(rows)) {
+    auto y = linear(x, weight, bias);
+    return relu ? y.relu_() : y;
+  }
+  if (!packed_ || !packed_->packed_from(weight, bias, relu)) {
+    const int64_t n = weight.size(0), k = weight.size(1);
+    // Strided as a channels-last kernel (the same bytes), so that the weight is packed in the
+    // layout the channels-last convolution asks for and not reordered again at every call.
+    torch::jit::Stack stack{weight.as_strided({n, k, 1, 1}, {k, 1, k, k}),
+                            bias,
+                            std::vector<int64_t>{1, 1},
+                            std::vector<int64_t>{0, 0},
+                            std::vector<int64_t>{1, 1},
+                            int64_t(1),
+                            std::vector<int64_t>{1, k, rows.size(0), 1},
+                            std::string(relu ? "relu" : "none")};
+    ops.prepack->callBoxed(&stack);
+    packed_ = std::make_shared<PackedLinearWeight>(
+        PackedLinearWeight{std::move(stack.at(0)), weight, bias, weight.data_ptr(), bias.data_ptr(),
+                           int64_t(weight._version()), int64_t(bias._version()), relu});
+  }
+  RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));
+  torch::jit::Stack stack{as_image(rows), packed_->context};
+  ops.run->callBoxed(&stack);
+  auto sizes = x.sizes().vec();
+  sizes.back() = weight.size(0);
+  return from_image(stack.at(0).toTensor(), sizes);
 }
 
 }  // namespace aligndetr::ops

@@ -4,6 +4,8 @@
 // the R50 encoder's 20k tokens that pass reads and writes every output once more. Parameters,
 // names and initialisation are LibTorch's Linear's, so checkpoints map over unchanged.
 
+#include <memory>
+
 #include <torch/nn/modules/linear.h>
 #include <torch/types.h>
 
@@ -13,10 +15,21 @@ namespace aligndetr::ops {
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
                      const torch::Tensor& bias);
 
+struct PackedLinearWeight;
+
 class LinearImpl : public torch::nn::LinearImpl {
  public:
   using torch::nn::LinearImpl::LinearImpl;
-  torch::Tensor forward(const torch::Tensor& x) { return linear(x, weight, bias); }
+  torch::Tensor forward(const torch::Tensor& x);
+  // relu(x W^T + b), the ReLU applied as the product's results are written where oneDNN runs it.
+  torch::Tensor forward_relu(const torch::Tensor& x);
+
+ private:
+  torch::Tensor run(const torch::Tensor& x, bool relu);
+  // At inference on the CPU the weight is reordered once into oneDNN's blocked layout and kept
+  // while the weight and bias keep their storage and version counters: the R50 encoder runs its
+  // linear layers on blocks of 1024 rows, and a reorder per call was 0.135 s per image.
+  std::shared_ptr<PackedLinearWeight> packed_;
 };
 TORCH_MODULE(Linear);
 
