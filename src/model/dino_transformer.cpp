@@ -213,8 +213,10 @@ std::pair<torch::Tensor, torch::Tensor> DinoTransformerImpl::encoder_proposals(
   const auto valid = ((props > 0.01) & (props < 0.99)).all(-1, true);
   props = torch::log(props / (1 - props));
   const auto inf = std::numeric_limits<double>::infinity();
-  props = props.masked_fill(mask.unsqueeze(-1), inf).masked_fill(valid.logical_not(), inf);
-  auto out = memory.masked_fill(mask.unsqueeze(-1), 0.0).masked_fill(valid.logical_not(), 0.0);
+  // Padding or too close to the border, as one mask: one pass over the memory, not two.
+  const auto invalid = mask.unsqueeze(-1).logical_or(valid.logical_not());
+  props = props.masked_fill(invalid, inf);
+  auto out = memory.masked_fill(invalid, 0.0);
   return {enc_output_norm_(enc_output_(out)), props};
 }
 

@@ -143,8 +143,13 @@ torch::Tensor MSDeformAttnImpl::forward(const torch::Tensor& query, const torch:
 torch::Tensor MSDeformAttnImpl::project_value(const torch::Tensor& value,
                                               const torch::Tensor& value_padding_mask) {
   auto v = value_proj(value);
-  // In place on the projection's fresh output (its backward does not read it).
-  if (value_padding_mask.defined()) v.masked_fill_(value_padding_mask.unsqueeze(-1), 0.0);
+  // In place on the projection's fresh output (its backward does not read it). On the CPU a
+  // mask with nothing to fill (one image, or images of one size) is seen first: a pass over the
+  // mask instead of one over the value (R50 at 800x1216: 20k x 256).
+  if (value_padding_mask.defined() &&
+      !(value_padding_mask.is_cpu() && !value_padding_mask.any().item<bool>())) {
+    v.masked_fill_(value_padding_mask.unsqueeze(-1), 0.0);
+  }
   return v.view({value.size(0), value.size(1), options_.num_heads, -1});
 }
 
