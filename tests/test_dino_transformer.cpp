@@ -1,4 +1,9 @@
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <thread>
+#include <vector>
+
 #include <torch/torch.h>
 
 #include "aligndetr/model/dino_transformer.h"
@@ -137,6 +142,18 @@ TEST(Layers, LinearPacksItsWeightOnceAndRepacksWhenWeightOrBiasChanges) {
   check("new storage for the bias");
   EXPECT_EQ(packs(true), onednn ? 1 : 0) << "with the ReLU";
   EXPECT_EQ(packs(true), 0);
+  // Another number of rows takes the plain route (its own layout), the packed weight stays.
+  const auto shorter = x.narrow(1, 0, 290);
+  torch::Tensor y;
+  EXPECT_EQ(
+      testing::calls_of("mkldnn_prepacked::conv2d_prepack", [&] { y = fc->forward_relu(shorter); }),
+      0);
+  EXPECT_LT((y - torch::nn::functional::linear(shorter, fc->weight, fc->bias).relu())
+                .abs()
+                .max()
+                .item<float>(),
+            1e-5);
+  EXPECT_EQ(packs(true), 0);
   // The fused ReLU: no negative value left, the product's positive part to rounding.
   const auto expect = torch::nn::functional::linear(x, fc->weight, fc->bias);
   const auto r = fc->forward_relu(x);
@@ -146,6 +163,32 @@ TEST(Layers, LinearPacksItsWeightOnceAndRepacksWhenWeightOrBiasChanges) {
   // Training takes addmm and leaves the packed weight alone.
   torch::AutoGradMode grad(true);
   EXPECT_EQ(packs(true), 0);
+}
+
+// Forwards of one module on several threads at once, each packing or reading the packed weight
+// while the others replace it (the weight changes between rounds).
+TEST(Layers, LinearForwardsOnSeveralThreadsAtOnce) {
+  torch::manual_seed(1);
+  torch::NoGradGuard no_grad;
+  ops::Linear fc(64, 48);
+  const auto x = torch::randn({600, 64});
+  for (int round = 0; round < 3; ++round) {
+    fc->weight.mul_(-1.5);
+    const auto expect = torch::nn::functional::linear(x, fc->weight, fc->bias).relu();
+    std::vector<float> worst(4, 0.f);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        const torch::NoGradGuard inner;
+        for (int i = 0; i < 10; ++i) {
+          const auto y = fc->forward_relu(x);
+          worst[t] = std::max(worst[t], (y - expect).abs().max().item<float>());
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < 4; ++t) EXPECT_LT(worst[t], 1e-5) << "round " << round << " thread " << t;
+  }
 }
 
 // An in-place op on the output (the FFN's ReLU, the value's padding fill) must not turn the
