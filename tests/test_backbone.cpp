@@ -9,7 +9,6 @@
 #include <set>
 #include <string>
 
-#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 #include "aligndetr/model/backbone.h"

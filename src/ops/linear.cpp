@@ -45,8 +45,11 @@ torch::Tensor as_image(const torch::Tensor& rows) {
   return rows.as_strided({1, k, m, 1}, {m * k, 1, k, k});
 }
 
-// A view of the channels-last result (oneDNN's for a channels-last input), a copy otherwise.
-torch::Tensor from_image(const torch::Tensor& out, c10::IntArrayRef sizes) {
+// The image [1, n, m, 1] back as x's leading dimensions by n: a view of a channels-last result
+// (oneDNN's for a channels-last input), a copy otherwise.
+torch::Tensor from_image(const torch::Tensor& out, const torch::Tensor& x) {
+  auto sizes = x.sizes().vec();
+  sizes.back() = out.size(1);
   return out.permute({0, 2, 3, 1}).reshape(sizes);
 }
 
@@ -79,7 +82,7 @@ struct PackedLinearWeight {
   int64_t rows = 0;  // of the input it was packed for
 
   bool packed_from(const torch::Tensor& w, const torch::Tensor& b, bool with_relu) const {
-    return context.isCustomClass() && with_relu == relu && weight.is_same(w) && bias.is_same(b) &&
+    return with_relu == relu && weight.is_same(w) && bias.is_same(b) &&
            weight_data == w.data_ptr() && bias_data == b.data_ptr() &&
            weight_version == int64_t(w._version()) && bias_version == int64_t(b._version());
   }
@@ -96,7 +99,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
     // Named, with its inputs, so that the flop count sees a matrix product (model::count_flops).
     RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));
     const auto w = weight.view({weight.size(0), weight.size(1), 1, 1});
-    return from_image(F::conv2d(as_image(rows), w, F::Conv2dFuncOptions().bias(bias)), sizes);
+    return from_image(F::conv2d(as_image(rows), w, F::Conv2dFuncOptions().bias(bias)), x);
   }
   // Not a view for autograd (as aten::matmul does): an in-place op on a view of it (the FFN's
   // ReLU, the value's padding fill) would make backward rebuild the whole product's gradient
@@ -113,13 +116,16 @@ torch::Tensor LinearImpl::forward_relu(const torch::Tensor& x) {
 }
 
 torch::Tensor LinearImpl::run(const torch::Tensor& x, bool relu) {
-  const auto& ops = prepack_ops();
-  const auto rows = x.dim() >= 2 ? x.reshape({-1, x.size(-1)}) : x;
-  if (x.dim() < 2 || !bias.defined() || !ops.prepack || !ops.run || !weight.is_contiguous() ||
-      !as_convolution(rows)) {
+  const auto plain = [&] {
     auto y = linear(x, weight, bias);
     return relu ? y.relu_() : y;
+  };
+  const auto& ops = prepack_ops();
+  if (x.dim() < 2 || !bias.defined() || !ops.prepack || !ops.run || !weight.is_contiguous()) {
+    return plain();
   }
+  const auto rows = x.reshape({-1, x.size(-1)});
+  if (!as_convolution(rows)) return plain();
   // Read and replaced atomically: forwards of one module on several threads each use a whole
   // packed weight (at worst two threads both pack a new one).
   auto packed = std::atomic_load(&packed_);
@@ -128,8 +134,7 @@ torch::Tensor LinearImpl::run(const torch::Tensor& x, bool relu) {
     // oneDNN may want the weight in another blocked layout for another number of rows (2.x's
     // does for the encoder's last, shorter block), and reordering a packed weight into another
     // such layout is far slower than reordering the plain one (12 ms against 0.2 ms).
-    auto y = linear(x, weight, bias);
-    return relu ? y.relu_() : y;
+    return plain();
   }
   if (!current) {
     const int64_t n = weight.size(0), k = weight.size(1);
@@ -152,9 +157,7 @@ torch::Tensor LinearImpl::run(const torch::Tensor& x, bool relu) {
   RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));
   torch::jit::Stack stack{as_image(rows), packed->context};
   ops.run->callBoxed(&stack);
-  auto sizes = x.sizes().vec();
-  sizes.back() = weight.size(0);
-  return from_image(stack.at(0).toTensor(), sizes);
+  return from_image(stack.at(0).toTensor(), x);
 }
 
 }  // namespace aligndetr::ops

@@ -146,10 +146,9 @@ torch::Tensor MSDeformAttnImpl::project_value(const torch::Tensor& value,
   // In place on the projection's fresh output (its backward does not read it). On the CPU a
   // mask with nothing to fill (one image, or images of one size) is seen first: a pass over the
   // mask instead of one over the value (R50 at 800x1216: 20k x 256).
-  if (value_padding_mask.defined() &&
-      !(value_padding_mask.is_cpu() && !value_padding_mask.any().item<bool>())) {
-    v.masked_fill_(value_padding_mask.unsqueeze(-1), 0.0);
-  }
+  const auto& mask = value_padding_mask;
+  const bool nothing_to_fill = mask.defined() && mask.is_cpu() && !mask.any().item<bool>();
+  if (mask.defined() && !nothing_to_fill) v.masked_fill_(mask.unsqueeze(-1), 0.0);
   return v.view({value.size(0), value.size(1), options_.num_heads, -1});
 }
 
