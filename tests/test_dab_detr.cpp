@@ -9,6 +9,7 @@
 #include "aligndetr/loss/criterion.h"
 #include "aligndetr/model/dab_detr.h"
 #include "aligndetr/util/error.h"
+#include "support/targets.h"
 
 namespace aligndetr::model {
 namespace {
@@ -28,15 +29,6 @@ model::DabDetrOptions tiny_dab() {
 
 engine::Config preset(const std::string& name) {
   return engine::Config::load(std::string(ALIGNDETR_SOURCE_DIR) + "/configs/" + name);
-}
-
-std::vector<boxes::Target> targets() {
-  std::vector<boxes::Target> t(2);
-  t[0].labels = torch::tensor({1, 3}, torch::kInt64);
-  t[0].boxes = torch::tensor({0.3f, 0.3f, 0.2f, 0.2f, 0.6f, 0.7f, 0.3f, 0.4f}).view({2, 4});
-  t[1].labels = torch::tensor({4}, torch::kInt64);
-  t[1].boxes = torch::tensor({0.5f, 0.5f, 0.5f, 0.5f}).view({1, 4});
-  return t;
 }
 
 int64_t trainable_parameters(const torch::nn::Module& m) {
@@ -267,7 +259,7 @@ TEST(DabDetr, TinyPresetTrainsThroughTheCriterion) {
   const auto images = torch::randn({2, 3, 128, 160});
   auto mask = torch::zeros({2, 128, 160}, torch::kBool);
   mask[1].narrow(1, 120, 40).fill_(true);
-  const auto t = targets();
+  const auto t = testing::two_image_targets();
   const auto out = model->forward(images, mask);
   ASSERT_EQ(out.decoder.size(), 2u);
   EXPECT_EQ(out.decoder[1].logits.sizes(), torch::IntArrayRef({2, 100, 8}));

@@ -10,6 +10,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "aligndetr/util/error.h"
 #include "test_support.h"
 
 namespace aligndetr {
@@ -19,8 +20,6 @@ namespace fs = std::filesystem;
 using testing::run_cli;
 using testing::TempDir;
 
-constexpr int kInputError = 2;
-constexpr int kUsageError = 3;
 
 TEST(DatasetCli, StatsOnCoco128) {
   REQUIRE_SHARED_DATA("COCO128's statistics");
@@ -89,7 +88,7 @@ class BadInputs : public ::testing::Test {
   void expect_fails_naming(const std::string& ann_path, const std::string& kind_text,
                            const std::string& id_text) {
     const auto r = show_fail(ann_path);
-    EXPECT_EQ(r.exit_code, kInputError) << r.output;
+    EXPECT_EQ(r.exit_code, util::kExitInput) << r.output;
     EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;
     EXPECT_NE(r.output.find(kind_text), std::string::npos) << r.output;
     EXPECT_NE(r.output.find(id_text), std::string::npos) << r.output;
@@ -102,7 +101,7 @@ class BadInputs : public ::testing::Test {
 
 TEST_F(BadInputs, MissingAnnotationFile) {
   const auto r = run_cli("dataset stats --ann /nonexistent/ann.json");
-  EXPECT_EQ(r.exit_code, kInputError);
+  EXPECT_EQ(r.exit_code, util::kExitInput);
   EXPECT_NE(r.output.find("cannot read COCO file '/nonexistent/ann.json'"), std::string::npos)
       << r.output;
 }
@@ -111,14 +110,14 @@ TEST_F(BadInputs, MalformedJson) {
   const auto path = (dir_ / "broken.json").string();
   testing::write_text(path, "{\"images\": [{\"id\": 1,\n\"file_name\": }]}");
   const auto r = run_cli("dataset stats --ann " + path);
-  EXPECT_EQ(r.exit_code, kInputError) << r.output;
+  EXPECT_EQ(r.exit_code, util::kExitInput) << r.output;
   EXPECT_NE(r.output.find(path + ": malformed COCO JSON at byte"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("(line 2)"), std::string::npos) << r.output;
 }
 
 TEST_F(BadInputs, MissingArgumentIsAUsageError) {
   const auto r = run_cli("dataset stats");
-  EXPECT_EQ(r.exit_code, kUsageError) << r.output;
+  EXPECT_EQ(r.exit_code, util::kExitUsage) << r.output;
   EXPECT_NE(r.output.find("--ann is required"), std::string::npos) << r.output;
 }
 
@@ -204,7 +203,7 @@ TEST_F(BadInputs, SkipPolicyLeavesInvalidRecordsOutAndRenders) {
 TEST(SynthCli, RejectsBadSizes) {
   TempDir dir;
   const auto r = run_cli(fmt::format("synth --out {} --size 10", dir.path().string()));
-  EXPECT_EQ(r.exit_code, kUsageError) << r.output;
+  EXPECT_EQ(r.exit_code, util::kExitUsage) << r.output;
 }
 
 }  // namespace

@@ -22,7 +22,6 @@ namespace {
 
 using testing::run_cli;
 
-constexpr int kInputError = 2;
 
 std::string tiny_config() {
   return std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml";
@@ -84,7 +83,7 @@ TEST_F(DetrexImport, RefusesADecoderHeadThatDiffersFromTheDetectorHead) {
   const std::string out = file("refused.pt");
   const auto result = run_cli("weights import --detrex --from " + file("bad_alias.pth") +
                               " --config " + tiny_config() + " --out " + out);
-  EXPECT_EQ(result.exit_code, kInputError) << result.output;
+  EXPECT_EQ(result.exit_code, util::kExitInput) << result.output;
   EXPECT_NE(result.output.find("transformer.decoder.bbox_embed.1.layers.2.bias"), std::string::npos)
       << result.output;
   EXPECT_FALSE(std::filesystem::exists(out));

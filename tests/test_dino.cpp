@@ -5,6 +5,7 @@
 #include "aligndetr/model/denoising.h"
 #include "aligndetr/model/dino.h"
 #include "aligndetr/model/postprocess.h"
+#include "support/targets.h"
 
 namespace aligndetr::model {
 namespace {
@@ -22,15 +23,6 @@ model::DinoOptions tiny_dino() {
   o.transformer.num_queries = 20;
   o.denoising.dn_number = 6;
   return o;
-}
-
-std::vector<boxes::Target> targets() {
-  std::vector<boxes::Target> t(2);
-  t[0].labels = torch::tensor({1, 3}, torch::kInt64);
-  t[0].boxes = torch::tensor({0.3f, 0.3f, 0.2f, 0.2f, 0.6f, 0.7f, 0.3f, 0.4f}).view({2, 4});
-  t[1].labels = torch::tensor({4}, torch::kInt64);
-  t[1].boxes = torch::tensor({0.5f, 0.5f, 0.5f, 0.5f}).view({1, 4});
-  return t;
 }
 
 TEST(Denoising, AttentionMaskBlocks) {
@@ -51,7 +43,7 @@ TEST(Denoising, GroupsSlotsAndNoise) {
   model::DenoisingOptions o;
   o.dn_number = 6;
   o.label_noise_ratio = 0.0;
-  const auto dn = model::prepare_denoising(targets(), 10, 5, enc, o);
+  const auto dn = model::prepare_denoising(testing::two_image_targets(), 10, 5, enc, o);
   ASSERT_TRUE(dn.has_value());
   EXPECT_EQ(dn->max_gt, 2);
   EXPECT_EQ(dn->groups, 3);  // 6 / 2
@@ -121,7 +113,7 @@ TEST(Dino, TrainingForwardBackwardThroughTheCriterion) {
   const auto images = torch::randn({2, 3, 128, 160});
   auto mask = torch::zeros({2, 128, 160}, torch::kBool);
   mask[1].narrow(1, 120, 40).fill_(true);
-  const auto t = targets();
+  const auto t = testing::two_image_targets();
   const auto out = model->forward(images, mask, &t);
   ASSERT_EQ(out.decoder.size(), 2u);
   EXPECT_EQ(out.decoder[1].logits.sizes(), torch::IntArrayRef({2, 20, 5}));
@@ -162,7 +154,7 @@ TEST(Dino, DeterministicForASeedAndNoDenoisingInEval) {
   torch::NoGradGuard no_grad;
   const auto images = torch::randn({1, 3, 96, 96});
   const auto mask = torch::zeros({1, 96, 96}, torch::kBool);
-  const auto t = targets();
+  const auto t = testing::two_image_targets();
   const auto oa = a->forward(images, mask, &t);
   const auto ob = b->forward(images, mask);
   EXPECT_FALSE(oa.denoising.has_value());

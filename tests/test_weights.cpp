@@ -24,7 +24,6 @@ namespace fs = std::filesystem;
 using testing::run_cli;
 using testing::TempDir;
 
-constexpr int kInputError = 2;
 
 struct TinyImpl : torch::nn::Module {
   TinyImpl() {
@@ -217,8 +216,8 @@ TEST(WeightsCli, InspectAndImport) {
   EXPECT_EQ(run_cli("weights import --from " + (dir / "src.pt").string() + " --out " + out +
                     " --prefix-map nonsense")
                 .exit_code,
-            kInputError);
-  EXPECT_EQ(run_cli("weights inspect " + (dir / "missing.pt").string()).exit_code, kInputError);
+            util::kExitInput);
+  EXPECT_EQ(run_cli("weights inspect " + (dir / "missing.pt").string()).exit_code, util::kExitInput);
 }
 
 TEST(WeightsImport, LayoutThenPrefixRulesThenDrops) {

@@ -63,7 +63,7 @@ void setup_bench(CLI::App& app) {
   });
 }
 
-const CommandRegistrar registrar(55, setup_bench);
+const CommandRegistrar bench_registrar(55, setup_bench);
 
 }  // namespace
 }  // namespace aligndetr::cli

@@ -78,7 +78,7 @@ void setup_cocoeval(CLI::App& app) {
   });
 }
 
-const CommandRegistrar registrar(40, setup_cocoeval);
+const CommandRegistrar cocoeval_registrar(40, setup_cocoeval);
 
 }  // namespace
 }  // namespace aligndetr::cli

@@ -138,7 +138,7 @@ void setup_dataset(CLI::App& app) {
   setup_convert(dataset);
 }
 
-const CommandRegistrar registrar(20, setup_dataset);
+const CommandRegistrar dataset_registrar(20, setup_dataset);
 
 }  // namespace
 }  // namespace aligndetr::cli

@@ -27,7 +27,7 @@ void setup_debug(CLI::App& app) {
   });
 }
 
-const CommandRegistrar registrar(60, setup_debug);
+const CommandRegistrar debug_registrar(60, setup_debug);
 
 }  // namespace
 }  // namespace aligndetr::cli

@@ -59,7 +59,7 @@ void setup_eval(CLI::App& app) {
   });
 }
 
-const CommandRegistrar registrar(35, setup_eval);
+const CommandRegistrar eval_registrar(35, setup_eval);
 
 }  // namespace
 }  // namespace aligndetr::cli

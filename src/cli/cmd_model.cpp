@@ -73,7 +73,7 @@ void setup_model(CLI::App& app) {
   });
 }
 
-const CommandRegistrar registrar(50, setup_model);
+const CommandRegistrar model_registrar(50, setup_model);
 
 }  // namespace
 }  // namespace aligndetr::cli

@@ -71,7 +71,7 @@ void setup_predict(CLI::App& app) {
   });
 }
 
-const CommandRegistrar registrar(37, setup_predict);
+const CommandRegistrar predict_registrar(37, setup_predict);
 
 }  // namespace
 }  // namespace aligndetr::cli

@@ -44,7 +44,7 @@ void setup_synth(CLI::App& app) {
   });
 }
 
-const CommandRegistrar registrar(10, setup_synth);
+const CommandRegistrar synth_registrar(10, setup_synth);
 
 }  // namespace
 }  // namespace aligndetr::cli

@@ -78,7 +78,7 @@ void setup_train(CLI::App& app) {
   });
 }
 
-const CommandRegistrar registrar(30, setup_train);
+const CommandRegistrar train_registrar(30, setup_train);
 
 }  // namespace
 }  // namespace aligndetr::cli

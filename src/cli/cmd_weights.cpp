@@ -156,7 +156,7 @@ void setup_weights(CLI::App& app) {
   setup_import(weights);
 }
 
-const CommandRegistrar registrar(70, setup_weights);
+const CommandRegistrar weights_registrar(70, setup_weights);
 
 }  // namespace
 }  // namespace aligndetr::cli
