@@ -20,7 +20,6 @@ namespace fs = std::filesystem;
 using testing::run_cli;
 using testing::TempDir;
 
-
 TEST(DatasetCli, StatsOnCoco128) {
   REQUIRE_SHARED_DATA("COCO128's statistics");
   const auto root = testing::shared_data() / "coco128";

@@ -22,7 +22,6 @@ namespace {
 
 using testing::run_cli;
 
-
 std::string tiny_config() {
   return std::string(ALIGNDETR_SOURCE_DIR) + "/configs/align_dino_tiny.yaml";
 }

@@ -24,7 +24,6 @@ namespace fs = std::filesystem;
 using testing::run_cli;
 using testing::TempDir;
 
-
 struct TinyImpl : torch::nn::Module {
   TinyImpl() {
     linear = register_module("linear", torch::nn::Linear(3, 2));
@@ -217,7 +216,8 @@ TEST(WeightsCli, InspectAndImport) {
                     " --prefix-map nonsense")
                 .exit_code,
             util::kExitInput);
-  EXPECT_EQ(run_cli("weights inspect " + (dir / "missing.pt").string()).exit_code, util::kExitInput);
+  EXPECT_EQ(run_cli("weights inspect " + (dir / "missing.pt").string()).exit_code,
+            util::kExitInput);
 }
 
 TEST(WeightsImport, LayoutThenPrefixRulesThenDrops) {
