@@ -104,14 +104,11 @@ torch::Tensor FrozenBatchNorm2dImpl::forward_after(torch::nn::Conv2dImpl& conv,
   if (needs_grad) {
     fold(fresh);  // in the graph, so not kept
   } else {
-    std::vector<std::pair<const void*, int64_t>> sources;
-    for (const auto* t : {&conv.weight, &conv.bias, &weight, &bias, &running_mean, &running_var}) {
-      sources.emplace_back(t->defined() ? t->data_ptr() : nullptr,
-                           t->defined() ? int64_t(t->_version()) : -1);
-    }
-    if (!folded_.weight.defined() || folded_.sources != sources) {
+    const std::vector<torch::Tensor> sources{conv.weight, conv.bias,    weight,
+                                             bias,        running_mean, running_var};
+    if (!folded_.sources.matches(sources)) {
       fold(folded_);
-      folded_.sources = std::move(sources);
+      folded_.sources = ops::TensorStamp(sources);
     }
   }
   const Folded& f = needs_grad ? fresh : folded_;

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "aligndetr/ops/autocast.h"
+#include "aligndetr/ops/tensor_stamp.h"
 
 namespace aligndetr::ops {
 
@@ -72,19 +73,12 @@ const PrepackOps& prepack_ops() {
 
 struct PackedLinearWeight {
   c10::IValue context;
-  // What it was packed from: held, so that a new tensor at a freed one's address is not taken
-  // for it.
-  torch::Tensor weight, bias;
-  const void* weight_data = nullptr;
-  const void* bias_data = nullptr;
-  int64_t weight_version = -1, bias_version = -1;
+  TensorStamp sources;  // the weight and the bias it was packed from
   bool relu = false;
   int64_t rows = 0;  // of the input it was packed for
 
   bool packed_from(const torch::Tensor& w, const torch::Tensor& b, bool with_relu) const {
-    return with_relu == relu && weight.is_same(w) && bias.is_same(b) &&
-           weight_data == w.data_ptr() && bias_data == b.data_ptr() &&
-           weight_version == int64_t(w._version()) && bias_version == int64_t(b._version());
+    return with_relu == relu && sources.matches({w, b});
   }
 };
 
@@ -150,8 +144,7 @@ torch::Tensor LinearImpl::run(const torch::Tensor& x, bool relu) {
                             std::string(relu ? "relu" : "none")};
     ops.prepack->callBoxed(&stack);
     packed = std::make_shared<PackedLinearWeight>(PackedLinearWeight{
-        std::move(stack.at(0)), weight, bias, weight.data_ptr(), bias.data_ptr(),
-        int64_t(weight._version()), int64_t(bias._version()), relu, rows.size(0)});
+        std::move(stack.at(0)), TensorStamp({weight, bias}), relu, rows.size(0)});
     std::atomic_store(&packed_, packed);
   }
   RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));

@@ -7,7 +7,6 @@
 // it for the stages that are not frozen.
 
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 #include <torch/nn/module.h>
@@ -15,6 +14,8 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
+
+#include "aligndetr/ops/tensor_stamp.h"
 
 namespace aligndetr::model {
 
@@ -40,7 +41,7 @@ class FrozenBatchNorm2dImpl : public torch::nn::Module {
  private:
   struct Folded {
     torch::Tensor weight, bias;
-    std::vector<std::pair<const void*, int64_t>> sources;  // storage and version of each input
+    ops::TensorStamp sources;  // the convolution's and the norm's tensors it was folded from
   };
   Folded folded_;
 };
