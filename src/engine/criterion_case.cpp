@@ -118,7 +118,7 @@ std::string criterion_case_result_json(const CriterionCase& c) {
   const size_t layers = c.inputs.decoder.size();
   std::string out = "{\"layers\":[";
   for (size_t l = 0; l < layers; ++l) {
-    const std::string suffix = l + 1 == layers ? "" : "_" + std::to_string(l);
+    const std::string suffix = l + 1 == layers ? "" : std::string("_").append(std::to_string(l));
     out += l == 0 ? "{" : ",{";
     bool first = true;
     for (const char* name : {"loss_class", "loss_bbox", "loss_giou"}) {
