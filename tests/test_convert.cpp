@@ -157,10 +157,10 @@ TEST(DatasetConvertCli, WritesTheFileOrSaysWhatIsWrong) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.stdout_only.find("1 images, 1 annotations, 1 categories"), std::string::npos);
   EXPECT_EQ(coco::read_coco((dir / "out.json").string()).annotations.size(), 1u);
-  EXPECT_EQ(testing::run_cli(base).exit_code, 3);  // no --labels
+  EXPECT_EQ(testing::run_cli(base).exit_code, util::kExitUsage);  // no --labels
   testing::write_text(dir / "labels/a.txt", "0 0.5 0.5\n");
   r = testing::run_cli(base + " --labels " + (dir / "labels").string());
-  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(r.exit_code, util::kExitInput) << r.output;
   EXPECT_NE(r.output.find("a.txt:1"), std::string::npos) << r.output;
 }
 

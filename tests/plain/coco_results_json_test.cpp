@@ -55,22 +55,26 @@ TEST(CocoResultsJson, ReadsRecordsWithFieldsInAnyOrder) {
 }
 
 TEST(CocoResultsJson, BadInputNamesTheFileAndTheRecord) {
-  auto m = results_error_of(R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5},)"
-                    "\n"
-                    R"({"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 0.5}])");
+  auto m = results_error_of(
+      R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5},)"
+      "\n"
+      R"({"image_id": 1, "category_id": 1, "bbox": [0, 0, -1, 1], "score": 0.5}])");
   EXPECT_NE(m.find("dets.json: detection 1"), std::string::npos) << m;
   EXPECT_NE(m.find("negative bbox size"), std::string::npos) << m;
   EXPECT_NE(m.find("line 2"), std::string::npos) << m;
-  m = results_error_of(R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": -0.5}])");
+  m = results_error_of(
+      R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": -0.5}])");
   EXPECT_NE(m.find("negative score"), std::string::npos) << m;
   m = results_error_of(R"([{"image_id": 1, "bbox": [0, 0, 1, 1]}])");
   EXPECT_NE(m.find("detection 0"), std::string::npos) << m;
   EXPECT_NE(m.find("no \"category_id\", \"score\""), std::string::npos) << m;
   m = results_error_of(R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1], "score": 0.5}])");
   EXPECT_NE(m.find("bbox has 3 numbers"), std::string::npos) << m;
-  m = results_error_of(R"([{"image_id": 1.5, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}])");
+  m = results_error_of(
+      R"([{"image_id": 1.5, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}])");
   EXPECT_NE(m.find("not an integer"), std::string::npos) << m;
-  m = results_error_of(R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": "high"}])");
+  m = results_error_of(
+      R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": "high"}])");
   EXPECT_NE(m.find("dets.json: malformed results JSON in detection 0"), std::string::npos) << m;
   m = results_error_of(R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5})");
   EXPECT_NE(m.find("dets.json: malformed"), std::string::npos) << m;

@@ -2,8 +2,8 @@
 // (engine::configure_runtime: freed memory kept for reuse), so that the library runs in the tests
 // as it runs for users. With glibc's defaults every training step's large blocks came back as
 // fresh pages: Trainer.LossFallsAndApRises took 5.4 million page faults and 63 s of system time.
-// LibTorch keeps the number of threads it starts with: ctest runs tests side by side, and the
-// golden AdamW fingerprint (test_golden.cpp) was recorded with that number.
+// LibTorch keeps the number of threads it starts with (OpenCV is given the same): ctest runs
+// tests side by side, and the golden AdamW fingerprint (test_golden.cpp) was recorded with it.
 
 #include <gtest/gtest.h>
 
