@@ -1,7 +1,6 @@
 #include "aligndetr/model/backbone.h"
 
 #include "aligndetr/model/sync_batch_norm.h"
-#include "aligndetr/ops/autocast.h"
 
 #include <algorithm>
 #include <string>
@@ -237,18 +236,15 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(std::move(options)) {
 }
 
 std::vector<torch::Tensor> ResNetImpl::forward(torch::Tensor images) {
-  // At inference, channels-last (NHWC) throughout: oneDNN's convolutions take it as it is, where
-  // NCHW is reordered to their layout and back at every convolution (`aligndetr bench`, R50
-  // backbone at 800x1216: 1.17 s -> 0.96 s with the one-pass frozen norm), and the transformer's
-  // flatten and transpose of a level need no copy. In float32 training it gains nothing measurable
-  // and its convolution backward sums the weight gradients in another order for every batch
-  // composition, enough for two ranks of one image and one process of two to part (DataParallel
-  // tests), so training keeps NCHW there. Under autocast, NCHW costs a reorder of every reduced-
-  // precision activation in and out of each convolution and its backward: channels-last there
-  // (R50 bf16 training step, 2 x 320x480: 2.24-2.40 s -> 1.92 s in alternating runs).
-  if (!is_training() || ops::autocast_enabled(images.device().type())) {
-    images = images.contiguous(torch::MemoryFormat::ChannelsLast);
-  }
+  // Channels-last (NHWC) throughout: oneDNN's convolutions take it as it is, where NCHW is
+  // reordered to their blocked layout and back at every convolution and its backward, and the
+  // transformer's flatten and transpose of a level need no copy. R50 inference at 800x1216: 1.17 s
+  // -> 0.96 s (with the one-pass frozen norm); float32 training step, 2 x 320x480: 3.98-4.01 s ->
+  // 3.87-3.90 s, the reorders 164 -> 55 ms (ONEDNN_VERBOSE); bf16 training: 2.24-2.40 s -> 1.92 s
+  // (`aligndetr bench`, alternating runs). Its weight gradients also sum more alike across batch
+  // compositions: two ranks of one image against one process of two, 20 steps, part by 1.5e-7 in
+  // the loss where NCHW parted by 2.3e-6 (DataParallel tests).
+  images = images.contiguous(torch::MemoryFormat::ChannelsLast);
   torch::Tensor x = conv_norm(*conv1_, bn1_, images).relu_();
   x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   std::vector<torch::Tensor> outputs;
