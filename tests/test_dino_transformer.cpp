@@ -208,6 +208,52 @@ TEST(Layers, LinearOutputIsNotAViewSoInPlaceOpsKeepAPlainBackward) {
   EXPECT_TRUE(torch::allclose(grads[0], expect[0], 1e-5, 1e-6));
 }
 
+// In training, many float32 rows take oneDNN's 1x1 convolution forward where the build has oneDNN,
+// and BLAS's products backward: LibTorch's values and gradients, a plain output the FFN's ReLU
+// writes in place, and no convolution backward.
+TEST(Layers, LinearTrainsForwardAsAConvolutionAndBackwardAsProducts) {
+  torch::manual_seed(0);
+  ops::Linear ours(64, 48);
+  torch::nn::Linear theirs(64, 48);
+  {
+    torch::NoGradGuard no_grad;
+    theirs->weight.copy_(ours->weight);
+    theirs->bias.copy_(ours->bias);
+  }
+  const auto x = torch::randn({3, 200, 64}, torch::requires_grad());
+  const auto g = torch::randn({3, 200, 48});
+  const int convolutions = at::hasMKLDNN() ? 1 : 0;
+  for (const bool relu : {false, true}) {
+    torch::Tensor y;
+    EXPECT_EQ(
+        testing::calls_of("aten::convolution", [&] { y = relu ? ours->forward_relu(x) : ours(x); }),
+        convolutions)
+        << relu;
+    EXPECT_FALSE(y.is_view());
+    if (relu) {
+      EXPECT_EQ(y.grad_fn()->name(), "ReluBackward0");
+    }
+    const auto plain = theirs(x);
+    const auto expect_y = relu ? torch::relu(plain) : plain;
+    EXPECT_LT((y - expect_y).abs().max().item<float>(), 1e-5) << relu;
+    std::vector<torch::Tensor> grads;
+    EXPECT_EQ(
+        testing::calls_of("aten::convolution_backward",
+                          [&] {
+                            grads = torch::autograd::grad({y}, {x, ours->weight, ours->bias}, {g});
+                          }),
+        0);
+    const auto expect = torch::autograd::grad({expect_y}, {x, theirs->weight, theirs->bias}, {g});
+    for (size_t i = 0; i < grads.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(grads[i], expect[i], 1e-4, 1e-4)) << relu << " " << i;
+    }
+  }
+  // A frozen layer passes the gradient to its input alone.
+  for (auto& p : ours->parameters()) p.set_requires_grad(false);
+  const auto gx = torch::autograd::grad({ours(x)}, {x}, {g})[0];
+  EXPECT_TRUE(torch::allclose(gx, g.matmul(ours->weight), 1e-4, 1e-4));
+}
+
 TEST(DinoTransformer, EncoderLayerInferenceByBlocksEqualsTheWholeLayer) {
   torch::manual_seed(3);
   auto o = tiny();

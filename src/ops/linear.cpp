@@ -29,15 +29,18 @@ bool onednn_convolution_allowed() {
   return allowed;
 }
 
-// At inference on the CPU a float32 product over many rows runs as oneDNN's 1x1 convolution, the
-// rows viewed as a channels-last image of one column (a view both ways: no copy). Against 1.13's
-// OpenBLAS it takes R50 inference at 800x1216 from 2.47-2.57 s to 2.37 s (alternating `aligndetr
-// bench` runs); against 2.x's MKL it is a wash. Training keeps addmm: its backward is the one
-// every rank must sum alike.
-bool as_convolution(const torch::Tensor& rows) {
-  return !torch::GradMode::is_enabled() && rows.is_cpu() && rows.scalar_type() == torch::kFloat &&
+// A float32 product over many rows on the CPU runs forward as oneDNN's 1x1 convolution, the rows
+// viewed as a channels-last image of one column (a view both ways: no copy). At inference, against
+// 1.13's OpenBLAS it takes R50 inference at 800x1216 from 2.47-2.57 s to 2.37 s (alternating
+// `aligndetr bench` runs); against 2.x's MKL it is a wash.
+bool convolution_takes(const torch::Tensor& rows) {
+  return rows.is_cpu() && rows.scalar_type() == torch::kFloat &&
          rows.size(0) >= kMinConvolutionRows && rows.is_contiguous() &&
          !autocast_enabled(c10::kCPU) && onednn_convolution_allowed();
+}
+
+bool as_convolution(const torch::Tensor& rows) {
+  return !torch::GradMode::is_enabled() && convolution_takes(rows);
 }
 
 // The rows [m, k] as a channels-last image [1, k, m, 1] (a view: no copy).
@@ -53,6 +56,35 @@ torch::Tensor from_image(const torch::Tensor& out, const torch::Tensor& x) {
   sizes.back() = out.size(1);
   return out.permute({0, 2, 3, 1}).reshape(sizes);
 }
+
+// In training, only the forward: at the R50 step's shapes ([6380 or 2200 rows] x 256 -> 256, 768
+// or 2048, and 2048 -> 256) oneDNN's forward ran at 117-153 GMAC/s against addmm's 116-128, but
+// forward and backward together at 105-116 either way. The backward is addmm's products. R50
+// training step, 2 x 320x480: 3.84-3.98 s -> 3.73-3.76 s (three alternating pairs).
+class ConvolvedLinear : public torch::autograd::Function<ConvolvedLinear> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& rows,
+                               const torch::Tensor& weight, const torch::Tensor& bias) {
+    RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));
+    const torch::NoGradGuard no_grad;
+    const auto w = weight.detach().view({weight.size(0), weight.size(1), 1, 1});
+    const auto out = F::conv2d(as_image(rows.detach()), w, F::Conv2dFuncOptions().bias(bias));
+    ctx->save_for_backward({rows, weight});
+    // Not a view for autograd: the FFN's ReLU writes the result in place.
+    return at::_unsafe_view(out.permute({0, 2, 3, 1}).contiguous(), {rows.size(0), w.size(0)});
+  }
+
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
+                                               torch::autograd::tensor_list grads) {
+    const torch::NoGradGuard no_grad;
+    const auto saved = ctx->get_saved_variables();
+    const auto &rows = saved[0], &weight = saved[1];
+    const auto& g = grads[0];
+    return {ctx->needs_input_grad(0) ? g.mm(weight) : torch::Tensor(),
+            ctx->needs_input_grad(1) ? g.t().mm(rows) : torch::Tensor(),
+            ctx->needs_input_grad(2) ? g.sum(0) : torch::Tensor()};
+  }
+};
 
 // LibTorch's prepacked oneDNN convolution (registered by libtorch_cpu in 1.13 and 2.x for its
 // JIT's fusion passes), reached through the dispatcher: its context type is not in the headers.
@@ -94,6 +126,9 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
     RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));
     const auto w = weight.view({weight.size(0), weight.size(1), 1, 1});
     return from_image(F::conv2d(as_image(rows), w, F::Conv2dFuncOptions().bias(bias)), x);
+  }
+  if (convolution_takes(rows) && weight.is_contiguous()) {
+    return at::_unsafe_view(ConvolvedLinear::apply(rows, weight, bias), sizes);
   }
   // Not a view for autograd (as aten::matmul does): an in-place op on a view of it (the FFN's
   // ReLU, the value's padding fill) would make backward rebuild the whole product's gradient

@@ -1,5 +1,6 @@
 #pragma once
-// A linear layer that runs as one addmm over all leading dimensions. LibTorch's own forward
+// A linear layer that runs as one product over all leading dimensions: addmm, or for many float32
+// rows on the CPU oneDNN's 1x1 convolution (forward only in training). LibTorch's own forward
 // (1.13 as Debian ships it) runs a 3-D input as mm and then a separate pass adding the bias: over
 // the R50 encoder's 20k tokens that pass reads and writes every output once more. Parameters,
 // names and initialisation are LibTorch's Linear's, so checkpoints map over unchanged.
