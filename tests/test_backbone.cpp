@@ -256,6 +256,24 @@ TEST(ResNet, ChannelsLastInTrainingUnderAutocastAndAtInference) {
   EXPECT_EQ(layouts(), (std::vector<bool>{true, true}));
 }
 
+// Without autograd each block adds its shortcut and rectifies in one pass (ATen's _add_relu_), to
+// the values of the two in-place passes autograd needs.
+TEST(ResNet, ResidualAddAndReluAreOnePassWithoutAutograd) {
+  torch::manual_seed(0);
+  // Frozen throughout, so that both paths fold the norms alike; the input takes the gradient.
+  model::ResNet net(testing::resnet_options(18, 5, false, {4}));
+  net->eval();
+  const auto x = torch::randn({1, 3, 64, 64}, torch::requires_grad());
+  const auto grad_path = net->forward(x)[0].detach();
+  torch::Tensor fused;
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_EQ(testing::calls_of("aten::_add_relu_", [&] { fused = net->forward(x)[0]; }), 8);
+  }
+  EXPECT_TRUE(torch::equal(fused, grad_path));
+  EXPECT_EQ(testing::calls_of("aten::_add_relu_", [&] { (void)net->forward(x); }), 0);
+}
+
 TEST(ResNet, OutStagesSelectAndOrder) {
   model::ResNet net(testing::resnet_options(18, 0, false, {2, 4}));
   EXPECT_EQ(net->out_channels(), (std::vector<int64_t>{128, 512}));

@@ -177,6 +177,13 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
     auto layers = downsample_->begin();  // the convolution and its norm
     identity = conv_norm(*layers[0].get<torch::nn::Conv2d>(), layers[1], x);
   }
+  // Without autograd on the CPU in float32, one pass adds and rectifies (ATen's _add_relu_): R50
+  // backbone at 800x1216 0.649-0.671 -> 0.618-0.639 s (`aligndetr bench`, three alternating pairs).
+  if (!(torch::GradMode::is_enabled() && (out.requires_grad() || identity.requires_grad())) &&
+      out.is_cpu() && out.scalar_type() == torch::kFloat &&
+      identity.scalar_type() == torch::kFloat) {
+    return at::_add_relu_(out, identity);
+  }
   return out.add_(identity).relu_();
 }
 
