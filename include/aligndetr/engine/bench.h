@@ -30,7 +30,8 @@ struct BenchOptions {
 };
 
 // This machine's measured rates, in multiply-adds per second (fvcore's "FLOP"), on the threads
-// LibTorch is set to use.
+// LibTorch is set to use. run_bench measures them before and after the timed iterations and
+// keeps each one's best.
 struct MachineRates {
   // A 2048^3 matrix product (BLAS or ops::linear's route, the faster); a ResNet 3x3 convolution.
   double matmul_fp32 = 0, conv_fp32 = 0;
