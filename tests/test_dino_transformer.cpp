@@ -248,6 +248,14 @@ TEST(Layers, LinearTrainsForwardAsAConvolutionAndBackwardAsProducts) {
       EXPECT_TRUE(torch::allclose(grads[i], expect[i], 1e-4, 1e-4)) << relu << " " << i;
     }
   }
+  // Second derivatives (create_graph): the backward's products record their own backward.
+  const auto second = [&](const std::function<torch::Tensor(const torch::Tensor&)>& f) {
+    const auto gx = torch::autograd::grad({f(x).square().sum()}, {x}, {}, true, true)[0];
+    return torch::autograd::grad({gx.sum()}, {x})[0];
+  };
+  EXPECT_TRUE(torch::allclose(second([&](const torch::Tensor& t) { return ours(t); }),
+                              second([&](const torch::Tensor& t) { return theirs(t); }), 1e-4,
+                              1e-4));
   // A frozen layer passes the gradient to its input alone.
   for (auto& p : ours->parameters()) p.set_requires_grad(false);
   const auto gx = torch::autograd::grad({ours(x)}, {x}, {g})[0];

@@ -354,8 +354,9 @@ std::string read(const fs::path& path) {
 // image, then the average, against one backward over both), so they differ in the last bits.
 // AdamW turns such noise on a near-zero gradient into a reversed step (2 lr), and a few of those
 // can flip a matching or a proposal, after which the runs part; lr 2e-5 keeps 20 steps clear of
-// that. Measured: losses within 2.3e-6 (LibTorch 1.13) and 2.4e-6 (2.x) of each other
-// (relative), weights within 1.3e-5 and 1.3e-5. The weights' bound is one reversed step: more
+// that. Measured: losses within 1.5e-7 (LibTorch 1.13) and 1.7e-6 (2.x) of each other
+// (relative), weights within 2.3e-7 and 4.5e-6 (the backbone channels-last; in NCHW 2.3e-6 and
+// 2.4e-6, 1.3e-5 and 1.3e-5). The weights' bound is one reversed step: more
 // means a difference that is not rounding (an unaveraged gradient moves weights by up to 20 lr
 // here). A missing gradient average or an unaveraged num_boxes shows in the loss at the second
 // or the first step, by far more than its bound.

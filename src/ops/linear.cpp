@@ -76,7 +76,7 @@ class ConvolvedLinear : public torch::autograd::Function<ConvolvedLinear> {
 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
                                                torch::autograd::tensor_list grads) {
-    const torch::NoGradGuard no_grad;
+    // In grad mode only under create_graph: then these products record their own backward.
     const auto saved = ctx->get_saved_variables();
     const auto &rows = saved[0], &weight = saved[1];
     const auto& g = grads[0];
