@@ -456,6 +456,9 @@ TEST(PositionEmbeddingSine, ValuesByHand) {
   }());
   const torch::Tensor pos = pe(mask);
   ASSERT_EQ(pos.sizes(), (std::vector<int64_t>{1, 8, 2, 3}));
+  // Channels-last: a level's flatten and transpose to tokens x channels is a view.
+  EXPECT_TRUE(pos.is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(pos.flatten(2).transpose(1, 2).is_contiguous());
   const auto expect_at = [&](int64_t row, int64_t col, double y, double x, int first_channel) {
     // Channels 0..3: y with temperature 10000: sin(y), cos(y), sin(y / 100), cos(y / 100);
     // channels 4..7: x with temperature 20: sin(x), cos(x), sin(x / sqrt(20)), cos(...).

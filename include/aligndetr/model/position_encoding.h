@@ -28,7 +28,7 @@ class PositionEmbeddingSineImpl : public torch::nn::Module {
  public:
   explicit PositionEmbeddingSineImpl(PositionEmbeddingSineOptions options = {});
   // mask: [B, H, W] bool, true on padding. Returns float [B, 2 * num_pos_feats, H, W] on the
-  // mask's device.
+  // mask's device, channels-last.
   torch::Tensor forward(const torch::Tensor& mask) const;
   const PositionEmbeddingSineOptions& options() const { return options_; }
 
