@@ -71,15 +71,19 @@ TEST(Layers, InverseSigmoidAndSineEmbed) {
   for (int i = 0; i < 8; ++i) EXPECT_NEAR(e[0][i].item<double>(), expected[i], 1e-12) << i;
 }
 
+// LibTorch's Linear with the same weight and bias as `ours`.
+torch::nn::Linear libtorch_twin(const ops::Linear& ours) {
+  torch::nn::Linear theirs(ours->options);
+  torch::NoGradGuard no_grad;
+  theirs->weight.copy_(ours->weight);
+  theirs->bias.copy_(ours->bias);
+  return theirs;
+}
+
 TEST(Layers, LinearEqualsLibTorchsOnAnyLeadingDimensionsWithGradients) {
   torch::manual_seed(0);
   ops::Linear ours(5, 3);
-  torch::nn::Linear theirs(5, 3);
-  {
-    torch::NoGradGuard no_grad;
-    theirs->weight.copy_(ours->weight);
-    theirs->bias.copy_(ours->bias);
-  }
+  torch::nn::Linear theirs = libtorch_twin(ours);
   // 3-D, 4-D, and a transposed (non-contiguous) input.
   for (const auto& shape : {std::vector<int64_t>{2, 4, 5}, std::vector<int64_t>{2, 3, 4, 5}}) {
     const auto x = torch::randn(shape, torch::requires_grad());
@@ -214,12 +218,7 @@ TEST(Layers, LinearOutputIsNotAViewSoInPlaceOpsKeepAPlainBackward) {
 TEST(Layers, LinearTrainsForwardAsAConvolutionAndBackwardAsProducts) {
   torch::manual_seed(0);
   ops::Linear ours(64, 48);
-  torch::nn::Linear theirs(64, 48);
-  {
-    torch::NoGradGuard no_grad;
-    theirs->weight.copy_(ours->weight);
-    theirs->bias.copy_(ours->bias);
-  }
+  torch::nn::Linear theirs = libtorch_twin(ours);
   const auto x = torch::randn({3, 200, 64}, torch::requires_grad());
   const auto g = torch::randn({3, 200, 48});
   const int convolutions = at::hasMKLDNN() ? 1 : 0;

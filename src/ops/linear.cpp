@@ -57,6 +57,13 @@ torch::Tensor from_image(const torch::Tensor& out, const torch::Tensor& x) {
   return out.permute({0, 2, 3, 1}).reshape(sizes);
 }
 
+// The product of the rows as oneDNN's 1x1 convolution: [1, n, m, 1], channels-last.
+torch::Tensor convolve_rows(const torch::Tensor& rows, const torch::Tensor& weight,
+                            const torch::Tensor& bias) {
+  const auto w = weight.view({weight.size(0), weight.size(1), 1, 1});
+  return F::conv2d(as_image(rows), w, F::Conv2dFuncOptions().bias(bias));
+}
+
 // In training, only the forward: at the R50 step's shapes ([6380 or 2200 rows] x 256 -> 256, 768
 // or 2048, and 2048 -> 256) oneDNN's forward ran at 117-153 GMAC/s against addmm's 116-128, but
 // forward and backward together at 105-116 either way. The backward is addmm's products. R50
@@ -67,11 +74,10 @@ class ConvolvedLinear : public torch::autograd::Function<ConvolvedLinear> {
                                const torch::Tensor& weight, const torch::Tensor& bias) {
     RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));
     const torch::NoGradGuard no_grad;
-    const auto w = weight.detach().view({weight.size(0), weight.size(1), 1, 1});
-    const auto out = F::conv2d(as_image(rows.detach()), w, F::Conv2dFuncOptions().bias(bias));
+    const auto out = convolve_rows(rows.detach(), weight.detach(), bias);
     ctx->save_for_backward({rows, weight});
     // Not a view for autograd: the FFN's ReLU writes the result in place.
-    return at::_unsafe_view(out.permute({0, 2, 3, 1}).contiguous(), {rows.size(0), w.size(0)});
+    return at::_unsafe_view(out.permute({0, 2, 3, 1}).contiguous(), {rows.size(0), weight.size(0)});
   }
 
   static torch::autograd::tensor_list backward(torch::autograd::AutogradContext* ctx,
@@ -124,8 +130,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
   if (as_convolution(rows) && weight.is_contiguous()) {
     // Named, with its inputs, so that the flop count sees a matrix product (model::count_flops).
     RECORD_FUNCTION("aligndetr::linear", std::vector<c10::IValue>({rows, weight}));
-    const auto w = weight.view({weight.size(0), weight.size(1), 1, 1});
-    return from_image(F::conv2d(as_image(rows), w, F::Conv2dFuncOptions().bias(bias)), x);
+    return from_image(convolve_rows(rows, weight, bias), x);
   }
   if (convolution_takes(rows) && weight.is_contiguous()) {
     return at::_unsafe_view(ConvolvedLinear::apply(rows, weight, bias), sizes);
